@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Assay's kernel side: one object, three paths.
+ *   net.h   - cgroup connect4/6, sendmsg4/6 (socket path)
+ *   file.h  - BPF LSM file_open, inode_link, inode_rename (LSM path)
+ *   trace.h - tp_btf sys_enter, sched_process_exec (tracepoint path)
+ * The loader picks the programs a policy needs; the others are never loaded. */
+#include "common.h"
+#include "net.h"
+#include "file.h"
+#include "trace.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Keep the record layouts in BTF so bpf2go emits their Go mirrors. */
+const struct assay_event_header *unused_event_header __attribute__((unused));
+const struct assay_net_event *unused_net_event __attribute__((unused));
+const struct assay_file_event *unused_file_event __attribute__((unused));
+const struct assay_trace_event *unused_trace_event __attribute__((unused));

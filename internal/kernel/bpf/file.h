@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* File prevention: BPF LSM on file_open, plus inode_link and inode_rename
+ * so that a sandboxed process cannot give a protected file a new name
+ * outside a denied directory.
+ *
+ * A rule is an inode, keyed (dev, ino) with dev in the kernel's encoding
+ * (inode->i_sb->s_dev = major << 20 | minor). A file is denied when its own
+ * inode is a rule, or when any ancestor directory is one. The walk follows
+ * d_parent to the root of the file's filesystem (so a bind mount of a part
+ * of a denied tree is still inside it), then crosses to the mount point in
+ * the parent mount and goes on (so a filesystem mounted inside a denied
+ * directory is inside it too). */
+#pragma once
+
+#include "common.h"
+
+#define MAX_WALK 128
+
+#define FILE_OP_OPEN 1
+#define FILE_OP_LINK 2
+#define FILE_OP_RENAME 3
+
+struct assay_file_key {
+	__u32 dev;
+	__u32 _pad;
+	__u64 ino;
+};
+
+struct assay_file_event {
+	struct assay_event_header h;
+	__u32 dev;
+	__u8 op;
+	__u8 _pad[3];
+	__u64 ino;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct assay_file_key);
+	__type(value, __u32);
+} file_rules SEC(".maps");
+
+static __always_inline __u32 inode_rule(struct inode *inode)
+{
+	struct assay_file_key key = {};
+	__u32 *id;
+	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key.ino = BPF_CORE_READ(inode, i_ino);
+	id = bpf_map_lookup_elem(&file_rules, &key);
+	return id ? *id : 0;
+}
+
+/* ancestor_rule walks from dentry d (in mount m, which may be NULL when the
+ * hook has no mount) to the root. Returns the first matching rule id,
+ * RULE_TOO_DEEP when the walk did not reach the root within MAX_WALK steps
+ * (fail closed: a deeper nest must not escape a directory rule), or 0. */
+static __always_inline __u32 ancestor_rule(struct dentry *d, struct mount *m)
+{
+	struct dentry *cur = d;
+	for (int i = 0; i < MAX_WALK; i++) {
+		struct dentry *parent = BPF_CORE_READ(cur, d_parent);
+		if (!parent)
+			return 0;
+		if (parent == cur) {
+			/* Root of this filesystem: cross to the mount point. */
+			if (!m)
+				return 0;
+			struct mount *pm = BPF_CORE_READ(m, mnt_parent);
+			if (!pm || pm == m)
+				return 0;
+			cur = BPF_CORE_READ(m, mnt_mountpoint);
+			m = pm;
+		} else {
+			cur = parent;
+		}
+		struct inode *inode = BPF_CORE_READ(cur, d_inode);
+		if (!inode)
+			continue;
+		__u32 rule = inode_rule(inode);
+		if (rule)
+			return rule;
+	}
+	return RULE_TOO_DEEP;
+}
+
+static __always_inline __u32 dentry_rule(const struct assay_settings *s, struct dentry *d, struct mount *m)
+{
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	__u32 rule = 0;
+	if (inode)
+		rule = inode_rule(inode);
+	if (!rule && s->has_dir_rules)
+		rule = ancestor_rule(d, m);
+	return rule;
+}
+
+static __always_inline int file_verdict(const struct assay_settings *s, __u32 rule, struct inode *inode, __u8 op)
+{
+	if (!rule)
+		return 0;
+	__u8 v = s->audit ? VERDICT_AUDIT : VERDICT_BLOCKED;
+	struct assay_file_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (e) {
+		fill_header(&e->h, EV_FILE, v, sizeof(*e), rule);
+		e->dev = inode ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
+		e->ino = inode ? BPF_CORE_READ(inode, i_ino) : 0;
+		e->op = op;
+		e->_pad[0] = 0;
+		e->_pad[1] = 0;
+		e->_pad[2] = 0;
+		bpf_ringbuf_submit(e, 0);
+		count(PATH_LSM, 1);
+	} else {
+		count(PATH_LSM, 0);
+	}
+	return s->audit ? 0 : -EPERM;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(file_open, struct file *file, int ret)
+{
+	if (ret)
+		return ret;
+	struct assay_settings *s = get_settings();
+	if (!s || !in_scope(s))
+		return 0;
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *vm = BPF_CORE_READ(file, f_path.mnt);
+	struct mount *m = container_of(vm, struct mount, mnt);
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	__u32 rule = inode ? inode_rule(inode) : 0;
+	if (!rule && s->has_dir_rules)
+		rule = ancestor_rule(d, m);
+	return file_verdict(s, rule, inode, FILE_OP_OPEN);
+}
+
+SEC("lsm/inode_link")
+int BPF_PROG(inode_link, struct dentry *old_dentry, struct inode *dir, struct dentry *new_dentry, int ret)
+{
+	if (ret)
+		return ret;
+	struct assay_settings *s = get_settings();
+	if (!s || !in_scope(s))
+		return 0;
+	__u32 rule = dentry_rule(s, old_dentry, 0);
+	if (!rule)
+		rule = dentry_rule(s, new_dentry, 0);
+	return file_verdict(s, rule, BPF_CORE_READ(old_dentry, d_inode), FILE_OP_LINK);
+}
+
+SEC("lsm/inode_rename")
+int BPF_PROG(inode_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
+	     struct dentry *new_dentry, int ret)
+{
+	if (ret)
+		return ret;
+	struct assay_settings *s = get_settings();
+	if (!s || !in_scope(s))
+		return 0;
+	__u32 rule = dentry_rule(s, old_dentry, 0);
+	if (!rule)
+		rule = dentry_rule(s, new_dentry, 0);
+	return file_verdict(s, rule, BPF_CORE_READ(old_dentry, d_inode), FILE_OP_RENAME);
+}
+
+/* The BPF LSM probe: loaded and attached for a moment to learn whether this
+ * kernel runs BPF LSM programs at all. It never denies. */
+SEC("lsm/file_open")
+int BPF_PROG(lsm_probe, struct file *file, int ret)
+{
+	return ret;
+}

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Network egress: cgroup connect4/6 and sendmsg4/6.
+ *
+ * Precedence: deny_ports and deny_cidrs always win; otherwise, when
+ * allow_cidrs is non-empty, a destination outside it is blocked under
+ * RULE_NOT_IN_ALLOW. An IPv4-mapped IPv6 destination (::ffff:a.b.c.d) is
+ * judged by the IPv4 rules. */
+#pragma once
+
+#include "common.h"
+
+struct assay_lpm_v4_key {
+	__u32 prefixlen;
+	__u32 addr; /* network byte order */
+};
+
+struct assay_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct assay_net_event {
+	struct assay_event_header h;
+	__u16 family; /* AF_INET or AF_INET6, the socket's family */
+	__u16 port;   /* host byte order */
+	__u8 protocol;
+	__u8 mapped; /* 1: IPv4-mapped IPv6 destination, judged as IPv4 */
+	__u8 _pad[2];
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+};
+
+/* Port -> rule id; 0: no rule. An array: one load, no hashing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} deny_ports SEC(".maps");
+
+#define LPM_MAP(name, keytype)                     \
+	struct {                                       \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);       \
+		__uint(max_entries, 1);                    \
+		__uint(map_flags, BPF_F_NO_PREALLOC);      \
+		__type(key, struct keytype);               \
+		__type(value, __u32);                      \
+	} name SEC(".maps")
+
+LPM_MAP(deny_v4, assay_lpm_v4_key);
+LPM_MAP(allow_v4, assay_lpm_v4_key);
+LPM_MAP(deny_v6, assay_lpm_v6_key);
+LPM_MAP(allow_v6, assay_lpm_v6_key);
+
+static __always_inline __u32 port_rule(__u16 port)
+{
+	__u32 key = port;
+	__u32 *id;
+	if (port == 0)
+		return 0;
+	id = bpf_map_lookup_elem(&deny_ports, &key);
+	return id ? *id : 0;
+}
+
+static __always_inline __u32 judge_v4(const struct assay_settings *s, __u32 addr, __u16 port)
+{
+	struct assay_lpm_v4_key key = {.prefixlen = 32, .addr = addr};
+	__u32 *id;
+	__u32 rule = port_rule(port);
+	if (rule)
+		return rule;
+	id = bpf_map_lookup_elem(&deny_v4, &key);
+	if (id)
+		return *id;
+	if (s->allow_active && !bpf_map_lookup_elem(&allow_v4, &key))
+		return RULE_NOT_IN_ALLOW;
+	return 0;
+}
+
+static __always_inline __u32 judge_v6(const struct assay_settings *s, const struct assay_lpm_v6_key *key, __u16 port)
+{
+	__u32 *id;
+	__u32 rule = port_rule(port);
+	if (rule)
+		return rule;
+	id = bpf_map_lookup_elem(&deny_v6, key);
+	if (id)
+		return *id;
+	if (s->allow_active && !bpf_map_lookup_elem(&allow_v6, key))
+		return RULE_NOT_IN_ALLOW;
+	return 0;
+}
+
+static __always_inline void emit_net(__u8 kind, __u8 verdict, __u32 rule, __u16 family, __u8 protocol, __u16 port,
+				     __u8 mapped, const __u32 *addr_words, int nwords)
+{
+	struct assay_net_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(PATH_SOCKET, 0);
+		return;
+	}
+	fill_header(&e->h, kind, verdict, sizeof(*e), rule);
+	e->family = family;
+	e->port = port;
+	e->protocol = protocol;
+	e->mapped = mapped;
+	e->_pad[0] = 0;
+	e->_pad[1] = 0;
+	__u32 *dst = (__u32 *)e->addr;
+	dst[0] = addr_words[0];
+	dst[1] = nwords > 1 ? addr_words[1] : 0;
+	dst[2] = nwords > 2 ? addr_words[2] : 0;
+	dst[3] = nwords > 3 ? addr_words[3] : 0;
+	bpf_ringbuf_submit(e, 0);
+	count(PATH_SOCKET, 1);
+}
+
+/* verdict turns a matched rule into the program's return value: 1 lets the
+ * call through, 0 makes the kernel return EPERM. */
+static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __u32 rule, __u16 family, __u8 protocol,
+				   __u16 port, __u8 mapped, const __u32 *addr_words, int nwords)
+{
+	if (!rule)
+		return 1;
+	if (s->audit) {
+		emit_net(kind, VERDICT_AUDIT, rule, family, protocol, port, mapped, addr_words, nwords);
+		return 1;
+	}
+	emit_net(kind, VERDICT_BLOCKED, rule, family, protocol, port, mapped, addr_words, nwords);
+	return 0;
+}
+
+static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind)
+{
+	struct assay_settings *s = get_settings();
+	if (!s)
+		return 0; /* no settings: fail closed */
+	__u32 addr = ctx->user_ip4;
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u8 protocol = (__u8)ctx->protocol;
+	__u32 rule = judge_v4(s, addr, port);
+	return verdict(s, kind, rule, AF_INET, protocol, port, 0, &addr, 1);
+}
+
+static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind)
+{
+	struct assay_settings *s = get_settings();
+	if (!s)
+		return 0;
+	__u32 w[4];
+	w[0] = ctx->user_ip6[0];
+	w[1] = ctx->user_ip6[1];
+	w[2] = ctx->user_ip6[2];
+	w[3] = ctx->user_ip6[3];
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u8 protocol = (__u8)ctx->protocol;
+	__u32 rule;
+
+	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff)) {
+		rule = judge_v4(s, w[3], port);
+		return verdict(s, kind, rule, AF_INET6, protocol, port, 1, w, 4);
+	}
+	struct assay_lpm_v6_key key = {.prefixlen = 128};
+	__builtin_memcpy(key.addr, w, 16);
+	rule = judge_v6(s, &key, port);
+	return verdict(s, kind, rule, AF_INET6, protocol, port, 0, w, 4);
+}
+
+SEC("cgroup/connect4")
+int connect4(struct bpf_sock_addr *ctx)
+{
+	return handle4(ctx, EV_CONNECT);
+}
+
+SEC("cgroup/connect6")
+int connect6(struct bpf_sock_addr *ctx)
+{
+	return handle6(ctx, EV_CONNECT);
+}
+
+SEC("cgroup/sendmsg4")
+int sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return handle4(ctx, EV_SENDMSG);
+}
+
+SEC("cgroup/sendmsg6")
+int sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return handle6(ctx, EV_SENDMSG);
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The tracepoint path: observation only. It reports the files that
+ * in-scope tasks ask to open and the programs they execute; it never
+ * decides anything. */
+#pragma once
+
+#include "common.h"
+
+#define TRACE_PATH_MAX 256
+
+#define NR_open 2
+#define NR_execve 59
+#define NR_openat 257
+#define NR_execveat 322
+#define NR_openat2 437
+
+struct assay_trace_event {
+	struct assay_event_header h;
+	__u32 flags;
+	__u16 path_len; /* bytes of path used, NUL excluded */
+	__u16 _pad;
+	char path[TRACE_PATH_MAX];
+};
+
+static __always_inline void emit_trace(__u8 kind, __u32 flags, const void *src, int user)
+{
+	struct assay_trace_event *e = bpf_ringbuf_reserve(&trace_events, sizeof(*e), 0);
+	if (!e) {
+		count(PATH_TRACEPOINT, 0);
+		return;
+	}
+	fill_header(&e->h, kind, VERDICT_OBSERVED, sizeof(*e), 0);
+	e->flags = flags;
+	e->_pad = 0;
+	long n = user ? bpf_probe_read_user_str(e->path, sizeof(e->path), src)
+		      : bpf_probe_read_kernel_str(e->path, sizeof(e->path), src);
+	e->path_len = n > 0 ? n - 1 : 0;
+	bpf_ringbuf_submit(e, 0);
+	count(PATH_TRACEPOINT, 1);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(trace_sys_enter, struct pt_regs *regs, long id)
+{
+	struct assay_settings *s = get_settings();
+	if (!s || !in_scope(s))
+		return 0;
+	if (id == NR_openat) {
+		emit_trace(EV_TRACE_OPEN, (__u32)BPF_CORE_READ(regs, dx), (const void *)BPF_CORE_READ(regs, si), 1);
+	} else if (id == NR_open) {
+		emit_trace(EV_TRACE_OPEN, (__u32)BPF_CORE_READ(regs, si), (const void *)BPF_CORE_READ(regs, di), 1);
+	} else if (id == NR_openat2) {
+		struct open_how *how = (struct open_how *)BPF_CORE_READ(regs, dx);
+		__u64 flags = 0;
+		bpf_probe_read_user(&flags, sizeof(flags), &how->flags);
+		emit_trace(EV_TRACE_OPEN, (__u32)flags, (const void *)BPF_CORE_READ(regs, si), 1);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(trace_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct assay_settings *s = get_settings();
+	if (!s || !in_scope(s))
+		return 0;
+	emit_trace(EV_TRACE_EXEC, 0, BPF_CORE_READ(bprm, filename), 0);
+	return 0;
+}

@@ -1,0 +1,73 @@
+package kernel
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// Reserved rule ids, shared with the BPF side (bpf/common.h).
+const (
+	RuleNotInAllowCIDRs uint32 = 1000000 // destination outside allow_cidrs
+	RuleTooDeep         uint32 = 1000001 // ancestry deeper than the in-kernel walk (fail closed)
+)
+
+// Rules is what the kernel enforces, in the kernel's terms. It is built
+// from a policy by the caller; this package knows nothing of policy files.
+type Rules struct {
+	DenyPorts  map[uint16]uint32 // port -> rule id
+	DenyCIDRs  []CIDR
+	AllowCIDRs []CIDR
+	Files      []File
+}
+
+// CIDR is one prefix and the id of its rule.
+type CIDR struct {
+	Prefix netip.Prefix
+	ID     uint32
+}
+
+// File is one file-rule inode: Dev in the kernel's encoding
+// (MKDEV(major, minor) = major<<20 | minor).
+type File struct {
+	Dev   uint32
+	Ino   uint64
+	ID    uint32
+	IsDir bool
+}
+
+// HasNetwork reports whether any network rule is present.
+func (r *Rules) HasNetwork() bool {
+	return len(r.DenyPorts) > 0 || len(r.DenyCIDRs) > 0 || len(r.AllowCIDRs) > 0
+}
+
+// HasFiles reports whether any file rule is present.
+func (r *Rules) HasFiles() bool { return len(r.Files) > 0 }
+
+func (r *Rules) hasDirRules() bool {
+	for _, f := range r.Files {
+		if f.IsDir {
+			return true
+		}
+	}
+	return false
+}
+
+// split returns the prefixes of each family as LPM keys.
+func splitCIDRs(cs []CIDR) (v4 []bpfAssayLpmV4Key, v4ids []uint32, v6 []bpfAssayLpmV6Key, v6ids []uint32, err error) {
+	for _, c := range cs {
+		p := c.Prefix.Masked()
+		switch {
+		case p.Addr().Is4():
+			a := p.Addr().As4()
+			// Addr is stored in network byte order: the bytes as they are.
+			v4 = append(v4, bpfAssayLpmV4Key{Prefixlen: uint32(p.Bits()), Addr: uint32(a[0]) | uint32(a[1])<<8 | uint32(a[2])<<16 | uint32(a[3])<<24})
+			v4ids = append(v4ids, c.ID)
+		case p.Addr().Is6():
+			v6 = append(v6, bpfAssayLpmV6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()})
+			v6ids = append(v6ids, c.ID)
+		default:
+			return nil, nil, nil, nil, fmt.Errorf("invalid prefix %v", c.Prefix)
+		}
+	}
+	return v4, v4ids, v6, v6ids, nil
+}
