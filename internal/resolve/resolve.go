@@ -1,0 +1,272 @@
+// Package resolve turns policy paths into the file identity the kernel sees
+// (super block device + inode number), refusing any path that is or passes
+// through a symlink.
+//
+// BPF programs compare inode->i_sb->s_dev and inode->i_ino, so a policy rule
+// must be keyed by exactly those values. Resolution is done without
+// following symlinks: a rule written for /etc/x that silently landed on the
+// target of a symlink would protect the wrong file (or, if the link is later
+// re-pointed, nothing at all).
+//
+// Caveat: the identity is taken from stat(2). On filesystems whose getattr
+// reports a different st_dev than the super block's s_dev (btrfs
+// subvolumes, overlayfs) the kernel-side identity may differ.
+package resolve
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Identity is the kernel-visible identity of a policy path.
+type Identity struct {
+	// Path is the cleaned absolute path that was resolved.
+	Path string
+	// Dev is the kernel's encoding of inode->i_sb->s_dev:
+	// MKDEV(major, minor) = major<<20 | minor.
+	Dev uint32
+	// Ino is the inode number.
+	Ino uint64
+	// IsDir reports whether the path is a directory.
+	IsDir bool
+	// StatDev is st_dev as returned by stat(2) (the userspace dev_t
+	// encoding, see unix.Mkdev).
+	StatDev uint64
+}
+
+// ErrSymlink is wrapped by errors for paths that are or pass through a
+// symbolic link.
+var ErrSymlink = errors.New("path contains a symlink")
+
+// Error is the error returned by Path. It unwraps to ErrSymlink for symlinks
+// and to the syscall errno otherwise (so errors.Is(err, fs.ErrNotExist) and
+// errors.Is(err, fs.ErrPermission) work).
+type Error struct {
+	Path   string // the policy path as given
+	Reason string // what is wrong and what to do
+	Err    error  // underlying cause
+}
+
+func (e *Error) Error() string {
+	p := e.Path
+	if p == "" {
+		p = `""`
+	}
+	return "policy path " + p + " " + e.Reason
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KernelDev converts a stat(2) st_dev into the kernel's internal dev_t
+// encoding (MKDEV(major, minor) = major<<20 | minor), which is what
+// inode->i_sb->s_dev holds and what BPF programs read. The two encodings
+// agree only for major 0 with minor < 256.
+func KernelDev(statDev uint64) uint32 {
+	return unix.Major(statDev)<<20 | unix.Minor(statDev)&(1<<20-1)
+}
+
+// Path resolves an absolute policy path to its kernel identity. It uses
+// openat2(2) with RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, falling back to
+// a component-by-component walk on kernels without openat2.
+func Path(path string) (Identity, error) {
+	clean, err := checkPath(path)
+	if err != nil {
+		return Identity{}, err
+	}
+	id, err := pathByOpenat2(path, clean)
+	if err == unix.ENOSYS || err == unix.EPERM {
+		// ENOSYS: kernel < 5.6. EPERM: some seccomp profiles reject unknown
+		// syscalls with EPERM. The walk is equally strict.
+		return walk(path, clean)
+	}
+	return id, err
+}
+
+// checkPath validates a policy path and returns it cleaned.
+func checkPath(path string) (string, error) {
+	if path == "" {
+		return "", &Error{Path: "", Reason: "is empty: write an absolute path", Err: unix.EINVAL}
+	}
+	if !filepath.IsAbs(path) {
+		return "", &Error{Path: path, Reason: "is not absolute: write the full path starting with /", Err: unix.EINVAL}
+	}
+	if strings.IndexByte(path, 0) >= 0 {
+		return "", &Error{Path: path, Reason: "contains a NUL byte", Err: unix.EINVAL}
+	}
+	for _, c := range strings.Split(path, "/") {
+		if c == ".." {
+			return "", &Error{Path: path, Reason: "contains \"..\": write the path without it (" + filepath.Clean(path) + " if that is what you mean)", Err: unix.EINVAL}
+		}
+	}
+	return filepath.Clean(path), nil
+}
+
+// pathByOpenat2 resolves clean with a single openat2 call. ENOSYS and EPERM
+// are returned as bare errnos so Path can fall back to the walk; other
+// failures are diagnosed by the walk and returned as *Error.
+func pathByOpenat2(orig, clean string) (Identity, error) {
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Openat2(unix.AT_FDCWD, clean, &how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == unix.ENOSYS || err == unix.EPERM {
+		return Identity{}, err
+	}
+	if err != nil {
+		// Let the walk pin down which component failed and why (e.g. which
+		// one is the symlink behind ELOOP), so both resolvers report alike.
+		if _, werr := walk(orig, clean); werr != nil {
+			return Identity{}, werr
+		}
+		return Identity{}, errnoError(orig, clean, err)
+	}
+	defer unix.Close(fd)
+	return identityOf(orig, clean, fd)
+}
+
+// pathByWalk resolves path by opening each component from "/" with
+// openat(O_PATH|O_NOFOLLOW) and refusing symlinks: the fallback for kernels
+// without openat2 (< 5.6).
+func pathByWalk(path string) (Identity, error) {
+	clean, err := checkPath(path)
+	if err != nil {
+		return Identity{}, err
+	}
+	return walk(path, clean)
+}
+
+func walk(orig, clean string) (Identity, error) {
+	fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Identity{}, errnoError(orig, "/", err)
+	}
+	cur := "/"
+	comps := strings.Split(strings.TrimPrefix(clean, "/"), "/")
+	if clean == "/" {
+		comps = nil
+	}
+	for i, c := range comps {
+		var next int
+		for {
+			next, err = unix.Openat(fd, c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		unix.Close(fd)
+		cur = filepath.Join(cur, c)
+		if err != nil {
+			return Identity{}, errnoError(orig, cur, err)
+		}
+		fd = next
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return Identity{}, errnoError(orig, cur, err)
+		}
+		last := i == len(comps)-1
+		switch {
+		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+			target := readlinkFd(fd)
+			unix.Close(fd)
+			return Identity{}, symlinkError(orig, clean, cur, target)
+		case !last && st.Mode&unix.S_IFMT != unix.S_IFDIR:
+			unix.Close(fd)
+			return Identity{}, errnoError(orig, cur, unix.ENOTDIR)
+		}
+	}
+	defer unix.Close(fd)
+	return identityOf(orig, clean, fd)
+}
+
+func identityOf(orig, clean string, fd int) (Identity, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return Identity{}, errnoError(orig, clean, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		// O_PATH|O_NOFOLLOW on a final symlink opens the link itself.
+		return Identity{}, symlinkError(orig, clean, clean, readlinkFd(fd))
+	}
+	return Identity{
+		Path:    clean,
+		Dev:     KernelDev(st.Dev),
+		Ino:     st.Ino,
+		IsDir:   st.Mode&unix.S_IFMT == unix.S_IFDIR,
+		StatDev: st.Dev,
+	}, nil
+}
+
+// symlinkError reports that component link of clean is a symlink to target.
+func symlinkError(orig, clean, link, target string) error {
+	if target == "" {
+		target = "?"
+	}
+	verb := "passes through a symlink"
+	if link == clean {
+		verb = "is a symlink"
+	}
+	reason := fmt.Sprintf("%s (%s -> %s)", verb, link, target)
+	if rp := realPath(clean, link, target); rp != "" && rp != clean {
+		reason += ": write the real path " + rp
+	} else {
+		reason += ": write the path of the real file instead"
+	}
+	return &Error{Path: orig, Reason: reason, Err: ErrSymlink}
+}
+
+// realPath is a best-effort guess at what clean resolves to: the fully
+// resolved path if it exists, else the resolved symlink target with the rest
+// of the path appended.
+func realPath(clean, link, target string) string {
+	if r, err := filepath.EvalSymlinks(clean); err == nil {
+		return r
+	}
+	if target == "" {
+		return ""
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(filepath.Dir(link), target)
+	}
+	if r, err := filepath.EvalSymlinks(target); err == nil {
+		target = r
+	}
+	rest := strings.TrimPrefix(clean, link)
+	return filepath.Clean(target + rest)
+}
+
+// readlinkFd reads the target of the symlink an O_PATH|O_NOFOLLOW fd refers
+// to (readlinkat with an empty path, Linux >= 2.6.39).
+func readlinkFd(fd int) string {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(fd, "", buf)
+	if err != nil {
+		return ""
+	}
+	return string(buf[:n])
+}
+
+// errnoError turns a resolution errno at component at into an *Error.
+func errnoError(orig, at string, err error) error {
+	switch err {
+	case unix.ENOENT:
+		return &Error{Path: orig, Reason: "does not exist: create it first or remove the rule (a rule for a missing file would silently protect nothing)", Err: err}
+	case unix.ENOTDIR:
+		return &Error{Path: orig, Reason: fmt.Sprintf("does not exist: %s is not a directory", at), Err: err}
+	case unix.EACCES, unix.EPERM:
+		return &Error{Path: orig, Reason: fmt.Sprintf("cannot be resolved: %v looking up %s (run as root or fix the permissions)", err, at), Err: err}
+	}
+	return &Error{Path: orig, Reason: fmt.Sprintf("cannot be resolved: %s: %v", at, err), Err: err}
+}
