@@ -1,0 +1,207 @@
+// Package events decodes the records the kernel programs put in the ring
+// buffers and renders them for operators (text) and programs (JSON).
+package events
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Record layout, mirrored from internal/kernel/bpf (a test in package
+// kernel checks the sizes against the generated Go types).
+const (
+	HeaderSize = 48
+	NetSize    = HeaderSize + 24
+	FileSize   = HeaderSize + 16
+	TraceSize  = HeaderSize + 8 + TracePathMax
+	// TracePathMax is how much of a traced path the kernel copies.
+	TracePathMax = 256
+)
+
+// Kind is what happened.
+type Kind uint8
+
+// Event kinds.
+const (
+	KindConnect   Kind = 1
+	KindSendmsg   Kind = 2
+	KindFile      Kind = 3
+	KindTraceOpen Kind = 4
+	KindTraceExec Kind = 5
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindConnect:
+		return "connect"
+	case KindSendmsg:
+		return "sendmsg"
+	case KindFile:
+		return "file"
+	case KindTraceOpen:
+		return "open"
+	case KindTraceExec:
+		return "exec"
+	}
+	return fmt.Sprintf("kind%d", uint8(k))
+}
+
+// Verdict is what the kernel did.
+type Verdict uint8
+
+// Verdicts.
+const (
+	VerdictBlocked  Verdict = 1 // refused with EPERM
+	VerdictAudit    Verdict = 2 // would have been refused; audit mode let it through
+	VerdictObserved Verdict = 3 // tracepoint observation; nothing was decided
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case VerdictBlocked:
+		return "blocked"
+	case VerdictAudit:
+		return "audit"
+	case VerdictObserved:
+		return "observed"
+	}
+	return fmt.Sprintf("verdict%d", uint8(v))
+}
+
+// FileOp is the operation a file event refused.
+type FileOp uint8
+
+// File operations.
+const (
+	OpOpen   FileOp = 1
+	OpLink   FileOp = 2
+	OpRename FileOp = 3
+)
+
+func (o FileOp) String() string {
+	switch o {
+	case OpOpen:
+		return "open"
+	case OpLink:
+		return "link"
+	case OpRename:
+		return "rename"
+	}
+	return fmt.Sprintf("op%d", uint8(o))
+}
+
+// Address families as the kernel numbers them.
+const (
+	AFInet  = 2
+	AFInet6 = 10
+)
+
+// Event is one decoded record.
+type Event struct {
+	Kind     Kind
+	Verdict  Verdict
+	RuleID   uint32
+	PID      uint32 // process id (kernel tgid)
+	TID      uint32 // thread id (kernel pid)
+	CgroupID uint64
+	MonoNS   uint64 // CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns)
+	Comm     string
+
+	// Network events.
+	Family   uint16
+	Protocol uint8
+	Port     uint16
+	Addr     netip.Addr
+	Mapped   bool // an IPv4-mapped IPv6 destination, judged as IPv4
+
+	// File events.
+	Dev uint32 // kernel encoding: major<<20 | minor
+	Ino uint64
+	Op  FileOp
+
+	// Trace events.
+	Path  string
+	Flags uint32
+}
+
+// ErrMalformed marks a record that cannot be decoded.
+var ErrMalformed = errors.New("malformed record")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// Decode parses one ring-buffer record. It never panics: short, oversized
+// or inconsistent records give an error wrapping ErrMalformed.
+func Decode(b []byte) (Event, error) {
+	var e Event
+	if len(b) < HeaderSize {
+		return e, malformed("%d bytes, shorter than the %d-byte header", len(b), HeaderSize)
+	}
+	le := binary.LittleEndian
+	e.Kind = Kind(b[0])
+	e.Verdict = Verdict(b[1])
+	size := int(le.Uint16(b[2:]))
+	e.RuleID = le.Uint32(b[4:])
+	e.PID = le.Uint32(b[8:])
+	e.TID = le.Uint32(b[12:])
+	e.CgroupID = le.Uint64(b[16:])
+	e.MonoNS = le.Uint64(b[24:])
+	e.Comm = cString(b[32:48])
+	if e.Verdict < VerdictBlocked || e.Verdict > VerdictObserved {
+		return e, malformed("unknown verdict %d", e.Verdict)
+	}
+	want := 0
+	switch e.Kind {
+	case KindConnect, KindSendmsg:
+		want = NetSize
+	case KindFile:
+		want = FileSize
+	case KindTraceOpen, KindTraceExec:
+		want = TraceSize
+	default:
+		return e, malformed("unknown kind %d", e.Kind)
+	}
+	if size != want || len(b) < want {
+		return e, malformed("%s record of %d bytes (header says %d), want %d", e.Kind, len(b), size, want)
+	}
+	p := b[HeaderSize:want]
+	switch e.Kind {
+	case KindConnect, KindSendmsg:
+		e.Family = le.Uint16(p[0:])
+		e.Port = le.Uint16(p[2:])
+		e.Protocol = p[4]
+		e.Mapped = p[5] == 1
+		switch e.Family {
+		case AFInet:
+			e.Addr = netip.AddrFrom4([4]byte(p[8:12]))
+		case AFInet6:
+			e.Addr = netip.AddrFrom16([16]byte(p[8:24]))
+		default:
+			return e, malformed("unknown address family %d", e.Family)
+		}
+	case KindFile:
+		e.Dev = le.Uint32(p[0:])
+		e.Op = FileOp(p[4])
+		e.Ino = le.Uint64(p[8:])
+	case KindTraceOpen, KindTraceExec:
+		e.Flags = le.Uint32(p[0:])
+		n := int(le.Uint16(p[4:]))
+		if n > TracePathMax-1 {
+			return e, malformed("path length %d exceeds %d", n, TracePathMax-1)
+		}
+		e.Path = string(p[8 : 8+n])
+	}
+	return e, nil
+}
+
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,274 @@
+package events
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Format is an output format.
+type Format int
+
+// Output formats.
+const (
+	Text Format = iota
+	JSON
+)
+
+// ParseFormat parses the --output flag.
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "text":
+		return Text, nil
+	case "json":
+		return JSON, nil
+	}
+	return Text, fmt.Errorf("unknown output format %q: use text or json", s)
+}
+
+// RulePath returns the policy path of a file rule, "" when unknown.
+type RulePath func(id uint32) string
+
+// Renderer writes events in one format. It is not safe for concurrent use.
+type Renderer struct {
+	w        *bufio.Writer
+	format   Format
+	rulePath RulePath
+	// monoToWall converts bpf_ktime_get_ns to wall-clock time.
+	wallAtMono time.Time
+	monoAtWall uint64
+
+	Received  uint64 // records decoded and written
+	Malformed uint64 // records that could not be decoded
+	buf       []byte
+}
+
+// NewRenderer writes to w. nowMono is CLOCK_MONOTONIC now, in ns, used to
+// turn kernel timestamps into wall-clock times.
+func NewRenderer(w io.Writer, f Format, rulePath RulePath, nowMono uint64) *Renderer {
+	if rulePath == nil {
+		rulePath = func(uint32) string { return "" }
+	}
+	return &Renderer{w: bufio.NewWriterSize(w, 64<<10), format: f, rulePath: rulePath, wallAtMono: time.Now(), monoAtWall: nowMono}
+}
+
+// Record decodes and writes one raw record. A malformed record is counted
+// and skipped; the error returned is a write error.
+func (r *Renderer) Record(raw []byte) error {
+	e, err := Decode(raw)
+	if err != nil {
+		r.Malformed++
+		return nil
+	}
+	r.Received++
+	return r.Event(e)
+}
+
+// Event writes one event.
+func (r *Renderer) Event(e Event) error {
+	r.buf = r.buf[:0]
+	if r.format == JSON {
+		r.buf = r.appendJSON(r.buf, e)
+	} else {
+		r.buf = AppendText(r.buf, e)
+	}
+	r.buf = append(r.buf, '\n')
+	_, err := r.w.Write(r.buf)
+	return err
+}
+
+// Flush writes out buffered lines.
+func (r *Renderer) Flush() error { return r.w.Flush() }
+
+func (r *Renderer) wall(mono uint64) time.Time {
+	return r.wallAtMono.Add(time.Duration(int64(mono) - int64(r.monoAtWall)))
+}
+
+// Label is the operator line's action word, e.g. "BLOCKED CONNECT".
+func Label(e Event) string {
+	switch e.Kind {
+	case KindTraceOpen:
+		return "OPEN"
+	case KindTraceExec:
+		return "EXEC"
+	}
+	action := "BLOCKED"
+	if e.Verdict == VerdictAudit {
+		action = "AUDIT"
+	}
+	return action + " " + strings.ToUpper(e.Kind.String())
+}
+
+// AppendText appends the operator line (without newline):
+//
+//	[PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 comm=curl tid=4242
+//	[PID 4242] 🛡️ BLOCKED FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242
+//	[PID 4242] OPEN: path=/etc/hosts flags=0x0 cgroup=4026532987 comm=cat tid=4242 observation=trace
+//
+// Values that could forge a line or a field (paths, comm) are quoted.
+func AppendText(b []byte, e Event) []byte {
+	b = append(b, "[PID "...)
+	b = strconv.AppendUint(b, uint64(e.PID), 10)
+	b = append(b, "] "...)
+	switch e.Verdict {
+	case VerdictBlocked:
+		b = append(b, "🛡️ "...)
+	case VerdictAudit:
+		b = append(b, "🔎 "...)
+	}
+	b = append(b, Label(e)...)
+	b = append(b, ": "...)
+	switch e.Kind {
+	case KindConnect, KindSendmsg:
+		b = append(b, "dst="...)
+		b = append(b, hostPort(e)...)
+		b = append(b, " proto="...)
+		b = append(b, protoName(e.Protocol)...)
+		b = appendCommon(b, e)
+		if e.Family == AFInet6 {
+			b = append(b, " family=inet6"...)
+		} else {
+			b = append(b, " family=inet"...)
+		}
+		if e.Mapped {
+			b = append(b, " mapped_ipv4=true"...)
+		}
+	case KindFile:
+		b = append(b, "dev="...)
+		b = strconv.AppendUint(b, uint64(e.Dev), 10)
+		b = append(b, " ino="...)
+		b = strconv.AppendUint(b, e.Ino, 10)
+		b = appendCommon(b, e)
+		b = append(b, " op="...)
+		b = append(b, e.Op.String()...)
+	case KindTraceOpen, KindTraceExec:
+		b = append(b, "path="...)
+		b = appendValue(b, e.Path)
+		if e.Kind == KindTraceOpen {
+			b = append(b, " flags=0x"...)
+			b = strconv.AppendUint(b, uint64(e.Flags), 16)
+		}
+		b = append(b, " cgroup="...)
+		b = strconv.AppendUint(b, e.CgroupID, 10)
+	}
+	b = append(b, " comm="...)
+	b = appendValue(b, e.Comm)
+	b = append(b, " tid="...)
+	b = strconv.AppendUint(b, uint64(e.TID), 10)
+	if e.Verdict == VerdictObserved {
+		b = append(b, " observation=trace"...)
+	}
+	return b
+}
+
+func appendCommon(b []byte, e Event) []byte {
+	b = append(b, " cgroup="...)
+	b = strconv.AppendUint(b, e.CgroupID, 10)
+	b = append(b, " rule_id="...)
+	b = strconv.AppendUint(b, uint64(e.RuleID), 10)
+	return b
+}
+
+// appendValue appends s bare when it is plainly safe, else Go-quoted, so a
+// path or comm can never end a line or fake a field.
+func appendValue(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, `""`...)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '=' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	return append(b, s...)
+}
+
+func hostPort(e Event) string {
+	if e.Family == AFInet6 {
+		return "[" + e.Addr.String() + "]:" + strconv.Itoa(int(e.Port))
+	}
+	return e.Addr.String() + ":" + strconv.Itoa(int(e.Port))
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 0:
+		return "ip"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// JSONEvent is the --output json form of an event; see the README.
+type JSONEvent struct {
+	Type     string `json:"type"` // "event"
+	Time     string `json:"time"` // RFC 3339, nanoseconds
+	Kind     string `json:"kind"` // connect | sendmsg | file | open | exec
+	Verdict  string `json:"verdict"`
+	RuleID   uint32 `json:"rule_id,omitempty"`
+	PID      uint32 `json:"pid"`
+	TID      uint32 `json:"tid"`
+	Comm     string `json:"comm"`
+	CgroupID uint64 `json:"cgroup_id"`
+
+	Family     string `json:"family,omitempty"` // inet | inet6
+	Protocol   string `json:"protocol,omitempty"`
+	DstAddr    string `json:"dst_addr,omitempty"`
+	DstPort    uint16 `json:"dst_port,omitempty"`
+	MappedIPv4 bool   `json:"mapped_ipv4,omitempty"`
+
+	Dev      *uint32 `json:"dev,omitempty"`
+	Ino      *uint64 `json:"ino,omitempty"`
+	Op       string  `json:"op,omitempty"`
+	RulePath string  `json:"rule_path,omitempty"`
+
+	Path  string  `json:"path,omitempty"`
+	Flags *uint32 `json:"flags,omitempty"`
+}
+
+// ToJSON converts an event to its JSON form.
+func (r *Renderer) ToJSON(e Event) JSONEvent {
+	j := JSONEvent{
+		Type: "event", Time: r.wall(e.MonoNS).UTC().Format(time.RFC3339Nano), Kind: e.Kind.String(),
+		Verdict: e.Verdict.String(), RuleID: e.RuleID, PID: e.PID, TID: e.TID, Comm: e.Comm, CgroupID: e.CgroupID,
+	}
+	switch e.Kind {
+	case KindConnect, KindSendmsg:
+		j.Family = "inet"
+		if e.Family == AFInet6 {
+			j.Family = "inet6"
+		}
+		j.Protocol = protoName(e.Protocol)
+		j.DstAddr = e.Addr.String()
+		j.DstPort = e.Port
+		j.MappedIPv4 = e.Mapped
+	case KindFile:
+		dev, ino := e.Dev, e.Ino
+		j.Dev, j.Ino = &dev, &ino
+		j.Op = e.Op.String()
+		j.RulePath = r.rulePath(e.RuleID)
+	case KindTraceOpen, KindTraceExec:
+		j.Path = e.Path
+		if e.Kind == KindTraceOpen {
+			f := e.Flags
+			j.Flags = &f
+		}
+	}
+	return j
+}
+
+func (r *Renderer) appendJSON(b []byte, e Event) []byte {
+	out, err := json.Marshal(r.ToJSON(e))
+	if err != nil { // cannot happen for these types
+		return append(b, `{"type":"error"}`...)
+	}
+	return append(b, out...)
+}
