@@ -1,0 +1,179 @@
+package events
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// netRecord builds a record as the kernel lays it out.
+func netRecord(kind Kind, verdict Verdict, rule uint32, family uint16, addr []byte, port uint16, mapped bool) []byte {
+	b := make([]byte, NetSize)
+	b[0], b[1] = byte(kind), byte(verdict)
+	binary.LittleEndian.PutUint16(b[2:], NetSize)
+	binary.LittleEndian.PutUint32(b[4:], rule)
+	binary.LittleEndian.PutUint32(b[8:], 4242)
+	binary.LittleEndian.PutUint32(b[12:], 4243)
+	binary.LittleEndian.PutUint64(b[16:], 4026532987)
+	binary.LittleEndian.PutUint64(b[24:], 1000)
+	copy(b[32:48], "curl")
+	p := b[HeaderSize:]
+	binary.LittleEndian.PutUint16(p[0:], family)
+	binary.LittleEndian.PutUint16(p[2:], port)
+	p[4] = 6
+	if mapped {
+		p[5] = 1
+	}
+	copy(p[8:], addr)
+	return b
+}
+
+func fileRecord(verdict Verdict, rule uint32, dev uint32, ino uint64) []byte {
+	b := make([]byte, FileSize)
+	b[0], b[1] = byte(KindFile), byte(verdict)
+	binary.LittleEndian.PutUint16(b[2:], FileSize)
+	binary.LittleEndian.PutUint32(b[4:], rule)
+	binary.LittleEndian.PutUint32(b[8:], 4242)
+	binary.LittleEndian.PutUint32(b[12:], 4242)
+	binary.LittleEndian.PutUint64(b[16:], 4026532987)
+	copy(b[32:48], "cat")
+	p := b[HeaderSize:]
+	binary.LittleEndian.PutUint32(p[0:], dev)
+	p[4] = byte(OpOpen)
+	binary.LittleEndian.PutUint64(p[8:], ino)
+	return b
+}
+
+func traceRecord(kind Kind, comm, path string) []byte {
+	b := make([]byte, TraceSize)
+	b[0], b[1] = byte(kind), byte(VerdictObserved)
+	binary.LittleEndian.PutUint16(b[2:], TraceSize)
+	binary.LittleEndian.PutUint32(b[8:], 7)
+	binary.LittleEndian.PutUint32(b[12:], 7)
+	copy(b[32:48], comm)
+	p := b[HeaderSize:]
+	binary.LittleEndian.PutUint16(p[4:], uint16(len(path)))
+	copy(p[8:], path)
+	return b
+}
+
+func TestOperatorLines(t *testing.T) {
+	v4 := []byte{10, 0, 0, 5}
+	v6 := netip.MustParseAddr("2001:db8::1").As16()
+	mapped := netip.MustParseAddr("::ffff:10.0.0.5").As16()
+	for _, tc := range []struct {
+		rec  []byte
+		want string
+	}{
+		{netRecord(KindConnect, VerdictBlocked, 40, AFInet, v4, 22, false),
+			"[PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4243"},
+		{netRecord(KindSendmsg, VerdictBlocked, 41, AFInet6, v6[:], 53, false),
+			"[PID 4242] 🛡️ BLOCKED SENDMSG: dst=[2001:db8::1]:53 proto=tcp cgroup=4026532987 rule_id=41 family=inet6 comm=curl tid=4243"},
+		{netRecord(KindConnect, VerdictAudit, 40, AFInet6, mapped[:], 22, true),
+			"[PID 4242] 🔎 AUDIT CONNECT: dst=[::ffff:10.0.0.5]:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet6 mapped_ipv4=true comm=curl tid=4243"},
+		{fileRecord(VerdictBlocked, 7, 2050, 918273),
+			"[PID 4242] 🛡️ BLOCKED FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242"},
+		{fileRecord(VerdictAudit, 7, 2050, 918273),
+			"[PID 4242] 🔎 AUDIT FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242"},
+		{traceRecord(KindTraceOpen, "cat", "/etc/hosts"),
+			"[PID 7] OPEN: path=/etc/hosts flags=0x0 cgroup=0 comm=cat tid=7 observation=trace"},
+		// A hostile path or comm cannot end the line or forge a field.
+		{traceRecord(KindTraceExec, "x rule_id=1", "/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9"),
+			`[PID 7] EXEC: path="/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9" cgroup=0 comm="x rule_id=1" tid=7 observation=trace`},
+	} {
+		e, err := Decode(tc.rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(AppendText(nil, e)); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+func TestJSON(t *testing.T) {
+	var buf bytes.Buffer
+	r := NewRenderer(&buf, JSON, func(id uint32) string {
+		if id == 7 {
+			return "/var/lib/private-demo/credentials.txt"
+		}
+		return ""
+	}, 0)
+	if err := r.Record(fileRecord(VerdictBlocked, 7, 2050, 918273)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Record(netRecord(KindConnect, VerdictBlocked, 40, AFInet, []byte{10, 0, 0, 5}, 22, false)); err != nil {
+		t.Fatal(err)
+	}
+	r.Record([]byte{1, 2, 3})
+	r.Flush()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || r.Received != 2 || r.Malformed != 1 {
+		t.Fatalf("lines=%d received=%d malformed=%d", len(lines), r.Received, r.Malformed)
+	}
+	var f, n map[string]any
+	json.Unmarshal([]byte(lines[0]), &f)
+	json.Unmarshal([]byte(lines[1]), &n)
+	if f["kind"] != "file" || f["verdict"] != "blocked" || f["dev"] != 2050.0 || f["ino"] != 918273.0 ||
+		f["rule_id"] != 7.0 || f["rule_path"] != "/var/lib/private-demo/credentials.txt" || f["pid"] != 4242.0 || f["op"] != "open" {
+		t.Errorf("file event: %s", lines[0])
+	}
+	if n["kind"] != "connect" || n["dst_addr"] != "10.0.0.5" || n["dst_port"] != 22.0 || n["protocol"] != "tcp" ||
+		n["family"] != "inet" || n["cgroup_id"] != 4026532987.0 || n["comm"] != "curl" {
+		t.Errorf("net event: %s", lines[1])
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	good := netRecord(KindConnect, VerdictBlocked, 1, AFInet, []byte{1, 2, 3, 4}, 1, false)
+	cases := map[string][]byte{
+		"empty":     nil,
+		"short":     good[:20],
+		"truncated": good[:NetSize-1],
+		"bad kind":  append([]byte{99}, good[1:]...),
+		"bad size": func() []byte {
+			b := bytes.Clone(good)
+			binary.LittleEndian.PutUint16(b[2:], 9999)
+			return b
+		}(),
+		"bad family": func() []byte {
+			b := bytes.Clone(good)
+			binary.LittleEndian.PutUint16(b[HeaderSize:], 77)
+			return b
+		}(),
+		"bad path len": func() []byte {
+			b := traceRecord(KindTraceOpen, "c", "p")
+			binary.LittleEndian.PutUint16(b[HeaderSize+4:], 5000)
+			return b
+		}(),
+	}
+	for name, b := range cases {
+		if _, err := Decode(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+	// Oversized: trailing bytes after a valid record are tolerated (the ring
+	// buffer may pad), the record itself decodes.
+	if _, err := Decode(append(bytes.Clone(good), 0, 0, 0, 0, 0, 0, 0, 0)); err != nil {
+		t.Errorf("padded record: %v", err)
+	}
+}
+
+func TestSummary(t *testing.T) {
+	var b bytes.Buffer
+	s := Summary{Socket: PathCounts{Emitted: 3, Dropped: 2}}
+	s.WriteText(&b)
+	want := "Tracepoint ringbuf: emitted=0 dropped=0\nLSM ringbuf: emitted=0 dropped=0\nSocket ringbuf: emitted=3 dropped=2\n" + PressureWarning
+	if !strings.HasPrefix(b.String(), want) {
+		t.Errorf("got %q", b.String())
+	}
+	b.Reset()
+	Summary{}.WriteText(&b)
+	if strings.Contains(b.String(), "pressure") {
+		t.Errorf("pressure warning without drops: %q", b.String())
+	}
+}
