@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/monitor"
+	"github.com/assaymcp/assay/internal/policy"
+)
+
+type pidList []int
+
+func (p *pidList) String() string { return fmt.Sprint([]int(*p)) }
+func (p *pidList) Set(s string) error {
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q is not a process id", f)
+		}
+		*p = append(*p, n)
+	}
+	return nil
+}
+
+type monitorFlags struct {
+	policy   string
+	cgroups  []string
+	pids     pidList
+	all      bool
+	object   string
+	duration time.Duration
+	output   string
+	audit    bool
+	trace    bool
+	ringSize int
+}
+
+func newMonitorFlags(stderr io.Writer) (*flag.FlagSet, *monitorFlags) {
+	f := &monitorFlags{}
+	fs := flag.NewFlagSet("assay monitor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.policy, "policy", "", "policy `FILE` (default: the built-in example policy)")
+	fs.Func("cgroup", "judge the cgroup v2 `PATH` and its descendants (absolute, or relative to the cgroup2 mount); repeatable", func(s string) error {
+		f.cgroups = append(f.cgroups, s)
+		return nil
+	})
+	fs.Var(&f.pids, "pid", "judge the cgroup v2 of process `PID` and its descendants; repeatable")
+	fs.BoolVar(&f.all, "all", false, "judge every process on the host (must be asked for explicitly)")
+	fs.StringVar(&f.object, "ebpf", "", "use the BPF object `OBJ` instead of the built-in one")
+	fs.DurationVar(&f.duration, "duration", 0, "stop after `D` (e.g. 30s); default: until SIGINT or SIGTERM")
+	fs.StringVar(&f.output, "output", "text", "event format: text or json")
+	fs.BoolVar(&f.audit, "audit", false, "report what would be blocked, block nothing")
+	fs.BoolVar(&f.trace, "trace", false, "also report (never decide) the files in-scope processes open and the programs they execute")
+	fs.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
+	return fs, f
+}
+
+func monitorCmd(args []string, stdout, stderr io.Writer) int {
+	fs, f := newMonitorFlags(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "assay monitor: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	format, err := events.ParseFormat(f.output)
+	if err != nil {
+		return fail(stderr, exitUsage, err)
+	}
+	nScopes := len(f.cgroups) + len(f.pids)
+	if f.all && nScopes > 0 {
+		return fail(stderr, exitUsage, errors.New("--all judges the whole host; it cannot be combined with --cgroup or --pid"))
+	}
+	if !f.all && nScopes == 0 {
+		return fail(stderr, exitUsage, errors.New("no scope: give --cgroup PATH or --pid PID (the processes to judge), or --all for the whole host"))
+	}
+
+	p, err := loadPolicy(f.policy, stderr)
+	if err != nil {
+		return fail(stderr, exitError, err)
+	}
+	scopes, err := resolveScopes(f.cgroups, f.pids)
+	if err != nil {
+		return fail(stderr, exitError, err)
+	}
+
+	signal.Ignore(syscall.SIGPIPE) // a closed output pipe is an error we report, not a silent death
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	sess, err := monitor.Start(monitor.Options{
+		Policy: p, Audit: f.audit, Scopes: scopes, All: f.all, Trace: f.trace,
+		Object: f.object, RingBytes: f.ringSize, Out: stdout, Format: format,
+	})
+	if err != nil {
+		return fail(stderr, exitError, err)
+	}
+	mode := "enforcing"
+	if f.audit || p.Mode == policy.ModeAudit {
+		mode = "auditing"
+	}
+	where := "the whole host"
+	if !f.all {
+		names := make([]string, len(scopes))
+		for i, s := range scopes {
+			names[i] = s.String()
+		}
+		where = strings.Join(names, ", ")
+	}
+	fmt.Fprintf(stderr, "assay: %s %s (%s) on %s; stop with Ctrl-C\n", mode, p.File, p.Summary(), where)
+
+	var timeout <-chan time.Time
+	if f.duration > 0 {
+		timeout = time.After(f.duration)
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	status := exitOK
+wait:
+	for {
+		select {
+		case <-sigs:
+			break wait
+		case <-timeout:
+			break wait
+		case <-tick.C:
+			if sess.WriteErr() != nil {
+				status = exitError
+				break wait
+			}
+		}
+	}
+	sum, err := sess.Stop()
+	if err != nil {
+		fmt.Fprintln(stderr, "assay: stopping: "+err.Error())
+		status = exitError
+	}
+	if werr := sess.WriteErr(); werr != nil {
+		fmt.Fprintln(stderr, "assay: writing events failed, stopped and detached: "+werr.Error())
+		status = exitError
+	}
+	if format == events.JSON {
+		if err := sum.WriteJSON(stdout); err != nil {
+			status = exitError
+		}
+	} else {
+		sum.WriteText(stderr)
+	}
+	return status
+}
+
+// loadPolicy reads the policy file, or the built-in example when none.
+func loadPolicy(path string, stderr io.Writer) (*policy.Policy, error) {
+	if path == "" {
+		fmt.Fprintln(stderr, "assay: no --policy given: using the built-in example policy (see `assay policy example`)")
+		return policy.Parse("built-in example policy", policy.Example())
+	}
+	return policy.Load(path)
+}
+
+func resolveScopes(cgroups []string, pids []int) ([]cgroup.Scope, error) {
+	var out []cgroup.Scope
+	seen := map[uint64]bool{}
+	add := func(s cgroup.Scope) {
+		if !seen[s.ID] {
+			seen[s.ID] = true
+			out = append(out, s)
+		}
+	}
+	for _, c := range cgroups {
+		s, err := cgroup.Resolve(c)
+		if err != nil {
+			return nil, err
+		}
+		add(s)
+	}
+	for _, pid := range pids {
+		s, err := cgroup.ForPID(pid)
+		if err != nil {
+			return nil, err
+		}
+		if s.Level == 0 {
+			return nil, fmt.Errorf("process %d is in the root cgroup; scoping to it would judge the whole host: use --all if that is what you want", pid)
+		}
+		add(s)
+	}
+	return out, nil
+}

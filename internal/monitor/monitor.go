@@ -1,0 +1,226 @@
+// Package monitor turns a policy and a scope into enforcement: it resolves
+// file rules, loads and attaches the kernel programs, streams their events
+// to a renderer, and at the end detaches everything and accounts for every
+// event. `assay monitor` and `assay run` both drive it.
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/kernel"
+	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/resolve"
+	"golang.org/x/sys/unix"
+)
+
+// Options say what to enforce where and where events go.
+type Options struct {
+	Policy *policy.Policy
+	Audit  bool // audit mode even when the policy says enforce
+	Scopes []cgroup.Scope
+	All    bool // the whole host
+	Trace  bool // the tracepoint (observation) path
+
+	Object    string // custom BPF object; "" for the embedded one
+	RingBytes int    // 0 for the default
+
+	Out    io.Writer // events
+	Format events.Format
+}
+
+// Session is enforcement in force.
+type Session struct {
+	opts     Options
+	inst     *kernel.Instance
+	stream   *kernel.Stream
+	renderer *events.Renderer
+	writeErr error
+	mu       sync.Mutex
+	stopped  bool
+	// Rules is the number of rules loaded into the kernel.
+	Rules int
+}
+
+// AuditMode reports whether the options ask for audit mode.
+func (o Options) AuditMode() bool {
+	return o.Audit || (o.Policy != nil && o.Policy.Mode == policy.ModeAudit)
+}
+
+// Start loads and attaches everything. On error nothing is attached.
+func Start(o Options) (*Session, error) {
+	if o.Policy == nil {
+		return nil, errors.New("no policy")
+	}
+	if !o.All && len(o.Scopes) == 0 {
+		return nil, errors.New("no scope: give --cgroup PATH or --pid PID, or --all to judge the whole host")
+	}
+	if err := CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	rules, err := Compile(o.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if o.Policy.HasFileRules() {
+		if err := kernel.ProbeLSM(); err != nil {
+			return nil, fmt.Errorf("the policy has %d file rules and this kernel cannot enforce them: %w", len(o.Policy.FileDeny), err)
+		}
+	}
+	cfg := kernel.Config{
+		Rules:     rules,
+		All:       o.All,
+		Audit:     o.AuditMode(),
+		Trace:     o.Trace,
+		Object:    o.Object,
+		RingBytes: o.RingBytes,
+	}
+	if o.All {
+		root, err := cgroup.Root()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Root = root.Path
+	}
+	for _, s := range o.Scopes {
+		cfg.Scopes = append(cfg.Scopes, kernel.Scope{Path: s.Path, ID: s.ID, Level: s.Level})
+	}
+	inst, err := kernel.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{opts: o, inst: inst, Rules: len(o.Policy.Rules())}
+	s.renderer = events.NewRenderer(o.Out, o.Format, s.rulePath, monotonicNow())
+	// Read before attaching, so that no event waits on a reader.
+	s.stream, err = inst.Stream(s.record)
+	if err != nil {
+		inst.Close()
+		return nil, err
+	}
+	if err := inst.Attach(); err != nil {
+		s.stream.Stop()
+		inst.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Session) rulePath(id uint32) string {
+	for _, f := range s.opts.Policy.FileDeny {
+		if f.ID == id {
+			return f.Path
+		}
+	}
+	return ""
+}
+
+func (s *Session) record(raw []byte, idle bool) {
+	if s.writeErr != nil {
+		return
+	}
+	err := s.renderer.Record(raw)
+	if err == nil && idle {
+		err = s.renderer.Flush()
+	}
+	if err != nil {
+		s.writeErr = err
+	}
+}
+
+// WriteErr is the first error writing events, if any.
+func (s *Session) WriteErr() error { return s.writeErr }
+
+// Stop detaches every program, delivers every event still in the ring
+// buffers, and returns the accounting. Safe to call once.
+func (s *Session) Stop() (events.Summary, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum events.Summary
+	if s.stopped {
+		return sum, errors.New("already stopped")
+	}
+	s.stopped = true
+	errs := []error{s.inst.Detach()}
+	// Let programs that were running when the links closed finish their
+	// submit, so that every counted record is also delivered.
+	time.Sleep(20 * time.Millisecond)
+	errs = append(errs, s.stream.Stop())
+	c, err := s.inst.Counters()
+	errs = append(errs, err)
+	s.inst.Close()
+	sum.Tracepoint = events.PathCounts{Emitted: c.Emitted[kernel.PathTracepoint], Dropped: c.Dropped[kernel.PathTracepoint], Suppressed: c.Suppressed[kernel.PathTracepoint]}
+	sum.LSM = events.PathCounts{Emitted: c.Emitted[kernel.PathLSM], Dropped: c.Dropped[kernel.PathLSM], Suppressed: c.Suppressed[kernel.PathLSM]}
+	sum.Socket = events.PathCounts{Emitted: c.Emitted[kernel.PathSocket], Dropped: c.Dropped[kernel.PathSocket], Suppressed: c.Suppressed[kernel.PathSocket]}
+	sum.Received = s.renderer.Received
+	sum.Malformed = s.renderer.Malformed
+	if err := s.renderer.Flush(); err != nil && s.writeErr == nil {
+		s.writeErr = err
+	}
+	return sum, errors.Join(errs...)
+}
+
+// Counters reads the live counters.
+func (s *Session) Counters() (kernel.Counters, error) { return s.inst.Counters() }
+
+// Compile turns a policy into kernel rules, resolving each file rule to the
+// inode the kernel will see. Any path that cannot be resolved safely is an
+// error: a rule is never silently dropped.
+func Compile(p *policy.Policy) (kernel.Rules, error) {
+	r := kernel.Rules{DenyPorts: map[uint16]uint32{}}
+	for _, pr := range p.DenyPorts {
+		r.DenyPorts[pr.Port] = pr.ID
+	}
+	for _, c := range p.DenyCIDRs {
+		r.DenyCIDRs = append(r.DenyCIDRs, kernel.CIDR{Prefix: c.Prefix, ID: c.ID})
+	}
+	for _, c := range p.AllowCIDRs {
+		r.AllowCIDRs = append(r.AllowCIDRs, kernel.CIDR{Prefix: c.Prefix, ID: c.ID})
+	}
+	seen := map[[2]uint64]uint32{}
+	for _, f := range p.FileDeny {
+		id, err := resolve.Path(f.Path)
+		if err != nil {
+			return r, fmt.Errorf("%s:%d: files.deny: %w", p.File, f.Line, err)
+		}
+		if f.WantDir && !id.IsDir {
+			return r, fmt.Errorf("%s:%d: files.deny: %s ends with / but is not a directory", p.File, f.Line, f.Path)
+		}
+		k := [2]uint64{uint64(id.Dev), id.Ino}
+		if other, ok := seen[k]; ok {
+			return r, fmt.Errorf("%s:%d: files.deny: %s is the same file as rule %d (a hard link or bind mount); keep one rule", p.File, f.Line, f.Path, other)
+		}
+		seen[k] = f.ID
+		r.Files = append(r.Files, kernel.File{Dev: id.Dev, Ino: id.Ino, ID: f.ID, IsDir: id.IsDir})
+	}
+	return r, nil
+}
+
+// CheckPrivileges fails with what to do when the process cannot load BPF.
+func CheckPrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	const capNetAdmin, capSysAdmin, capBPF, capPerfmon = 12, 21, 39, 38
+	if has(capSysAdmin) || (has(capBPF) && has(capNetAdmin) && has(capPerfmon)) {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("assay needs root to load BPF programs (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, or CAP_SYS_ADMIN): run it with sudo")
+	}
+	return errors.New("assay runs as root without CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN: give it those capabilities")
+}
+
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
