@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Run Assay's BPF-LSM test suite (./test/lsm, build tag vmtest) in a QEMU guest.
+#
+#   bash test/vm/run.sh [go test -run regex]      (or: make vmtest VMTEST_RUN=regex)
+#
+# The host kernel refuses BPF LSM programs (EPERM); Debian's cloud kernel booted
+# with lsm=...,bpf accepts them. This script:
+#   1. installs its apt packages if missing (qemu-system-x86 busybox-static e2fsprogs xz-utils),
+#   2. fetches the current Debian cloud kernel with `apt-get download` (the version
+#      linux-image-cloud-amd64 depends on; never pinned) and caches .deb and extracted
+#      tree in .cache/vm/kernel/<package>_<version>/, so a warm run downloads nothing,
+#   3. builds static binaries: BUILD/assay (./cmd/assay) and BUILD/lsm.test (./test/lsm),
+#   4. makes an 8 MiB ext4 image, packs an initramfs (busybox, test/vm/init.sh as /init,
+#      binaries, the loop module, the image) and boots it under TCG,
+#   5. tees the serial console to stdout and .cache/vm/last-run.log and exits non-zero
+#      unless the guest printed "ASSAY-VMTEST-RESULT: PASS".
+#
+# Environment:
+#   VMTEST_NO_ASSAY=1   tolerate a missing ./cmd/assay (by default that is an error)
+#   VMTEST_TIMEOUT=240  seconds before QEMU is killed
+#   VMTEST_CACHE=DIR    cache directory (default: <repo>/.cache/vm)
+#   VMTEST_RUN=regex    same as the first argument (the argument wins)
+#   VMTEST_APPEND=...   extra kernel command-line arguments (e.g. loglevel=7)
+set -euo pipefail
+
+die() { printf 'vmtest: ERROR: %s\n' "$*" >&2; exit 2; }
+log() { printf 'vmtest: %s\n' "$*" >&2; }
+now() { date +%s%N; }
+secs() { # secs START_NS [END_NS]
+	local end=${2:-$(now)}
+	awk -v d=$((end - $1)) 'BEGIN { printf "%.1f", d / 1e9 }'
+}
+
+case "${1:-}" in
+-h | --help)
+	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
+	exit 0
+	;;
+esac
+[[ $# -le 1 ]] || die "usage: $0 [go test -run regex] (quote the regex)"
+RUN_REGEX=${1:-${VMTEST_RUN:-}}
+[[ $RUN_REGEX != *$'\n'* ]] || die "the -run regex must be a single line"
+
+T_START=$(now)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+ROOT=$(cd "$HERE/../.." && pwd -P)
+CACHE=${VMTEST_CACHE:-$ROOT/.cache/vm}
+BUILD=$CACHE/build
+TIMEOUT=${VMTEST_TIMEOUT:-240}
+LOG=$CACHE/last-run.log
+cd "$ROOT"
+mkdir -p "$CACHE"
+
+# One run at a time per cache (the build dir and log are shared).
+exec 9>"$CACHE/.lock"
+if ! flock -n 9; then
+	log "another vmtest run holds $CACHE/.lock; waiting"
+	flock 9
+fi
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+	command -v sudo >/dev/null || die "not root and no sudo: cannot apt-get"
+	SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+APT_UPDATED=0
+apt_update() {
+	[[ $APT_UPDATED -eq 0 ]] || return 0
+	log "apt-get update"
+	"${SUDO[@]}" apt-get update -q >&2 || return 1
+	APT_UPDATED=1
+}
+
+# ---------------------------------------------------------------- 1. packages
+ensure_packages() {
+	local p missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+	log "installing ${missing[*]}"
+	local install=("${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}")
+	"${install[@]}" >&2 || { apt_update && "${install[@]}" >&2; } || die "apt-get install ${missing[*]} failed"
+}
+# busybox-static, not busybox: the guest has no libc.
+ensure_packages qemu-system-x86 busybox-static e2fsprogs xz-utils
+BUSYBOX=$(dpkg -L busybox-static | grep -m1 -E '/bin/busybox$') || die "busybox-static ships no busybox?"
+
+if ! command -v go >/dev/null; then
+	[[ -x /usr/local/go/bin/go ]] || die "go not found (PATH or /usr/local/go/bin)"
+	PATH=/usr/local/go/bin:$PATH
+fi
+
+# ---------------------------------------------------------------- 2. kernel
+T_KERNEL=$(now)
+META=linux-image-cloud-amd64
+resolve_kernel() { # prints "<package> <version>" of the kernel the meta package depends on
+	local pkg ver
+	pkg=$(apt-cache depends "$META" 2>/dev/null |
+		sed -n 's/^ *|\{0,1\}Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -n1)
+	[[ -n $pkg ]] || return 1
+	ver=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
+	[[ -n $ver ]] || return 1
+	echo "$pkg $ver"
+}
+set_kernel() { # set_kernel "<package> <version>"
+	read -r KPKG KVERSION <<<"$1"
+	KDIR=$CACHE/kernel/${KPKG}_${KVERSION//:/%3a}
+}
+fetch_kernel() { # download and extract $KPKG=$KVERSION into $KDIR
+	log "fetching kernel $KPKG $KVERSION"
+	rm -rf "$KDIR"
+	mkdir -p "$KDIR/deb"
+	chmod 0777 "$KDIR/deb" # apt's _apt sandbox user writes here
+	(cd "$KDIR/deb" && apt-get download -q "$KPKG=$KVERSION" >&2) || return 1
+	dpkg-deb -x "$(ls "$KDIR"/deb/*.deb)" "$KDIR/root" || return 1
+	touch "$KDIR/.complete"
+	# Keep only the current kernel.
+	find "$CACHE/kernel" -mindepth 1 -maxdepth 1 ! -path "$KDIR" -exec rm -rf {} +
+}
+if KREF=$(resolve_kernel) || { apt_update && KREF=$(resolve_kernel); }; then
+	set_kernel "$KREF"
+	if [[ -f $KDIR/.complete ]]; then
+		log "kernel $KPKG $KVERSION (cached)"
+	elif ! fetch_kernel; then
+		# Stale apt lists name a version the mirror no longer has: update, re-resolve.
+		[[ $APT_UPDATED -eq 0 ]] || die "apt-get download $KPKG=$KVERSION failed"
+		apt_update || die "apt-get update failed"
+		KREF=$(resolve_kernel) || die "cannot resolve the dependency of $META"
+		set_kernel "$KREF"
+		[[ -f $KDIR/.complete ]] || fetch_kernel || die "apt-get download $KPKG=$KVERSION failed"
+	fi
+else
+	# Offline and no apt lists: fall back to the newest kernel already cached.
+	KDIR=$(ls -1td "$CACHE"/kernel/*/.complete 2>/dev/null | head -n1 | xargs -r dirname)
+	[[ -n $KDIR ]] || die "cannot resolve the dependency of $META (apt lists?) and no kernel is cached"
+	log "WARNING: cannot resolve $META; using cached $(basename "$KDIR")"
+	KPKG=${KDIR##*/}
+	KVERSION=${KPKG#*_}
+	KPKG=${KPKG%%_*}
+fi
+KROOT=$KDIR/root
+VMLINUZ=$(ls "$KROOT"/boot/vmlinuz-* 2>/dev/null | head -n1)
+[[ -f $VMLINUZ ]] || die "no vmlinuz in $KROOT/boot"
+KREL=${VMLINUZ##*/vmlinuz-}
+MODDIR=""
+for d in "$KROOT/lib/modules/$KREL" "$KROOT/usr/lib/modules/$KREL"; do
+	[[ -d $d ]] && MODDIR=$d && break
+done
+[[ -n $MODDIR ]] || die "no modules directory for $KREL in $KROOT"
+T_KERNEL_END=$(now)
+
+# ---------------------------------------------------------------- 3. build
+T_BUILD=$(now)
+rm -rf "$BUILD"
+mkdir -p "$BUILD"
+export CGO_ENABLED=0
+if compgen -G "cmd/assay/*.go" >/dev/null; then
+	log "go build ./cmd/assay"
+	go build -o "$BUILD/assay" ./cmd/assay
+elif [[ ${VMTEST_NO_ASSAY:-} == 1 ]]; then
+	log "WARNING: ./cmd/assay does not exist; VMTEST_NO_ASSAY=1, so the guest has no /bin/assay"
+else
+	die "./cmd/assay does not exist (set VMTEST_NO_ASSAY=1 to run without the assay binary)"
+fi
+log "go test -c -tags vmtest ./test/lsm"
+go test -c -tags vmtest -o "$BUILD/lsm.test" ./test/lsm
+[[ -f $BUILD/lsm.test ]] || die "go test -c produced no binary (no test files in ./test/lsm?)"
+T_BUILD_END=$(now)
+
+# ---------------------------------------------------------------- 4. initramfs
+T_PACK=$(now)
+STAGE=$BUILD/initramfs
+mkdir -p "$STAGE"/{bin,dev,proc,sys,tmp,run,root,etc/vmtest,lib/modules,images,lsm}
+
+# busybox and a symlink for every applet, so tests can exec losetup, mount, ...
+cp "$BUSYBOX" "$STAGE/bin/busybox"
+for applet in $("$BUSYBOX" --list); do
+	[[ $applet == busybox ]] || ln -s busybox "$STAGE/bin/$applet"
+done
+install -m 0755 "$HERE/init.sh" "$STAGE/init"
+install -m 0755 "$BUILD/lsm.test" "$STAGE/lsm.test"
+[[ -f $BUILD/assay ]] && install -m 0755 "$BUILD/assay" "$STAGE/bin/assay"
+[[ -d test/lsm/testdata ]] && cp -a test/lsm/testdata "$STAGE/lsm/"
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$STAGE/etc/hosts"
+echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
+echo 'root:x:0:' >"$STAGE/etc/group"
+[[ -n $RUN_REGEX ]] && printf '%s\n' "$RUN_REGEX" >"$STAGE/etc/vmtest/run"
+
+# The loop module plus its dependencies, decompressed on the host (busybox insmod
+# takes plain .ko). modules.dep is used when the package ships one (Debian's does
+# not: depmod runs in postinst), otherwise the depends= fields of .modinfo.
+mod_path() { # mod_path NAME -> path relative to MODDIR (loop -> kernel/drivers/block/loop.ko)
+	local re=${1//[-_]/[-_]}
+	grep -m1 -E "(^|/)${re}\.ko(\.xz|\.zst|\.gz)?$" "$MODDIR/modules.order" 2>/dev/null ||
+		(cd "$MODDIR" && find kernel -regextype egrep -regex ".*/${re}\.ko(\.xz|\.zst|\.gz)?" | head -n1)
+}
+mod_decompress() { # mod_decompress FILE > plain .ko
+	case $1 in
+	*.xz) xz -dc "$1" ;;
+	*.zst) zstd -qdc "$1" ;;
+	*.gz) gzip -dc "$1" ;;
+	*) cat "$1" ;;
+	esac
+}
+MOD_ORDER=() # load order: dependencies first
+mod_add() { # mod_add NAME
+	local rel file dep deps
+	rel=$(mod_path "$1")
+	[[ -n $rel ]] || die "module $1 not found in $MODDIR"
+	file=$MODDIR/$rel
+	for done_rel in "${MOD_ORDER[@]}"; do [[ $done_rel == "$rel" ]] && return 0; done
+	if [[ -f $MODDIR/modules.dep ]]; then
+		deps=$(sed -n "s|^${rel}:||p" "$MODDIR/modules.dep" | tr ' ' '\n' | sed -E 's|.*/||; s/\.ko(\.xz|\.zst|\.gz)?$//' | tac)
+	else
+		[[ $file != *.zst ]] || ensure_packages zstd
+		deps=$(mod_decompress "$file" | tr '\0' '\n' | sed -n 's/^depends=//p' | tr ',' ' ')
+	fi
+	for dep in $deps; do mod_add "$dep"; done
+	MOD_ORDER+=("$rel")
+}
+if grep -qE '(^|/)loop\.ko' "$MODDIR/modules.builtin" 2>/dev/null; then
+	log "loop is built into $KREL"
+else
+	mod_add loop
+	: >"$STAGE/etc/vmtest/modules"
+	for rel in "${MOD_ORDER[@]}"; do
+		name=${rel##*/}
+		name=${name%.xz} name=${name%.zst} name=${name%.gz}
+		mod_decompress "$MODDIR/$rel" >"$STAGE/lib/modules/$name"
+		echo "$name" >>"$STAGE/etc/vmtest/modules"
+	done
+	log "modules: ${MOD_ORDER[*]}"
+fi
+
+# An ext4 image for device-number tests (loop device, major 7, in the guest).
+mkdir -p "$BUILD/ext4-content"
+echo "assay vmtest ext4 image" >"$BUILD/ext4-content/hello.txt"
+truncate -s 8M "$STAGE/images/ext4.img"
+mkfs.ext4 -q -F -L assay-vmtest -d "$BUILD/ext4-content" "$STAGE/images/ext4.img"
+
+INITRD=$BUILD/initrd.cpio.gz
+(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc 2>/dev/null) | gzip -1 >"$INITRD"
+log "initramfs $(du -h "$INITRD" | cut -f1) (kernel $KREL)"
+T_PACK_END=$(now)
+
+# ---------------------------------------------------------------- 5. boot
+APPEND="console=ttyS0 lsm=lockdown,capability,landlock,yama,bpf quiet panic=-1 oops=panic${VMTEST_APPEND:+ $VMTEST_APPEND}"
+log "booting $KREL under TCG${RUN_REGEX:+ with -test.run '$RUN_REGEX'} (timeout ${TIMEOUT}s)"
+T_VM=$(now)
+# --foreground keeps QEMU in our process group, so Ctrl-C reaches it. The sed drops
+# CRs and SeaBIOS's terminal escapes (ESC c would reset the user's terminal).
+set +e
+timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1G -nic none \
+	-kernel "$VMLINUZ" -initrd "$INITRD" -append "$APPEND" \
+	-nographic -no-reboot </dev/null 2>&1 |
+	sed -u -e 's/\r$//' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' | tee "$LOG"
+QEMU_RC=${PIPESTATUS[0]}
+set -e
+T_VM_END=$(now)
+
+# ---------------------------------------------------------------- 6. verdict
+CLEAN=$(tr -d '\r' <"$LOG") # (CRs already dropped; belt and braces)
+RESULT=$(grep -ao 'ASSAY-VMTEST-RESULT: .*' <<<"$CLEAN" | tail -n1 || true)
+count() { grep -acE "^ *--- $1: " <<<"$CLEAN" || true; }
+NPASS=$(count PASS) NFAIL=$(count FAIL) NSKIP=$(count SKIP)
+
+echo
+log "kernel $KPKG $KVERSION ($KREL)"
+log "times: kernel $(secs "$T_KERNEL" "$T_KERNEL_END")s, build $(secs "$T_BUILD" "$T_BUILD_END")s," \
+	"pack $(secs "$T_PACK" "$T_PACK_END")s, VM $(secs "$T_VM" "$T_VM_END")s, total $(secs "$T_START")s"
+log "serial log: $LOG"
+if [[ $NFAIL -gt 0 ]]; then
+	log "failed tests:"
+	grep -aE '^ *--- FAIL: ' <<<"$CLEAN" | sed 's/^/vmtest:   /' >&2
+fi
+echo "vmtest: $NPASS passed, $NFAIL failed, $NSKIP skipped"
+
+case $RESULT in
+"ASSAY-VMTEST-RESULT: PASS")
+	log "PASS"
+	exit 0
+	;;
+"ASSAY-VMTEST-RESULT: FAIL"*)
+	log "${RESULT#ASSAY-VMTEST-RESULT: }"
+	exit 1
+	;;
+esac
+why="QEMU exited with rc=$QEMU_RC"
+[[ $QEMU_RC -eq 124 || $QEMU_RC -eq 137 ]] && why="timed out after ${TIMEOUT}s"
+grep -aq 'Kernel panic' <<<"$CLEAN" && why="$why; the kernel panicked"
+log "FAIL: no result marker from the guest ($why)"
+exit 1
