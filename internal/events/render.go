@@ -105,7 +105,8 @@ func Label(e Event) string {
 
 // AppendText appends the operator line (without newline):
 //
-//	[PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 comm=curl tid=4242
+//	[PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242
+//	[PID 4242] 🛡️ BLOCKED SENDMSG: dst=[::ffff:10.0.0.5]:53 proto=udp cgroup=4026532987 rule_id=41 family=inet6 mapped_ipv4=true comm=dig tid=4242
 //	[PID 4242] 🛡️ BLOCKED FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242
 //	[PID 4242] OPEN: path=/etc/hosts flags=0x0 cgroup=4026532987 comm=cat tid=4242 observation=trace
 //

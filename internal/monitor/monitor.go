@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/assaymcp/assay/internal/cgroup"
@@ -33,6 +34,12 @@ type Options struct {
 
 	Out    io.Writer // events
 	Format events.Format
+
+	// ScopeEmpty promises that Stop is only called once no task is left in
+	// the scopes (e.g. `assay run` removed its cgroup first): no in-scope
+	// program can still be running, so Stop skips its wait for in-flight
+	// submits (20 ms).
+	ScopeEmpty bool
 }
 
 // Session is enforcement in force.
@@ -41,7 +48,7 @@ type Session struct {
 	inst     *kernel.Instance
 	stream   *kernel.Stream
 	renderer *events.Renderer
-	writeErr error
+	writeErr atomic.Pointer[error]
 	mu       sync.Mutex
 	stopped  bool
 	// Rules is the number of rules loaded into the kernel.
@@ -70,7 +77,7 @@ func Start(o Options) (*Session, error) {
 	}
 	if o.Policy.HasFileRules() {
 		if err := kernel.ProbeLSM(); err != nil {
-			return nil, fmt.Errorf("the policy has %d file rules and this kernel cannot enforce them: %w", len(o.Policy.FileDeny), err)
+			return nil, fmt.Errorf("the policy has file rules (%d) and this kernel cannot enforce them: %w", len(o.Policy.FileDeny), err)
 		}
 	}
 	cfg := kernel.Config{
@@ -121,7 +128,7 @@ func (s *Session) rulePath(id uint32) string {
 }
 
 func (s *Session) record(raw []byte, idle bool) {
-	if s.writeErr != nil {
+	if s.writeErr.Load() != nil {
 		return
 	}
 	err := s.renderer.Record(raw)
@@ -129,12 +136,17 @@ func (s *Session) record(raw []byte, idle bool) {
 		err = s.renderer.Flush()
 	}
 	if err != nil {
-		s.writeErr = err
+		s.writeErr.CompareAndSwap(nil, &err)
 	}
 }
 
 // WriteErr is the first error writing events, if any.
-func (s *Session) WriteErr() error { return s.writeErr }
+func (s *Session) WriteErr() error {
+	if p := s.writeErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Stop detaches every program, delivers every event still in the ring
 // buffers, and returns the accounting. Safe to call once.
@@ -149,7 +161,9 @@ func (s *Session) Stop() (events.Summary, error) {
 	errs := []error{s.inst.Detach()}
 	// Let programs that were running when the links closed finish their
 	// submit, so that every counted record is also delivered.
-	time.Sleep(20 * time.Millisecond)
+	if !s.opts.ScopeEmpty {
+		time.Sleep(20 * time.Millisecond)
+	}
 	errs = append(errs, s.stream.Stop())
 	c, err := s.inst.Counters()
 	errs = append(errs, err)
@@ -159,8 +173,8 @@ func (s *Session) Stop() (events.Summary, error) {
 	sum.Socket = events.PathCounts{Emitted: c.Emitted[kernel.PathSocket], Dropped: c.Dropped[kernel.PathSocket], Suppressed: c.Suppressed[kernel.PathSocket]}
 	sum.Received = s.renderer.Received
 	sum.Malformed = s.renderer.Malformed
-	if err := s.renderer.Flush(); err != nil && s.writeErr == nil {
-		s.writeErr = err
+	if err := s.renderer.Flush(); err != nil {
+		s.writeErr.CompareAndSwap(nil, &err)
 	}
 	return sum, errors.Join(errs...)
 }
@@ -214,9 +228,9 @@ func CheckPrivileges() error {
 		return nil
 	}
 	if os.Geteuid() != 0 {
-		return errors.New("assay needs root to load BPF programs (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, or CAP_SYS_ADMIN): run it with sudo")
+		return errors.New("root is needed to load BPF programs (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, or CAP_SYS_ADMIN): run it with sudo")
 	}
-	return errors.New("assay runs as root without CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN: give it those capabilities")
+	return errors.New("running as root without CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN: give it those capabilities")
 }
 
 func monotonicNow() uint64 {

@@ -138,6 +138,12 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind)
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u8 protocol = (__u8)ctx->protocol;
 	__u32 rule = judge_v4(s, addr, port);
+	if (ctx->family == AF_INET6) {
+		/* An AF_INET6 UDP socket sending to ::ffff:a.b.c.d takes the
+		 * kernel's IPv4 path and lands here: report it as it was asked. */
+		__u32 w[4] = {0, 0, bpf_htonl(0x0000ffff), addr};
+		return verdict(s, kind, rule, AF_INET6, protocol, port, 1, w, 4);
+	}
 	return verdict(s, kind, rule, AF_INET, protocol, port, 0, &addr, 1);
 }
 
