@@ -1,0 +1,179 @@
+// Package assaytest is the support code shared by Assay's privileged test
+// suites: the host end-to-end tests (test/e2e) and the BPF-LSM guest suite
+// (test/lsm). It runs the real assay binary against real cgroups and real
+// sockets; nothing in it mocks the kernel.
+//
+// A test package using it must route its TestMain through [Main], so that
+// the test binary can re-execute itself as a probe process ([Probe]) that
+// acts from inside a cgroup:
+//
+//	func TestMain(m *testing.M) { assaytest.Main(m) }
+package assaytest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/assaymcp/assay/internal/cgroup"
+)
+
+// ModulePath is the module whose ./cmd/assay [Binary] builds.
+const ModulePath = "github.com/assaymcp/assay"
+
+// Privileged skips a test that needs root, except under CI=true, where a
+// silently skipped privileged test would hide a broken environment.
+func Privileged(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true: privileged test cannot skip")
+	}
+	t.Skip("needs root (loads BPF programs, creates cgroups)")
+}
+
+var binary struct {
+	once sync.Once
+	path string
+	dir  string // build directory, removed by Main
+	err  error
+}
+
+// Binary returns the path of the assay binary under test: $ASSAY_BIN when
+// set, else ./cmd/assay of this module, built once per test process into a
+// temporary directory (removed when [Main] returns).
+func Binary(t testing.TB) string {
+	t.Helper()
+	binary.once.Do(func() {
+		if p := os.Getenv("ASSAY_BIN"); p != "" {
+			binary.path, binary.err = filepath.Abs(p)
+			if binary.err == nil {
+				_, binary.err = os.Stat(binary.path)
+			}
+			return
+		}
+		binary.path, binary.dir, binary.err = build()
+	})
+	if binary.err != nil {
+		t.Fatalf("assay binary: %v", binary.err)
+	}
+	return binary.path
+}
+
+func build() (path, dir string, err error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	gobin, err := goTool()
+	if err != nil {
+		return "", "", err
+	}
+	dir, err = os.MkdirTemp("", "assaytest-bin-")
+	if err != nil {
+		return "", "", err
+	}
+	// Readable and executable by everyone: tests run it as an unprivileged
+	// user too.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", "", err
+	}
+	path = filepath.Join(dir, "assay")
+	cmd := exec.Command(gobin, "build", "-o", path, "./cmd/assay")
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("go build ./cmd/assay in %s: %v\n%s", root, err, out.Bytes())
+	}
+	return path, dir, nil
+}
+
+// goTool finds the go command: on PATH, else in the GOROOT this test binary
+// was built with.
+func goTool() (string, error) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err != nil {
+		return "", errors.New("no go command on PATH or in GOROOT: set ASSAY_BIN to a built assay binary")
+	}
+	return p, nil
+}
+
+// ModuleRoot walks up from the working directory (a package directory,
+// under go test) to the go.mod of [ModulePath].
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if mod, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(mod) == ModulePath {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod of module %s above the working directory: set ASSAY_BIN to a built assay binary", ModulePath)
+		}
+		dir = parent
+	}
+}
+
+func modulePath(gomod []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(gomod))
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "module "); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
+}
+
+// NewCgroup creates a fresh leaf cgroup "assay-test-<hex>" directly under
+// the cgroup2 mount and removes it (killing anything left in it) when the
+// test ends.
+func NewCgroup(t testing.TB) cgroup.Scope {
+	t.Helper()
+	mnt, err := cgroup.Mount()
+	if err != nil {
+		t.Fatalf("cgroup2 mount: %v", err)
+	}
+	s, err := cgroup.CreateLeaf(mnt, "assay-test")
+	if err != nil {
+		t.Fatalf("create test cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cgroup.Remove(s); err != nil {
+			t.Errorf("remove test cgroup: %v", err)
+		}
+	})
+	return s
+}
+
+// Main is the TestMain of a package using assaytest: in a probe process
+// (ASSAY_PROBE set) it runs the probe and exits; otherwise it runs the
+// tests, removes the binary [Binary] built, and exits.
+func Main(m *testing.M) {
+	if action := os.Getenv(probeEnv); action != "" {
+		os.Exit(runProbe(action, os.Args[1:]))
+	}
+	code := m.Run()
+	if binary.dir != "" {
+		os.RemoveAll(binary.dir)
+	}
+	os.Exit(code)
+}

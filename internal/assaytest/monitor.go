@@ -1,0 +1,450 @@
+package assaytest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/assaymcp/assay/internal/events"
+)
+
+// Timeouts for the assay processes tests drive.
+const (
+	ReadyTimeout = 30 * time.Second // StartMonitor: until the readiness line
+	StopTimeout  = 30 * time.Second // Stop, Wait, Run: until the process exits
+)
+
+// Readiness line prefixes `assay monitor` prints on stderr once every
+// program is attached.
+var readyPrefixes = []string{"assay: enforcing", "assay: auditing"}
+
+// Result is what an assay process printed and how it ended.
+type Result struct {
+	Stdout   []string // lines, without newlines
+	Stderr   []string
+	ExitCode int // -1 when killed by a signal
+
+	// EventLines are the stdout lines that are events (text or JSON),
+	// in order; Events the JSON ones decoded (--output json).
+	EventLines []string
+	Events     []events.JSONEvent
+
+	// Summary is the exit summary: from the {"type":"summary"} stdout
+	// line with --output json, else from the three "... ringbuf:" stderr
+	// lines. HasSummary reports whether one was found. Received and
+	// Malformed are only known with JSON output (Malformed also from the
+	// text line when printed).
+	Summary    events.Summary
+	HasSummary bool
+	// Pressure: the JSON summary's ring_buffer_pressure, or the text
+	// summary's warning line (events.PressureWarning) was printed.
+	Pressure bool
+}
+
+// StderrText is the whole stderr, for messages.
+func (r Result) StderrText() string { return strings.Join(r.Stderr, "\n") }
+
+// Monitor is a running `assay monitor`.
+type Monitor struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	args []string
+
+	mu      sync.Mutex
+	stdout  []string
+	stderr  []string
+	nEvents int
+	changed chan struct{} // closed (and replaced) whenever a line arrives
+
+	ready  chan struct{} // closed on the readiness line
+	exited chan struct{} // closed when the process has exited and its output is read
+
+	stopOnce sync.Once
+	result   Result
+}
+
+// StartMonitor runs the assay binary with exactly args (e.g. "monitor",
+// "--policy", f, "--cgroup", p) and returns once it printed its readiness
+// line on stderr. It fails the test, with the monitor's stderr, if the
+// monitor exits first or is not ready within ReadyTimeout. A monitor the
+// test does not Stop is killed when the test ends.
+func StartMonitor(t testing.TB, args ...string) *Monitor {
+	t.Helper()
+	m := &Monitor{
+		t:       t,
+		args:    args,
+		changed: make(chan struct{}),
+		ready:   make(chan struct{}),
+		exited:  make(chan struct{}),
+	}
+	m.cmd = exec.Command(Binary(t), args...)
+	stdout, err := m.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := m.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.cmd.Start(); err != nil {
+		t.Fatalf("start assay %q: %v", args, err)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-m.exited:
+			return
+		default:
+		}
+		t.Logf("assay %q still running at the end of the test: killing it", args)
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+	})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); m.read(stdout, &m.stdout) }()
+	go func() { defer wg.Done(); m.read(stderr, &m.stderr) }()
+	go func() {
+		wg.Wait()
+		_ = m.cmd.Wait()
+		close(m.exited)
+		m.notify()
+	}()
+
+	timer := time.NewTimer(ReadyTimeout)
+	defer timer.Stop()
+	select {
+	case <-m.ready:
+		return m
+	case <-m.exited:
+		t.Fatalf("assay %q exited (status %d) before it was ready; stderr:\n%s", args, m.cmd.ProcessState.ExitCode(), m.stderrText())
+	case <-timer.C:
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+		t.Fatalf("assay %q not ready after %v; stderr:\n%s", args, ReadyTimeout, m.stderrText())
+	}
+	return nil
+}
+
+func (m *Monitor) read(r io.Reader, into *[]string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		m.mu.Lock()
+		*into = append(*into, line)
+		if into == &m.stdout && isEventLine(line) {
+			m.nEvents++
+		}
+		if into == &m.stderr && isReadyLine(line) {
+			select {
+			case <-m.ready:
+			default:
+				close(m.ready)
+			}
+		}
+		m.mu.Unlock()
+		m.notify()
+	}
+	// Keep draining after a scanner error (a huge line) so that the
+	// process never blocks on a full pipe.
+	_, _ = io.Copy(io.Discard, r)
+}
+
+func (m *Monitor) notify() {
+	m.mu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+func isReadyLine(line string) bool {
+	for _, p := range readyPrefixes {
+		if strings.HasPrefix(line, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// isEventLine reports whether a stdout line is an event: a text operator
+// line, or a JSON object other than the summary.
+func isEventLine(line string) bool {
+	if strings.HasPrefix(line, "[PID ") {
+		return true
+	}
+	if !strings.HasPrefix(line, "{") {
+		return false
+	}
+	var head struct {
+		Type string `json:"type"`
+	}
+	return json.Unmarshal([]byte(line), &head) == nil && head.Type == "event"
+}
+
+func (m *Monitor) stderrText() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return strings.Join(m.stderr, "\n")
+}
+
+// Pid is the monitor's process id.
+func (m *Monitor) Pid() int { return m.cmd.Process.Pid }
+
+// Signal sends sig to the monitor.
+func (m *Monitor) Signal(sig os.Signal) {
+	m.t.Helper()
+	if err := m.cmd.Process.Signal(sig); err != nil {
+		m.t.Fatalf("signal %v to assay: %v", sig, err)
+	}
+}
+
+// Stdout returns the stdout lines so far.
+func (m *Monitor) Stdout() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.stdout...)
+}
+
+// WaitEvents blocks until the monitor has printed at least n event lines
+// (text or JSON) and returns the event lines so far. It fails the test
+// after timeout, or if the monitor exits with fewer.
+func (m *Monitor) WaitEvents(n int, timeout time.Duration) []string {
+	m.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		m.mu.Lock()
+		got, changed := m.nEvents, m.changed
+		m.mu.Unlock()
+		if got >= n {
+			return m.eventLines()
+		}
+		select {
+		case <-changed:
+		case <-m.exited:
+			m.mu.Lock()
+			got = m.nEvents
+			m.mu.Unlock()
+			if got >= n {
+				return m.eventLines()
+			}
+			m.t.Fatalf("assay exited after %d of %d events; stdout:\n%s\nstderr:\n%s", got, n, strings.Join(m.Stdout(), "\n"), m.stderrText())
+		case <-deadline.C:
+			m.t.Fatalf("%d of %d events after %v; stdout:\n%s\nstderr:\n%s", got, n, timeout, strings.Join(m.Stdout(), "\n"), m.stderrText())
+		}
+	}
+}
+
+func (m *Monitor) eventLines() []string {
+	var out []string
+	for _, l := range m.Stdout() {
+		if isEventLine(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Stop sends SIGINT, waits for the monitor to exit (killing it and failing
+// the test after StopTimeout) and returns what it printed. Later calls
+// return the same Result.
+func (m *Monitor) Stop() Result {
+	m.t.Helper()
+	m.stopOnce.Do(func() {
+		select {
+		case <-m.exited:
+		default:
+			// SIGCONT first: a test may have stopped the monitor.
+			_ = m.cmd.Process.Signal(syscall.SIGCONT)
+			_ = m.cmd.Process.Signal(os.Interrupt)
+		}
+		m.result = m.wait(StopTimeout)
+	})
+	return m.result
+}
+
+// Wait waits, without signalling, for the monitor to exit by itself (e.g.
+// with --duration) and returns what it printed.
+func (m *Monitor) Wait(timeout time.Duration) Result {
+	m.t.Helper()
+	m.stopOnce.Do(func() { m.result = m.wait(timeout) })
+	return m.result
+}
+
+func (m *Monitor) wait(timeout time.Duration) Result {
+	m.t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-m.exited:
+	case <-timer.C:
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+		m.t.Errorf("assay %q did not exit within %v: killed", m.args, timeout)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return parseResult(m.t, m.stdout, m.stderr, m.cmd.ProcessState.ExitCode())
+}
+
+// Command returns an unstarted command running the assay binary with args.
+func Command(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	return exec.Command(Binary(t), args...)
+}
+
+// Run runs the assay binary with args to completion (at most StopTimeout)
+// and returns what it printed.
+func Run(t testing.TB, args ...string) Result {
+	t.Helper()
+	return RunCmd(t, Command(t, args...))
+}
+
+// RunCmd runs cmd (from Command, possibly adjusted: Env, Dir, SysProcAttr)
+// to completion (at most StopTimeout) and returns what it printed. Its
+// Stdout and Stderr are replaced.
+func RunCmd(t testing.TB, cmd *exec.Cmd) Result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	for try := 0; ; try++ {
+		err := cmd.Start()
+		if err == nil {
+			break
+		}
+		// A binary a test has just copied can be briefly "busy": a child
+		// forked concurrently by another test holds the copy's write fd
+		// until it execs (golang/go#22315). Retry with a fresh Cmd.
+		if !errors.Is(err, syscall.ETXTBSY) || try >= 100 {
+			t.Fatalf("start %q: %v", cmd.Args, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		next := exec.Command(cmd.Path, cmd.Args[1:]...)
+		next.Env, next.Dir, next.SysProcAttr, next.Stdin = cmd.Env, cmd.Dir, cmd.SysProcAttr, cmd.Stdin
+		next.Stdout, next.Stderr = &stdout, &stderr
+		cmd = next
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(StopTimeout):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Errorf("%q did not exit within %v: killed", cmd.Args, StopTimeout)
+	}
+	return parseResult(t, splitLines(stdout.String()), splitLines(stderr.String()), cmd.ProcessState.ExitCode())
+}
+
+func splitLines(s string) []string {
+	s = strings.TrimSuffix(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+var textSummaryRE = regexp.MustCompile(`^(Tracepoint|LSM|Socket) ringbuf: emitted=([0-9]+) dropped=([0-9]+)$`)
+var malformedRE = regexp.MustCompile(`^Malformed records: ([0-9]+)$`)
+
+// jsonSummary mirrors the --output json summary line.
+type jsonSummary struct {
+	Type      string                       `json:"type"`
+	Paths     map[string]events.PathCounts `json:"paths"`
+	Received  uint64                       `json:"received"`
+	Malformed uint64                       `json:"malformed"`
+	Pressure  bool                         `json:"ring_buffer_pressure"`
+}
+
+func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
+	t.Helper()
+	r := Result{
+		Stdout:   append([]string(nil), stdout...),
+		Stderr:   append([]string(nil), stderr...),
+		ExitCode: exit,
+	}
+	for _, line := range stdout {
+		if strings.HasPrefix(line, "[PID ") {
+			r.EventLines = append(r.EventLines, line)
+			continue
+		}
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var head struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal([]byte(line), &head); err != nil {
+			t.Errorf("assay printed a line that is not JSON: %v\n%s", err, line)
+			continue
+		}
+		switch head.Type {
+		case "event":
+			var e events.JSONEvent
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Errorf("bad JSON event: %v\n%s", err, line)
+				continue
+			}
+			r.EventLines = append(r.EventLines, line)
+			r.Events = append(r.Events, e)
+		case "summary":
+			var s jsonSummary
+			if err := json.Unmarshal([]byte(line), &s); err != nil {
+				t.Errorf("bad JSON summary: %v\n%s", err, line)
+				continue
+			}
+			if r.HasSummary {
+				t.Errorf("a second JSON summary: %s", line)
+			}
+			for _, p := range []string{"tracepoint", "lsm", "socket"} {
+				if _, ok := s.Paths[p]; !ok {
+					t.Errorf("JSON summary has no %q path: %s", p, line)
+				}
+			}
+			r.Summary = events.Summary{
+				Tracepoint: s.Paths["tracepoint"], LSM: s.Paths["lsm"], Socket: s.Paths["socket"],
+				Received: s.Received, Malformed: s.Malformed,
+			}
+			r.HasSummary, r.Pressure = true, s.Pressure
+		}
+	}
+	if r.HasSummary {
+		return r
+	}
+	found := 0
+	for _, line := range stderr {
+		if m := textSummaryRE.FindStringSubmatch(line); m != nil {
+			emitted, _ := strconv.ParseUint(m[2], 10, 64)
+			dropped, _ := strconv.ParseUint(m[3], 10, 64)
+			c := events.PathCounts{Emitted: emitted, Dropped: dropped}
+			switch m[1] {
+			case "Tracepoint":
+				r.Summary.Tracepoint = c
+			case "LSM":
+				r.Summary.LSM = c
+			case "Socket":
+				r.Summary.Socket = c
+			}
+			found++
+		}
+		if m := malformedRE.FindStringSubmatch(line); m != nil {
+			r.Summary.Malformed, _ = strconv.ParseUint(m[1], 10, 64)
+		}
+		if strings.HasPrefix(line, events.PressureWarning) {
+			r.Pressure = true
+		}
+	}
+	r.HasSummary = found == 3
+	return r
+}
