@@ -14,6 +14,7 @@ package lsm_test
 import (
 	"errors"
 	"fmt"
+	"github.com/assaymcp/assay/internal/assaytest"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "FAIL: the test/lsm tests run only inside the vmtest guest (ASSAY_VM=1 is not set): run via `make vmtest`")
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	assaytest.Main(m)
 }
 
 // assayBin returns the path of the assay binary in the guest (ASSAY_BIN), failing the
