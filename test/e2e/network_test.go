@@ -15,8 +15,8 @@ type probeCase struct {
 	action string
 	args   []string
 	event  *netEvent // nil: allowed, no event
-	tcp *assaytest.TCPListener
-	udp *assaytest.UDPListener
+	tcp    *assaytest.TCPListener
+	udp    *assaytest.UDPListener
 }
 
 // runCases runs each case's probe inside the cgroup: a case with an event
