@@ -9,6 +9,20 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
+// namedLink is an attached program; name is stable and used for pins.
+type namedLink struct {
+	name string
+	prog string
+	link link.Link
+}
+
+var cgroupAttachTypes = map[string]ebpf.AttachType{
+	bpfProgConnect4: ebpf.AttachCGroupInet4Connect,
+	bpfProgConnect6: ebpf.AttachCGroupInet6Connect,
+	bpfProgSendmsg4: ebpf.AttachCGroupUDP4Sendmsg,
+	bpfProgSendmsg6: ebpf.AttachCGroupUDP6Sendmsg,
+}
+
 // Attach links every loaded program: the socket programs to each scope
 // cgroup (or the cgroup2 root for All) with BPF links, which stack with
 // other programs already attached there; the LSM and tracing programs
@@ -23,51 +37,65 @@ func (inst *Instance) Attach() (err error) {
 			inst.Detach()
 		}
 	}()
-	cgroups := []string{}
+	if err := inst.attachMissing(); err != nil {
+		return err
+	}
+	inst.attached = true
+	return nil
+}
+
+func (inst *Instance) cgroups() []string {
 	if inst.cfg.All {
-		cgroups = append(cgroups, inst.cfg.Root)
-	} else {
-		for _, s := range inst.cfg.Scopes {
-			cgroups = append(cgroups, s.Path)
+		return []string{inst.cfg.Root}
+	}
+	var out []string
+	for _, s := range inst.cfg.Scopes {
+		out = append(out, s.Path)
+	}
+	return out
+}
+
+func (inst *Instance) isAttached(prog string) bool {
+	for _, l := range inst.links {
+		if l.prog == prog {
+			return true
 		}
 	}
-	cgAttach := []struct {
-		prog string
-		typ  ebpf.AttachType
-	}{
-		{bpfProgConnect4, ebpf.AttachCGroupInet4Connect},
-		{bpfProgConnect6, ebpf.AttachCGroupInet6Connect},
-		{bpfProgSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
-		{bpfProgSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
-	}
-	for _, a := range cgAttach {
-		p := inst.coll.Programs[a.prog]
-		if p == nil {
+	return false
+}
+
+// attachMissing attaches every loaded program that has no link yet. On
+// error, the links it made stay in inst.links (Attach detaches them all;
+// Reload keeps them, harmless: they judge by the active generation).
+func (inst *Instance) attachMissing() error {
+	for _, name := range netPrograms {
+		p := inst.progs[name]
+		if p == nil || inst.isAttached(name) {
 			continue
 		}
-		for _, cg := range cgroups {
-			l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: a.typ, Program: p})
+		for i, cg := range inst.cgroups() {
+			l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: cgroupAttachTypes[name], Program: p})
 			if err != nil {
-				return &FeatureError{Feature: "cgroup sock_addr programs (" + a.prog + ")", Err: err,
+				return &FeatureError{Feature: "cgroup sock_addr programs (" + name + ")", Err: err,
 					Fix: "the kernel needs CONFIG_CGROUP_BPF and cgroup v2; run `assay doctor`"}
 			}
-			inst.links = append(inst.links, l)
+			inst.links = append(inst.links, namedLink{name: fmt.Sprintf("link_%s_%d", name, i), prog: name, link: l})
 		}
 	}
 	for _, name := range filePrograms {
-		p := inst.coll.Programs[name]
-		if p == nil {
+		p := inst.progs[name]
+		if p == nil || inst.isAttached(name) {
 			continue
 		}
 		l, err := link.AttachLSM(link.LSMOptions{Program: p})
 		if err != nil {
 			return lsmError("attach lsm/"+name, err)
 		}
-		inst.links = append(inst.links, l)
+		inst.links = append(inst.links, namedLink{name: "link_" + name, prog: name, link: l})
 	}
 	for _, name := range tracePrograms {
-		p := inst.coll.Programs[name]
-		if p == nil {
+		p := inst.progs[name]
+		if p == nil || inst.isAttached(name) {
 			continue
 		}
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
@@ -75,24 +103,43 @@ func (inst *Instance) Attach() (err error) {
 			return &FeatureError{Feature: "tp_btf tracing programs (" + name + ")", Err: err,
 				Fix: "the kernel needs BTF (/sys/kernel/btf/vmlinux); run without --trace"}
 		}
-		inst.links = append(inst.links, l)
+		inst.links = append(inst.links, namedLink{name: "link_" + name, prog: name, link: l})
 	}
-	inst.attached = true
 	return nil
 }
 
-// Detach closes every link. The instance holds the links for its whole
-// life: a dropped link would be closed by a finalizer and silently detach.
+// Detach closes every link (and removes its pin, if pinned). The instance
+// holds the links for its whole life: a dropped link would be closed by a
+// finalizer and silently detach.
 func (inst *Instance) Detach() error {
 	var errs []error
 	for i := len(inst.links) - 1; i >= 0; i-- {
-		if err := inst.links[i].Close(); err != nil {
+		l := inst.links[i].link
+		if inst.pinDir != "" {
+			if err := l.Unpin(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := l.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	inst.links = nil
 	inst.attached = false
 	runtime.KeepAlive(inst)
+	return errors.Join(errs...)
+}
+
+// release closes this process's handles on the links, leaving pinned links
+// attached.
+func (inst *Instance) release() error {
+	var errs []error
+	for _, l := range inst.links {
+		if err := l.link.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	inst.links = nil
 	return errors.Join(errs...)
 }
 

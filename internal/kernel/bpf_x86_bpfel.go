@@ -72,14 +72,26 @@ type bpfAssayNetEvent struct {
 	Addr     [16]uint8
 }
 
+type bpfAssayRate struct {
+	_      structs.HostLayout
+	Window uint64
+	Count  uint64
+}
+
+type bpfAssayScope struct {
+	_          structs.HostLayout
+	ScopeAll   uint32
+	Nscopes    uint32
+	ScopeId    [8]uint64
+	ScopeLevel [8]uint32
+	RateLimit  uint32
+	Pad        uint32
+}
+
 type bpfAssaySettings struct {
 	_           structs.HostLayout
 	Audit       uint32
 	AllowActive uint32
-	ScopeAll    uint32
-	Nscopes     uint32
-	ScopeId     [8]uint64
-	ScopeLevel  [8]uint32
 	HasDirRules uint32
 	Pad         uint32
 }
@@ -97,6 +109,7 @@ type bpfAssayTraceEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapActive            = "active"
 	bpfMapAllowV4           = "allow_v4"
 	bpfMapAllowV6           = "allow_v6"
 	bpfMapCounters          = "counters"
@@ -105,6 +118,8 @@ const (
 	bpfMapDenyV6            = "deny_v6"
 	bpfMapEvents            = "events"
 	bpfMapFileRules         = "file_rules"
+	bpfMapRate              = "rate"
+	bpfMapScope             = "scope"
 	bpfMapSettings          = "settings"
 	bpfMapTraceEvents       = "trace_events"
 	bpfProgConnect4         = "connect4"
@@ -119,7 +134,11 @@ const (
 	bpfProgTraceSysEnter    = "trace_sys_enter"
 	bpfVarUnusedEventHeader = "unused_event_header"
 	bpfVarUnusedFileEvent   = "unused_file_event"
+	bpfVarUnusedFileKey     = "unused_file_key"
+	bpfVarUnusedLpmV4Key    = "unused_lpm_v4_key"
+	bpfVarUnusedLpmV6Key    = "unused_lpm_v6_key"
 	bpfVarUnusedNetEvent    = "unused_net_event"
+	bpfVarUnusedRate        = "unused_rate"
 	bpfVarUnusedTraceEvent  = "unused_trace_event"
 )
 
@@ -181,6 +200,7 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	Active      *ebpf.MapSpec `ebpf:"active"`
 	AllowV4     *ebpf.MapSpec `ebpf:"allow_v4"`
 	AllowV6     *ebpf.MapSpec `ebpf:"allow_v6"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
@@ -189,6 +209,8 @@ type bpfMapSpecs struct {
 	DenyV6      *ebpf.MapSpec `ebpf:"deny_v6"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	FileRules   *ebpf.MapSpec `ebpf:"file_rules"`
+	Rate        *ebpf.MapSpec `ebpf:"rate"`
+	Scope       *ebpf.MapSpec `ebpf:"scope"`
 	Settings    *ebpf.MapSpec `ebpf:"settings"`
 	TraceEvents *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -199,7 +221,11 @@ type bpfMapSpecs struct {
 type bpfVariableSpecs struct {
 	UnusedEventHeader *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.VariableSpec `ebpf:"unused_file_event"`
+	UnusedFileKey     *ebpf.VariableSpec `ebpf:"unused_file_key"`
+	UnusedLpmV4Key    *ebpf.VariableSpec `ebpf:"unused_lpm_v4_key"`
+	UnusedLpmV6Key    *ebpf.VariableSpec `ebpf:"unused_lpm_v6_key"`
 	UnusedNetEvent    *ebpf.VariableSpec `ebpf:"unused_net_event"`
+	UnusedRate        *ebpf.VariableSpec `ebpf:"unused_rate"`
 	UnusedTraceEvent  *ebpf.VariableSpec `ebpf:"unused_trace_event"`
 }
 
@@ -223,6 +249,7 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	Active      *ebpf.Map `ebpf:"active"`
 	AllowV4     *ebpf.Map `ebpf:"allow_v4"`
 	AllowV6     *ebpf.Map `ebpf:"allow_v6"`
 	Counters    *ebpf.Map `ebpf:"counters"`
@@ -231,12 +258,15 @@ type bpfMaps struct {
 	DenyV6      *ebpf.Map `ebpf:"deny_v6"`
 	Events      *ebpf.Map `ebpf:"events"`
 	FileRules   *ebpf.Map `ebpf:"file_rules"`
+	Rate        *ebpf.Map `ebpf:"rate"`
+	Scope       *ebpf.Map `ebpf:"scope"`
 	Settings    *ebpf.Map `ebpf:"settings"`
 	TraceEvents *ebpf.Map `ebpf:"trace_events"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.Active,
 		m.AllowV4,
 		m.AllowV6,
 		m.Counters,
@@ -245,6 +275,8 @@ func (m *bpfMaps) Close() error {
 		m.DenyV6,
 		m.Events,
 		m.FileRules,
+		m.Rate,
+		m.Scope,
 		m.Settings,
 		m.TraceEvents,
 	)
@@ -256,7 +288,11 @@ func (m *bpfMaps) Close() error {
 type bpfVariables struct {
 	UnusedEventHeader *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.Variable `ebpf:"unused_file_event"`
+	UnusedFileKey     *ebpf.Variable `ebpf:"unused_file_key"`
+	UnusedLpmV4Key    *ebpf.Variable `ebpf:"unused_lpm_v4_key"`
+	UnusedLpmV6Key    *ebpf.Variable `ebpf:"unused_lpm_v6_key"`
 	UnusedNetEvent    *ebpf.Variable `ebpf:"unused_net_event"`
+	UnusedRate        *ebpf.Variable `ebpf:"unused_rate"`
 	UnusedTraceEvent  *ebpf.Variable `ebpf:"unused_trace_event"`
 }
 

@@ -38,7 +38,7 @@ type Counters struct {
 
 // Counters reads the per-CPU counters.
 func (inst *Instance) Counters() (Counters, error) {
-	return readCounters(inst.coll.Maps[bpfMapCounters])
+	return readCounters(inst.maps[bpfMapCounters])
 }
 
 func readCounters(m *ebpf.Map) (Counters, error) {

@@ -22,7 +22,7 @@ func TestLoadNetworkAndTrace(t *testing.T) {
 	}
 	defer inst.Close()
 	var id uint32
-	if err := inst.coll.Maps[bpfMapDenyPorts].Lookup(uint32(22), &id); err != nil || id != 1 {
+	if err := inst.innerMap(bpfMapDenyPorts, 0).Lookup(uint32(22), &id); err != nil || id != 1 {
 		t.Fatalf("deny_ports[22] = %d, %v", id, err)
 	}
 }

@@ -1,5 +1,6 @@
 // Package kernel loads Assay's BPF object, fills its maps from a rule set,
-// attaches its programs to a scope and reads back events and counters.
+// attaches its programs to a scope, swaps policies atomically, pins an
+// instance so it outlives the process, and reads back events and counters.
 //
 // The BPF sources are in bpf/; `make generate` rebuilds bpf_x86_bpfel.o and
 // its Go bindings, which are committed.
@@ -17,6 +18,9 @@ import (
 
 // DefaultRingBytes is the default size of each ring buffer.
 const DefaultRingBytes = 16 << 20
+
+// DefaultRateLimit is the default event budget per cgroup per second.
+const DefaultRateLimit = 50000
 
 // MaxScopes is how many scope cgroups one instance can judge.
 const MaxScopes = 8
@@ -42,23 +46,32 @@ type Config struct {
 	// RingBytes sizes each ring buffer (a power of two, at least one page);
 	// 0 means DefaultRingBytes.
 	RingBytes int
+	// RateLimit is the most events one cgroup may emit per second; the
+	// rest are counted as suppressed. 0 means DefaultRateLimit; negative
+	// means unlimited.
+	RateLimit int
 }
 
 // Instance is a loaded (and, after Attach, enforcing) set of programs.
 type Instance struct {
 	cfg      Config
-	coll     *ebpf.Collection
-	links    []linkCloser
+	spec     *ebpf.CollectionSpec
+	maps     map[string]*ebpf.Map
+	progs    map[string]*ebpf.Program
+	links    []namedLink
 	attached bool
+	pinDir   string // set when pinned
 }
 
-type linkCloser interface{ Close() error }
-
+// Program groups, loaded only when the rules need them.
 var (
 	netPrograms   = []string{bpfProgConnect4, bpfProgConnect6, bpfProgSendmsg4, bpfProgSendmsg6}
 	filePrograms  = []string{bpfProgFileOpen, bpfProgInodeLink, bpfProgInodeRename}
 	tracePrograms = []string{bpfProgTraceSysEnter, bpfProgTraceExec}
 )
+
+// The maps holding one policy generation each (arrays of two maps).
+var ruleMapNames = []string{bpfMapDenyPorts, bpfMapDenyV4, bpfMapAllowV4, bpfMapDenyV6, bpfMapAllowV6, bpfMapFileRules}
 
 // LoadSpec returns the embedded BPF object, or the one at path.
 func LoadSpec(path string) (*ebpf.CollectionSpec, error) {
@@ -76,8 +89,9 @@ func LoadSpec(path string) (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
-// Load loads the programs the rules need and fills every map. Nothing is
-// attached yet: a failure here leaves the system as it was.
+// Load creates every map, fills generation 0 with the rules, and loads the
+// programs the rules need. Nothing is attached yet: a failure here leaves
+// the system as it was.
 func Load(cfg Config) (*Instance, error) {
 	if !cfg.All && len(cfg.Scopes) == 0 {
 		return nil, errors.New("no scope: give a cgroup or ask for the whole host")
@@ -91,6 +105,9 @@ func Load(cfg Config) (*Instance, error) {
 	if cfg.RingBytes < os.Getpagesize() || cfg.RingBytes&(cfg.RingBytes-1) != 0 {
 		return nil, fmt.Errorf("ring buffer size %d: must be a power of two of at least %d", cfg.RingBytes, os.Getpagesize())
 	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	_ = rlimit.RemoveMemlock()
 
@@ -101,62 +118,30 @@ func Load(cfg Config) (*Instance, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
-	want := map[string]bool{}
-	if cfg.Rules.HasNetwork() {
-		for _, p := range netPrograms {
-			want[p] = true
-		}
-	}
-	if cfg.Rules.HasFiles() {
-		for _, p := range filePrograms {
-			want[p] = true
-		}
-	}
-	if cfg.Trace {
-		for _, p := range tracePrograms {
-			want[p] = true
-		}
-	}
-	for name := range spec.Programs {
-		if !want[name] {
-			delete(spec.Programs, name)
-		}
-	}
-
-	v4d, _, v6d, _, err := splitCIDRs(cfg.Rules.DenyCIDRs)
-	if err != nil {
+	inst := &Instance{cfg: cfg, spec: spec}
+	if err := inst.createMaps(); err != nil {
 		return nil, err
 	}
-	v4a, _, v6a, _, err := splitCIDRs(cfg.Rules.AllowCIDRs)
-	if err != nil {
+	if err := inst.fillScope(); err != nil {
+		inst.Close()
 		return nil, err
 	}
-	sizes := map[string]int{
-		bpfMapDenyV4:      len(v4d),
-		bpfMapDenyV6:      len(v6d),
-		bpfMapAllowV4:     len(v4a),
-		bpfMapAllowV6:     len(v6a),
-		bpfMapFileRules:   len(cfg.Rules.Files),
-		bpfMapEvents:      cfg.RingBytes,
-		bpfMapTraceEvents: cfg.RingBytes,
+	// Generation 1 starts empty but present, so that a program never finds
+	// a generation without maps.
+	if err := inst.install(1, Rules{}, cfg.Audit); err != nil {
+		inst.Close()
+		return nil, err
 	}
-	for name, n := range sizes {
-		if n < 1 {
-			n = 1
-		}
-		spec.Maps[name].MaxEntries = uint32(n)
+	if err := inst.install(0, cfg.Rules, cfg.Audit); err != nil {
+		inst.Close()
+		return nil, err
 	}
-	if !cfg.Trace {
-		spec.Maps[bpfMapTraceEvents].MaxEntries = uint32(os.Getpagesize())
+	if err := inst.maps[bpfMapActive].Put(uint32(0), uint32(0)); err != nil {
+		inst.Close()
+		return nil, fmt.Errorf("set the active generation: %w", err)
 	}
-
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
-	if err != nil {
-		return nil, explainLoad(err)
-	}
-	inst := &Instance{cfg: cfg, coll: coll}
-	if err := inst.fill(); err != nil {
-		coll.Close()
+	if err := inst.loadPrograms(cfg.Rules, cfg.Trace); err != nil {
+		inst.Close()
 		return nil, err
 	}
 	return inst, nil
@@ -164,10 +149,14 @@ func Load(cfg Config) (*Instance, error) {
 
 // checkSpec makes sure a custom object has what this loader drives.
 func checkSpec(spec *ebpf.CollectionSpec) error {
-	for _, m := range []string{bpfMapSettings, bpfMapCounters, bpfMapEvents, bpfMapTraceEvents, bpfMapDenyPorts,
-		bpfMapDenyV4, bpfMapDenyV6, bpfMapAllowV4, bpfMapAllowV6, bpfMapFileRules} {
+	for _, m := range append([]string{bpfMapSettings, bpfMapScope, bpfMapActive, bpfMapRate, bpfMapCounters, bpfMapEvents, bpfMapTraceEvents}, ruleMapNames...) {
 		if spec.Maps[m] == nil {
 			return fmt.Errorf("BPF object has no map %q: build it from this version's internal/kernel/bpf", m)
+		}
+	}
+	for _, m := range ruleMapNames {
+		if spec.Maps[m].InnerMap == nil {
+			return fmt.Errorf("BPF object's map %q is not an array of maps: build it from this version's internal/kernel/bpf", m)
 		}
 	}
 	for _, p := range append(append(append([]string{}, netPrograms...), filePrograms...), tracePrograms...) {
@@ -178,75 +167,196 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 	return nil
 }
 
-func (inst *Instance) fill() error {
+// createMaps sizes the ring buffers in the instance's spec and creates
+// every map of the object, without programs.
+func (inst *Instance) createMaps() error {
+	inst.spec.Maps[bpfMapEvents].MaxEntries = uint32(inst.cfg.RingBytes)
+	inst.spec.Maps[bpfMapTraceEvents].MaxEntries = uint32(os.Getpagesize())
+	if inst.cfg.Trace {
+		inst.spec.Maps[bpfMapTraceEvents].MaxEntries = uint32(inst.cfg.RingBytes)
+	}
+	spec := inst.spec.Copy()
+	spec.Programs = map[string]*ebpf.ProgramSpec{}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return explainLoad(err)
+	}
+	inst.maps = coll.Maps
+	inst.progs = map[string]*ebpf.Program{}
+	return nil
+}
+
+func (inst *Instance) fillScope() error {
 	cfg := inst.cfg
-	st := bpfAssaySettings{}
-	if cfg.Audit {
-		st.Audit = 1
-	}
-	if len(cfg.Rules.AllowCIDRs) > 0 {
-		st.AllowActive = 1
-	}
+	sc := bpfAssayScope{}
 	if cfg.All {
-		st.ScopeAll = 1
+		sc.ScopeAll = 1
 	} else {
-		st.Nscopes = uint32(len(cfg.Scopes))
+		sc.Nscopes = uint32(len(cfg.Scopes))
 		for i, s := range cfg.Scopes {
-			st.ScopeId[i] = s.ID
-			st.ScopeLevel[i] = uint32(s.Level)
+			sc.ScopeId[i] = s.ID
+			sc.ScopeLevel[i] = uint32(s.Level)
 		}
 	}
-	if cfg.Rules.hasDirRules() {
-		st.HasDirRules = 1
+	if cfg.RateLimit > 0 {
+		sc.RateLimit = uint32(cfg.RateLimit)
 	}
-	if err := inst.coll.Maps[bpfMapSettings].Put(uint32(0), &st); err != nil {
-		return fmt.Errorf("fill settings: %w", err)
+	if err := inst.maps[bpfMapScope].Put(uint32(0), &sc); err != nil {
+		return fmt.Errorf("fill scope: %w", err)
+	}
+	return nil
+}
+
+// programsFor lists the programs a rule set needs.
+func programsFor(r Rules, trace bool) []string {
+	var names []string
+	if r.HasNetwork() {
+		names = append(names, netPrograms...)
+	}
+	if r.HasFiles() {
+		names = append(names, filePrograms...)
+	}
+	if trace {
+		names = append(names, tracePrograms...)
+	}
+	return names
+}
+
+// loadPrograms loads the programs the rules need that are not loaded yet,
+// bound to the instance's maps.
+func (inst *Instance) loadPrograms(r Rules, trace bool) error {
+	spec := inst.spec.Copy()
+	want := map[string]bool{}
+	for _, n := range programsFor(r, trace) {
+		if inst.progs[n] == nil {
+			want[n] = true
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	for name := range spec.Programs {
+		if !want[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: inst.maps})
+	if err != nil {
+		if want[bpfProgFileOpen] {
+			return lsmError("load the file programs", err)
+		}
+		return explainLoad(err)
+	}
+	for name, p := range coll.Programs {
+		inst.progs[name] = p
+	}
+	// Every map is a replacement, cloned by the loader: drop the clones.
+	for _, m := range coll.Maps {
+		m.Close()
+	}
+	return nil
+}
+
+// install builds one generation's rule maps, fills them, and puts them and
+// the generation's settings in place. It never touches the active
+// generation's maps.
+func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
+	v4d, v4dIDs, v6d, v6dIDs, err := splitCIDRs(r.DenyCIDRs)
+	if err != nil {
+		return err
+	}
+	v4a, v4aIDs, v6a, v6aIDs, err := splitCIDRs(r.AllowCIDRs)
+	if err != nil {
+		return err
+	}
+	inner := map[string]*ebpf.Map{}
+	defer func() {
+		// The outer maps keep their own references.
+		for _, m := range inner {
+			m.Close()
+		}
+	}()
+	sizes := map[string]int{
+		bpfMapDenyPorts: 0, bpfMapDenyV4: len(v4d), bpfMapAllowV4: len(v4a),
+		bpfMapDenyV6: len(v6d), bpfMapAllowV6: len(v6a), bpfMapFileRules: len(r.Files),
+	}
+	for _, name := range ruleMapNames {
+		ms := inst.spec.Maps[name].InnerMap.Copy()
+		ms.Name = name + "_" + fmt.Sprint(gen)
+		if name != bpfMapDenyPorts {
+			ms.MaxEntries = uint32(max(sizes[name], 1))
+		}
+		m, err := ebpf.NewMap(ms)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", ms.Name, err)
+		}
+		inner[name] = m
 	}
 
-	if n := len(cfg.Rules.DenyPorts); n > 0 {
+	if n := len(r.DenyPorts); n > 0 {
 		keys := make([]uint32, 0, n)
 		vals := make([]uint32, 0, n)
-		for p, id := range cfg.Rules.DenyPorts {
+		for p, id := range r.DenyPorts {
 			keys = append(keys, uint32(p))
 			vals = append(vals, id)
 		}
-		if err := update(inst.coll.Maps[bpfMapDenyPorts], keys, vals); err != nil {
+		if err := update(inner[bpfMapDenyPorts], keys, vals); err != nil {
 			return fmt.Errorf("fill deny_ports: %w", err)
 		}
 	}
 	for _, f := range []struct {
 		name string
-		cs   []CIDR
-		v6   bool
+		err  error
 	}{
-		{bpfMapDenyV4, cfg.Rules.DenyCIDRs, false},
-		{bpfMapDenyV6, cfg.Rules.DenyCIDRs, true},
-		{bpfMapAllowV4, cfg.Rules.AllowCIDRs, false},
-		{bpfMapAllowV6, cfg.Rules.AllowCIDRs, true},
+		{bpfMapDenyV4, updateIf(inner[bpfMapDenyV4], v4d, v4dIDs)},
+		{bpfMapAllowV4, updateIf(inner[bpfMapAllowV4], v4a, v4aIDs)},
+		{bpfMapDenyV6, updateIf(inner[bpfMapDenyV6], v6d, v6dIDs)},
+		{bpfMapAllowV6, updateIf(inner[bpfMapAllowV6], v6a, v6aIDs)},
 	} {
-		v4, v4ids, v6, v6ids, _ := splitCIDRs(f.cs)
-		var err error
-		if f.v6 && len(v6) > 0 {
-			err = update(inst.coll.Maps[f.name], v6, v6ids)
-		} else if !f.v6 && len(v4) > 0 {
-			err = update(inst.coll.Maps[f.name], v4, v4ids)
-		}
-		if err != nil {
-			return fmt.Errorf("fill %s: %w", f.name, err)
+		if f.err != nil {
+			return fmt.Errorf("fill %s: %w", f.name, f.err)
 		}
 	}
-	if n := len(cfg.Rules.Files); n > 0 {
+	if n := len(r.Files); n > 0 {
 		keys := make([]bpfAssayFileKey, n)
 		vals := make([]uint32, n)
-		for i, f := range cfg.Rules.Files {
+		for i, f := range r.Files {
 			keys[i] = bpfAssayFileKey{Dev: f.Dev, Ino: f.Ino}
 			vals[i] = f.ID
 		}
-		if err := update(inst.coll.Maps[bpfMapFileRules], keys, vals); err != nil {
+		if err := update(inner[bpfMapFileRules], keys, vals); err != nil {
 			return fmt.Errorf("fill file_rules: %w", err)
 		}
 	}
+
+	st := bpfAssaySettings{}
+	if audit {
+		st.Audit = 1
+	}
+	if len(r.AllowCIDRs) > 0 {
+		st.AllowActive = 1
+	}
+	if r.hasDirRules() {
+		st.HasDirRules = 1
+	}
+	// Settings first, then the maps: the generation is inactive, so the
+	// order only matters for readability.
+	if err := inst.maps[bpfMapSettings].Put(gen, &st); err != nil {
+		return fmt.Errorf("fill settings: %w", err)
+	}
+	for _, name := range ruleMapNames {
+		if err := inst.maps[name].Put(gen, inner[name]); err != nil {
+			return fmt.Errorf("install %s: %w", name, err)
+		}
+	}
 	return nil
+}
+
+func updateIf[K any](m *ebpf.Map, keys []K, ids []uint32) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	return update(m, keys, ids)
 }
 
 // update writes keys and values with one batch call where the map type
@@ -265,9 +375,70 @@ func update[K, V any](m *ebpf.Map, keys []K, vals []V) error {
 	return nil
 }
 
-// Close detaches every program and frees every map.
+// ActiveGeneration returns the policy generation in force (0 or 1).
+func (inst *Instance) ActiveGeneration() (uint32, error) {
+	var gen uint32
+	err := inst.maps[bpfMapActive].Lookup(uint32(0), &gen)
+	return gen, err
+}
+
+// Reload swaps in a new rule set without detaching anything: the inactive
+// generation is built and filled completely, programs the new rules need
+// are loaded and attached, and only then does one write flip the active
+// generation. Every decision is made under the old policy or the new one,
+// never under none. On error the old policy stays in force.
+func (inst *Instance) Reload(r Rules, audit bool) error {
+	gen, err := inst.ActiveGeneration()
+	if err != nil {
+		return fmt.Errorf("read the active generation: %w", err)
+	}
+	next := 1 - gen
+	if err := inst.install(next, r, audit); err != nil {
+		return err
+	}
+	if inst.attached {
+		if err := inst.loadPrograms(r, inst.cfg.Trace); err != nil {
+			return err
+		}
+		if err := inst.attachMissing(); err != nil {
+			return err
+		}
+	}
+	if err := inst.maps[bpfMapActive].Put(uint32(0), next); err != nil {
+		return fmt.Errorf("switch to the new policy: %w", err)
+	}
+	inst.cfg.Rules, inst.cfg.Audit = r, audit
+	return nil
+}
+
+// Close detaches every program (unless pinned) and releases every handle.
 func (inst *Instance) Close() error {
-	err := inst.Detach()
-	inst.coll.Close()
+	var err error
+	if inst.pinDir == "" {
+		err = inst.Detach()
+	} else {
+		err = inst.release()
+	}
+	for _, p := range inst.progs {
+		p.Close()
+	}
+	for _, m := range inst.maps {
+		m.Close()
+	}
+	inst.progs, inst.maps = nil, nil
 	return err
+}
+
+// innerMap returns generation gen's map of the array of maps name (the
+// caller closes it).
+func (inst *Instance) innerMap(name string, gen uint32) *ebpf.Map {
+	var id ebpf.MapID
+	if err := inst.maps[name].Lookup(gen, &id); err != nil {
+		return nil
+	}
+	m, err := ebpf.NewMapFromID(id)
+	if err != nil {
+		return nil
+	}
+	return m
 }

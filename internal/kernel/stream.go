@@ -27,7 +27,7 @@ func (inst *Instance) Stream(fn func(rec []byte, idle bool)) (*Stream, error) {
 		names = append(names, bpfMapTraceEvents)
 	}
 	for _, n := range names {
-		r, err := ringbuf.NewReader(inst.coll.Maps[n])
+		r, err := ringbuf.NewReader(inst.maps[n])
 		if err != nil {
 			s.close()
 			return nil, &FeatureError{Feature: "BPF ring buffer", Err: err, Fix: "Assay needs Linux 5.8 or later"}

@@ -16,3 +16,7 @@ const struct assay_event_header *unused_event_header __attribute__((unused));
 const struct assay_net_event *unused_net_event __attribute__((unused));
 const struct assay_file_event *unused_file_event __attribute__((unused));
 const struct assay_trace_event *unused_trace_event __attribute__((unused));
+const struct assay_lpm_v4_key *unused_lpm_v4_key __attribute__((unused));
+const struct assay_lpm_v6_key *unused_lpm_v6_key __attribute__((unused));
+const struct assay_file_key *unused_file_key __attribute__((unused));
+const struct assay_rate *unused_rate __attribute__((unused));

@@ -38,15 +38,28 @@
 #define VERDICT_AUDIT 2
 #define VERDICT_OBSERVED 3
 
-struct assay_settings {
-	__u32 audit;        /* 1: report, never block */
-	__u32 allow_active; /* 1: allow_cidrs is non-empty */
-	__u32 scope_all;    /* 1: judge every task on the host */
+/* Instance-wide: fixed when the programs are loaded. */
+struct assay_scope {
+	__u32 scope_all; /* 1: judge every task on the host */
 	__u32 nscopes;
 	__u64 scope_id[MAX_SCOPES];
 	__u32 scope_level[MAX_SCOPES];
+	__u32 rate_limit; /* events per second per cgroup; 0: unlimited */
+	__u32 _pad;
+};
+
+/* Per policy generation: a reload fills the inactive generation, then
+ * flips `active`, so every decision sees one whole policy, old or new. */
+struct assay_settings {
+	__u32 audit;         /* 1: report, never block */
+	__u32 allow_active;  /* 1: allow_cidrs is non-empty */
 	__u32 has_dir_rules; /* 1: walk ancestors on file_open */
 	__u32 _pad;
+};
+
+struct assay_rate {
+	__u64 window; /* second (CLOCK_MONOTONIC) the count is for */
+	__u64 count;
 };
 
 struct assay_counters {
@@ -72,8 +85,31 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
+	__type(value, struct assay_scope);
+} scope SEC(".maps");
+
+/* The active policy generation, 0 or 1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
 	__type(value, struct assay_settings);
 } settings SEC(".maps");
+
+/* Per-cgroup event budget. LRU: bounded whatever the number of cgroups. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct assay_rate);
+} rate SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -95,16 +131,34 @@ struct {
 	__uint(max_entries, 1 << 24);
 } trace_events SEC(".maps");
 
-static __always_inline struct assay_settings *get_settings(void)
+static __always_inline struct assay_scope *get_scope(void)
 {
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&settings, &zero);
+	return bpf_map_lookup_elem(&scope, &zero);
+}
+
+/* policy_gen returns the active generation, or -1 (callers fail closed). */
+static __always_inline int policy_gen(void)
+{
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&active, &zero);
+	if (!gen || *gen > 1)
+		return -1;
+	return *gen;
+}
+
+static __always_inline struct assay_settings *get_settings(__u32 gen)
+{
+	return bpf_map_lookup_elem(&settings, &gen);
 }
 
 /* in_scope reports whether the current task's cgroup v2 is one of the scope
  * cgroups or below one: the ancestor at the scope's level must be the scope. */
-static __always_inline int in_scope(const struct assay_settings *s)
+static __always_inline int in_scope(void)
 {
+	struct assay_scope *s = get_scope();
+	if (!s)
+		return 0;
 	if (s->scope_all)
 		return 1;
 #pragma unroll
@@ -117,7 +171,11 @@ static __always_inline int in_scope(const struct assay_settings *s)
 	return 0;
 }
 
-static __always_inline void count(int path, int emitted)
+#define COUNT_DROPPED 0
+#define COUNT_EMITTED 1
+#define COUNT_SUPPRESSED 2
+
+static __always_inline void count(int path, int what)
 {
 	__u32 zero = 0;
 	struct assay_counters *c = bpf_map_lookup_elem(&counters, &zero);
@@ -125,10 +183,40 @@ static __always_inline void count(int path, int emitted)
 		return;
 	if (path < 0 || path >= NR_PATHS)
 		return;
-	if (emitted)
+	if (what == COUNT_EMITTED)
 		c->emitted[path]++;
+	else if (what == COUNT_SUPPRESSED)
+		c->suppressed[path]++;
 	else
 		c->dropped[path]++;
+}
+
+/* event_budget reports whether the current cgroup may emit one more event
+ * this second; when not, it counts the event as suppressed. Decisions never
+ * depend on it: only reporting is limited. The window reset races benignly
+ * (a few events more in a second, never fewer). */
+static __always_inline int event_budget(int path)
+{
+	struct assay_scope *s = get_scope();
+	if (!s || !s->rate_limit)
+		return 1;
+	__u64 cg = bpf_get_current_cgroup_id();
+	__u64 now = bpf_ktime_get_ns() / 1000000000ULL;
+	struct assay_rate *r = bpf_map_lookup_elem(&rate, &cg);
+	if (!r) {
+		struct assay_rate fresh = {.window = now, .count = 1};
+		bpf_map_update_elem(&rate, &cg, &fresh, BPF_NOEXIST);
+		return 1;
+	}
+	if (r->window != now) {
+		r->window = now;
+		r->count = 0;
+	}
+	if (__sync_fetch_and_add(&r->count, 1) >= s->rate_limit) {
+		count(path, COUNT_SUPPRESSED);
+		return 0;
+	}
+	return 1;
 }
 
 static __always_inline void fill_header(struct assay_event_header *h, __u8 kind, __u8 verdict, __u16 size, __u32 rule_id)

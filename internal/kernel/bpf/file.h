@@ -34,21 +34,27 @@ struct assay_file_event {
 	__u64 ino;
 };
 
+/* (dev, ino) -> rule id, one map per policy generation. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct assay_file_key);
-	__type(value, __u32);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_HASH);
+		__uint(max_entries, 1);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		__type(key, struct assay_file_key);
+		__type(value, __u32);
+	});
 } file_rules SEC(".maps");
 
-static __always_inline __u32 inode_rule(struct inode *inode)
+static __always_inline __u32 inode_rule(void *rules, struct inode *inode)
 {
 	struct assay_file_key key = {};
 	__u32 *id;
 	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	key.ino = BPF_CORE_READ(inode, i_ino);
-	id = bpf_map_lookup_elem(&file_rules, &key);
+	id = bpf_map_lookup_elem(rules, &key);
 	return id ? *id : 0;
 }
 
@@ -56,7 +62,7 @@ static __always_inline __u32 inode_rule(struct inode *inode)
  * hook has no mount) to the root. Returns the first matching rule id,
  * RULE_TOO_DEEP when the walk did not reach the root within MAX_WALK steps
  * (fail closed: a deeper nest must not escape a directory rule), or 0. */
-static __always_inline __u32 ancestor_rule(struct dentry *d, struct mount *m)
+static __always_inline __u32 ancestor_rule(void *rules, struct dentry *d, struct mount *m)
 {
 	struct dentry *cur = d;
 	for (int i = 0; i < MAX_WALK; i++) {
@@ -78,22 +84,36 @@ static __always_inline __u32 ancestor_rule(struct dentry *d, struct mount *m)
 		struct inode *inode = BPF_CORE_READ(cur, d_inode);
 		if (!inode)
 			continue;
-		__u32 rule = inode_rule(inode);
+		__u32 rule = inode_rule(rules, inode);
 		if (rule)
 			return rule;
 	}
 	return RULE_TOO_DEEP;
 }
 
-static __always_inline __u32 dentry_rule(const struct assay_settings *s, struct dentry *d, struct mount *m)
+static __always_inline __u32 dentry_rule(const struct assay_settings *s, void *rules, struct dentry *d,
+					 struct mount *m)
 {
 	struct inode *inode = BPF_CORE_READ(d, d_inode);
 	__u32 rule = 0;
 	if (inode)
-		rule = inode_rule(inode);
+		rule = inode_rule(rules, inode);
 	if (!rule && s->has_dir_rules)
-		rule = ancestor_rule(d, m);
+		rule = ancestor_rule(rules, d, m);
 	return rule;
+}
+
+/* file_policy finds the active generation's settings and file rules.
+ * Returns 0 when they cannot be found: callers then fail closed. */
+static __always_inline int file_policy(struct assay_settings **s, void **rules)
+{
+	int gen = policy_gen();
+	if (gen < 0)
+		return 0;
+	__u32 g = gen;
+	*s = get_settings(g);
+	*rules = bpf_map_lookup_elem(&file_rules, &g);
+	return *s && *rules;
 }
 
 static __always_inline int file_verdict(const struct assay_settings *s, __u32 rule, struct inode *inode, __u8 op)
@@ -101,6 +121,8 @@ static __always_inline int file_verdict(const struct assay_settings *s, __u32 ru
 	if (!rule)
 		return 0;
 	__u8 v = s->audit ? VERDICT_AUDIT : VERDICT_BLOCKED;
+	if (!event_budget(PATH_LSM))
+		return s->audit ? 0 : -EPERM;
 	struct assay_file_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (e) {
 		fill_header(&e->h, EV_FILE, v, sizeof(*e), rule);
@@ -111,9 +133,9 @@ static __always_inline int file_verdict(const struct assay_settings *s, __u32 ru
 		e->_pad[1] = 0;
 		e->_pad[2] = 0;
 		bpf_ringbuf_submit(e, 0);
-		count(PATH_LSM, 1);
+		count(PATH_LSM, COUNT_EMITTED);
 	} else {
-		count(PATH_LSM, 0);
+		count(PATH_LSM, COUNT_DROPPED);
 	}
 	return s->audit ? 0 : -EPERM;
 }
@@ -123,16 +145,19 @@ int BPF_PROG(file_open, struct file *file, int ret)
 {
 	if (ret)
 		return ret;
-	struct assay_settings *s = get_settings();
-	if (!s || !in_scope(s))
+	if (!in_scope())
 		return 0;
+	struct assay_settings *s;
+	void *rules;
+	if (!file_policy(&s, &rules))
+		return -EPERM; /* fail closed */
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	struct vfsmount *vm = BPF_CORE_READ(file, f_path.mnt);
 	struct mount *m = container_of(vm, struct mount, mnt);
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	__u32 rule = inode ? inode_rule(inode) : 0;
+	__u32 rule = inode ? inode_rule(rules, inode) : 0;
 	if (!rule && s->has_dir_rules)
-		rule = ancestor_rule(d, m);
+		rule = ancestor_rule(rules, d, m);
 	return file_verdict(s, rule, inode, FILE_OP_OPEN);
 }
 
@@ -141,12 +166,15 @@ int BPF_PROG(inode_link, struct dentry *old_dentry, struct inode *dir, struct de
 {
 	if (ret)
 		return ret;
-	struct assay_settings *s = get_settings();
-	if (!s || !in_scope(s))
+	if (!in_scope())
 		return 0;
-	__u32 rule = dentry_rule(s, old_dentry, 0);
+	struct assay_settings *s;
+	void *rules;
+	if (!file_policy(&s, &rules))
+		return -EPERM;
+	__u32 rule = dentry_rule(s, rules, old_dentry, 0);
 	if (!rule)
-		rule = dentry_rule(s, new_dentry, 0);
+		rule = dentry_rule(s, rules, new_dentry, 0);
 	return file_verdict(s, rule, BPF_CORE_READ(old_dentry, d_inode), FILE_OP_LINK);
 }
 
@@ -156,12 +184,15 @@ int BPF_PROG(inode_rename, struct inode *old_dir, struct dentry *old_dentry, str
 {
 	if (ret)
 		return ret;
-	struct assay_settings *s = get_settings();
-	if (!s || !in_scope(s))
+	if (!in_scope())
 		return 0;
-	__u32 rule = dentry_rule(s, old_dentry, 0);
+	struct assay_settings *s;
+	void *rules;
+	if (!file_policy(&s, &rules))
+		return -EPERM;
+	__u32 rule = dentry_rule(s, rules, old_dentry, 0);
 	if (!rule)
-		rule = dentry_rule(s, new_dentry, 0);
+		rule = dentry_rule(s, rules, new_dentry, 0);
 	return file_verdict(s, rule, BPF_CORE_READ(old_dentry, d_inode), FILE_OP_RENAME);
 }
 

@@ -4,7 +4,9 @@
  * Precedence: deny_ports and deny_cidrs always win; otherwise, when
  * allow_cidrs is non-empty, a destination outside it is blocked under
  * RULE_NOT_IN_ALLOW. An IPv4-mapped IPv6 destination (::ffff:a.b.c.d) is
- * judged by the IPv4 rules. */
+ * judged by the IPv4 rules.
+ *
+ * Every rule map is an array of two maps, one per policy generation. */
 #pragma once
 
 #include "common.h"
@@ -31,19 +33,29 @@ struct assay_net_event {
 
 /* Port -> rule id; 0: no rule. An array: one load, no hashing. */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
 	__type(key, __u32);
-	__type(value, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_ARRAY);
+		__uint(max_entries, 65536);
+		__type(key, __u32);
+		__type(value, __u32);
+	});
 } deny_ports SEC(".maps");
 
-#define LPM_MAP(name, keytype)                     \
-	struct {                                       \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);       \
-		__uint(max_entries, 1);                    \
-		__uint(map_flags, BPF_F_NO_PREALLOC);      \
-		__type(key, struct keytype);               \
-		__type(value, __u32);                      \
+#define LPM_MAP(name, keytype)                                  \
+	struct {                                                    \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);               \
+		__uint(max_entries, 2);                                 \
+		__type(key, __u32);                                     \
+		__array(values, struct {                                \
+			__uint(type, BPF_MAP_TYPE_LPM_TRIE);                \
+			__uint(max_entries, 1);                             \
+			__uint(map_flags, BPF_F_NO_PREALLOC);               \
+			__type(key, struct keytype);                        \
+			__type(value, __u32);                               \
+		});                                                     \
 	} name SEC(".maps")
 
 LPM_MAP(deny_v4, assay_lpm_v4_key);
@@ -51,41 +63,58 @@ LPM_MAP(allow_v4, assay_lpm_v4_key);
 LPM_MAP(deny_v6, assay_lpm_v6_key);
 LPM_MAP(allow_v6, assay_lpm_v6_key);
 
-static __always_inline __u32 port_rule(__u16 port)
+/* The rule maps of one generation. Any missing: the caller fails closed. */
+struct net_rules {
+	void *ports, *deny4, *allow4, *deny6, *allow6;
+};
+
+static __always_inline int net_rules(__u32 gen, struct net_rules *r)
+{
+	r->ports = bpf_map_lookup_elem(&deny_ports, &gen);
+	r->deny4 = bpf_map_lookup_elem(&deny_v4, &gen);
+	r->allow4 = bpf_map_lookup_elem(&allow_v4, &gen);
+	r->deny6 = bpf_map_lookup_elem(&deny_v6, &gen);
+	r->allow6 = bpf_map_lookup_elem(&allow_v6, &gen);
+	return r->ports && r->deny4 && r->allow4 && r->deny6 && r->allow6;
+}
+
+static __always_inline __u32 port_rule(const struct net_rules *r, __u16 port)
 {
 	__u32 key = port;
 	__u32 *id;
 	if (port == 0)
 		return 0;
-	id = bpf_map_lookup_elem(&deny_ports, &key);
+	id = bpf_map_lookup_elem(r->ports, &key);
 	return id ? *id : 0;
 }
 
-static __always_inline __u32 judge_v4(const struct assay_settings *s, __u32 addr, __u16 port)
+static __always_inline __u32 judge_v4(const struct assay_settings *s, const struct net_rules *r, __u32 addr,
+				      __u16 port)
 {
 	struct assay_lpm_v4_key key = {.prefixlen = 32, .addr = addr};
 	__u32 *id;
-	__u32 rule = port_rule(port);
+	__u32 rule = port_rule(r, port);
 	if (rule)
 		return rule;
-	id = bpf_map_lookup_elem(&deny_v4, &key);
+	id = bpf_map_lookup_elem(r->deny4, &key);
 	if (id)
 		return *id;
-	if (s->allow_active && !bpf_map_lookup_elem(&allow_v4, &key))
+	if (s->allow_active && !bpf_map_lookup_elem(r->allow4, &key))
 		return RULE_NOT_IN_ALLOW;
 	return 0;
 }
 
-static __always_inline __u32 judge_v6(const struct assay_settings *s, const struct assay_lpm_v6_key *key, __u16 port)
+static __always_inline __u32 judge_v6(const struct assay_settings *s, const struct net_rules *r,
+				      const struct assay_lpm_v6_key *key, __u16 port)
 {
 	__u32 *id;
-	__u32 rule = port_rule(port);
+	__u32 rule = port_rule(r, port);
 	if (rule)
 		return rule;
-	id = bpf_map_lookup_elem(&deny_v6, key);
+	id = bpf_map_lookup_elem(r->deny6, key);
 	if (id)
 		return *id;
-	if (s->allow_active && !bpf_map_lookup_elem(&allow_v6, key))
+	if (s->allow_active && !bpf_map_lookup_elem(r->allow6, key))
 		return RULE_NOT_IN_ALLOW;
 	return 0;
 }
@@ -93,9 +122,11 @@ static __always_inline __u32 judge_v6(const struct assay_settings *s, const stru
 static __always_inline void emit_net(__u8 kind, __u8 verdict, __u32 rule, __u16 family, __u8 protocol, __u16 port,
 				     __u8 mapped, const __u32 *addr_words, int nwords)
 {
+	if (!event_budget(PATH_SOCKET))
+		return;
 	struct assay_net_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		count(PATH_SOCKET, 0);
+		count(PATH_SOCKET, COUNT_DROPPED);
 		return;
 	}
 	fill_header(&e->h, kind, verdict, sizeof(*e), rule);
@@ -111,13 +142,13 @@ static __always_inline void emit_net(__u8 kind, __u8 verdict, __u32 rule, __u16 
 	dst[2] = nwords > 2 ? addr_words[2] : 0;
 	dst[3] = nwords > 3 ? addr_words[3] : 0;
 	bpf_ringbuf_submit(e, 0);
-	count(PATH_SOCKET, 1);
+	count(PATH_SOCKET, COUNT_EMITTED);
 }
 
 /* verdict turns a matched rule into the program's return value: 1 lets the
  * call through, 0 makes the kernel return EPERM. */
-static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __u32 rule, __u16 family, __u8 protocol,
-				   __u16 port, __u8 mapped, const __u32 *addr_words, int nwords)
+static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __u32 rule, __u16 family,
+				   __u8 protocol, __u16 port, __u8 mapped, const __u32 *addr_words, int nwords)
 {
 	if (!rule)
 		return 1;
@@ -131,13 +162,17 @@ static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __
 
 static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind)
 {
-	struct assay_settings *s = get_settings();
-	if (!s)
-		return 0; /* no settings: fail closed */
+	struct net_rules r;
+	int gen = policy_gen();
+	if (gen < 0)
+		return 0; /* no policy: fail closed */
+	struct assay_settings *s = get_settings(gen);
+	if (!s || !net_rules(gen, &r))
+		return 0;
 	__u32 addr = ctx->user_ip4;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u8 protocol = (__u8)ctx->protocol;
-	__u32 rule = judge_v4(s, addr, port);
+	__u32 rule = judge_v4(s, &r, addr, port);
 	if (ctx->family == AF_INET6) {
 		/* An AF_INET6 UDP socket sending to ::ffff:a.b.c.d takes the
 		 * kernel's IPv4 path and lands here: report it as it was asked. */
@@ -149,8 +184,12 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind)
 
 static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind)
 {
-	struct assay_settings *s = get_settings();
-	if (!s)
+	struct net_rules r;
+	int gen = policy_gen();
+	if (gen < 0)
+		return 0;
+	struct assay_settings *s = get_settings(gen);
+	if (!s || !net_rules(gen, &r))
 		return 0;
 	__u32 w[4];
 	w[0] = ctx->user_ip6[0];
@@ -162,12 +201,12 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind)
 	__u32 rule;
 
 	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff)) {
-		rule = judge_v4(s, w[3], port);
+		rule = judge_v4(s, &r, w[3], port);
 		return verdict(s, kind, rule, AF_INET6, protocol, port, 1, w, 4);
 	}
 	struct assay_lpm_v6_key key = {.prefixlen = 128};
 	__builtin_memcpy(key.addr, w, 16);
-	rule = judge_v6(s, &key, port);
+	rule = judge_v6(s, &r, &key, port);
 	return verdict(s, kind, rule, AF_INET6, protocol, port, 0, w, 4);
 }
 

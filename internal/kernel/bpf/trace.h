@@ -24,9 +24,11 @@ struct assay_trace_event {
 
 static __always_inline void emit_trace(__u8 kind, __u32 flags, const void *src, int user)
 {
+	if (!event_budget(PATH_TRACEPOINT))
+		return;
 	struct assay_trace_event *e = bpf_ringbuf_reserve(&trace_events, sizeof(*e), 0);
 	if (!e) {
-		count(PATH_TRACEPOINT, 0);
+		count(PATH_TRACEPOINT, COUNT_DROPPED);
 		return;
 	}
 	fill_header(&e->h, kind, VERDICT_OBSERVED, sizeof(*e), 0);
@@ -36,14 +38,13 @@ static __always_inline void emit_trace(__u8 kind, __u32 flags, const void *src, 
 		      : bpf_probe_read_kernel_str(e->path, sizeof(e->path), src);
 	e->path_len = n > 0 ? n - 1 : 0;
 	bpf_ringbuf_submit(e, 0);
-	count(PATH_TRACEPOINT, 1);
+	count(PATH_TRACEPOINT, COUNT_EMITTED);
 }
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(trace_sys_enter, struct pt_regs *regs, long id)
 {
-	struct assay_settings *s = get_settings();
-	if (!s || !in_scope(s))
+	if (!in_scope())
 		return 0;
 	if (id == NR_openat) {
 		emit_trace(EV_TRACE_OPEN, (__u32)BPF_CORE_READ(regs, dx), (const void *)BPF_CORE_READ(regs, si), 1);
@@ -61,8 +62,7 @@ int BPF_PROG(trace_sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(trace_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	struct assay_settings *s = get_settings();
-	if (!s || !in_scope(s))
+	if (!in_scope())
 		return 0;
 	emit_trace(EV_TRACE_EXEC, 0, BPF_CORE_READ(bprm, filename), 0);
 	return 0;
