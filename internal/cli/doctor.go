@@ -1,0 +1,282 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/kernel"
+	"github.com/assaymcp/assay/internal/landlock"
+	"github.com/assaymcp/assay/internal/monitor"
+	"github.com/assaymcp/assay/internal/sandbox"
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// doctorCheck is one line of `assay doctor`.
+type doctorCheck struct {
+	Name     string `json:"name"`
+	Status   string `json:"status"` // ok | missing
+	Required bool   `json:"required"`
+	Detail   string `json:"detail"`
+	Errno    string `json:"errno,omitempty"`
+	Fix      string `json:"fix,omitempty"`
+}
+
+type doctorReport struct {
+	Type            string        `json:"type"` // "doctor"
+	FullEnforcement bool          `json:"full_enforcement"`
+	FileRules       string        `json:"file_rules"` // bpf-lsm | landlock | NOT ENFORCED
+	Checks          []doctorCheck `json:"checks"`
+}
+
+const (
+	statusOK      = "ok"
+	statusMissing = "missing"
+)
+
+func doctorCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("assay doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	output := fs.String("output", "text", "report format: text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "assay doctor: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if *output != "text" && *output != "json" {
+		return fail(stderr, exitUsage, fmt.Errorf("unknown output format %q: use text or json", *output))
+	}
+	rep := runDoctor()
+	if *output == "json" {
+		out, _ := json.Marshal(rep)
+		if _, err := stdout.Write(append(out, '\n')); err != nil {
+			return exitError
+		}
+	} else {
+		for _, c := range rep.Checks {
+			status := c.Status
+			if !c.Required && c.Status != statusOK {
+				status += " (optional)"
+			}
+			line := fmt.Sprintf("%-18s %-17s %s", status, c.Name, c.Detail)
+			if c.Fix != "" {
+				line += "; to fix: " + c.Fix
+			}
+			fmt.Fprintln(stdout, line)
+		}
+		switch {
+		case rep.FullEnforcement:
+			fmt.Fprintln(stdout, "full enforcement available: network rules with cgroup BPF, file rules with BPF LSM")
+		case rep.FileRules == sandbox.MechLandlock:
+			fmt.Fprintln(stdout, "degraded: `assay run` enforces file rules with Landlock instead of BPF LSM (path-based; see `assay run --help`); `assay monitor` cannot enforce file rules")
+		default:
+			fmt.Fprintln(stdout, "degraded: some rules cannot be enforced on this machine (see the missing lines above)")
+		}
+	}
+	if !rep.FullEnforcement {
+		return exitError
+	}
+	return exitOK
+}
+
+func runDoctor() doctorReport {
+	rep := doctorReport{Type: "doctor"}
+	add := func(c doctorCheck) { rep.Checks = append(rep.Checks, c) }
+	failed := func(name string, required bool, err error, fix string) doctorCheck {
+		c := doctorCheck{Name: name, Status: statusMissing, Required: required, Detail: oneLine(err.Error()), Fix: fix}
+		var fe *kernel.FeatureError
+		if errors.As(err, &fe) {
+			c.Detail = oneLine(fe.Feature + " unavailable: " + fe.Err.Error())
+			if fix == "" {
+				c.Fix = fe.Fix
+			}
+		}
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			c.Errno = unix.ErrnoName(errno)
+			if fe != nil {
+				// The library's own wording can mislead (it suggests
+				// MEMLOCK for any EPERM): the feature and the errno say it.
+				c.Detail = fe.Feature + " unavailable: " + errno.Error() + " (" + c.Errno + ")"
+			} else if !strings.Contains(c.Detail, c.Errno) {
+				c.Detail += " (" + c.Errno + ")"
+			}
+		}
+		c.Fix = strings.TrimSuffix(c.Fix, "; run `assay doctor`")
+		return c
+	}
+
+	// Kernel version: ring buffers need 5.8, clone3(CLONE_INTO_CGROUP) 5.7.
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		add(failed("kernel", true, err, ""))
+	} else {
+		rel := unix.ByteSliceToString(uts.Release[:])
+		c := doctorCheck{Name: "kernel", Status: statusOK, Required: true, Detail: "Linux " + rel}
+		if !kernelAtLeast(rel, 5, 8) {
+			c.Status, c.Fix = statusMissing, "Assay needs Linux 5.8 or later"
+		}
+		add(c)
+	}
+
+	if err := monitor.CheckPrivileges(); err != nil {
+		add(failed("privileges", true, err, ""))
+	} else {
+		add(doctorCheck{Name: "privileges", Status: statusOK, Required: true, Detail: "can load BPF programs (CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN)"})
+	}
+
+	const btf = "/sys/kernel/btf/vmlinux"
+	if _, err := os.Stat(btf); err != nil {
+		add(failed("btf", true, err, "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"))
+	} else {
+		add(doctorCheck{Name: "btf", Status: statusOK, Required: true, Detail: btf})
+	}
+
+	cgMount, err := cgroup.Mount()
+	if err != nil {
+		add(failed("cgroup2", true, err, "mount the unified hierarchy: mount -t cgroup2 none /sys/fs/cgroup"))
+	} else {
+		add(doctorCheck{Name: "cgroup2", Status: statusOK, Required: true, Detail: "mounted at " + cgMount})
+	}
+
+	const bpffs = "/sys/fs/bpf"
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(bpffs, &sfs); err != nil || sfs.Type != unix.BPF_FS_MAGIC {
+		add(doctorCheck{Name: "bpffs", Status: statusMissing, Detail: "no bpf file system at " + bpffs + " (assay does not need it)",
+			Fix: "mount -t bpf bpf " + bpffs + " to inspect programs with bpftool"})
+	} else {
+		add(doctorCheck{Name: "bpffs", Status: statusOK, Detail: "mounted at " + bpffs})
+	}
+
+	lsms, err := kernel.ActiveLSMs()
+	if err != nil {
+		add(failed("lsm-list", true, err, "mount -t securityfs securityfs "+kernel.SecurityFS))
+	} else {
+		c := doctorCheck{Name: "lsm-list", Status: statusOK, Required: true, Detail: strings.Join(lsms, ",")}
+		if !contains(lsms, "bpf") {
+			c.Status = statusMissing
+			c.Fix = "add bpf to the lsm= kernel parameter (e.g. lsm=" + strings.Join(lsms, ",") + ",bpf) and reboot"
+		}
+		add(c)
+	}
+
+	lsmErr := kernel.ProbeLSM()
+	if lsmErr != nil {
+		add(failed("bpf-lsm", true, lsmErr, ""))
+	} else {
+		add(doctorCheck{Name: "bpf-lsm", Status: statusOK, Required: true, Detail: "an lsm/file_open probe program loaded and attached"})
+	}
+
+	if err := probeSockAddr(); err != nil {
+		add(failed("cgroup-sock-addr", true, err, ""))
+	} else {
+		add(doctorCheck{Name: "cgroup-sock-addr", Status: statusOK, Required: true, Detail: "connect4/6 and sendmsg4/6 programs loaded and attached to a fresh cgroup, then detached"})
+	}
+
+	if err := probeRingbuf(); err != nil {
+		add(failed("ringbuf", true, err, "Assay needs BPF ring buffers (Linux 5.8 or later)"))
+	} else {
+		add(doctorCheck{Name: "ringbuf", Status: statusOK, Required: true, Detail: "created a BPF ring buffer map"})
+	}
+
+	abi, llErr := landlock.ABI()
+	if llErr != nil {
+		add(failed("landlock", false, llErr, "boot with landlock in the lsm= kernel parameter on a kernel with CONFIG_SECURITY_LANDLOCK=y (fallback for file rules)"))
+	} else {
+		add(doctorCheck{Name: "landlock", Status: statusOK, Detail: "ABI " + strconv.Itoa(abi) + " (the fallback for file rules in `assay run`)"})
+	}
+
+	rep.FullEnforcement = true
+	for _, c := range rep.Checks {
+		if c.Required && c.Status != statusOK {
+			rep.FullEnforcement = false
+		}
+	}
+	switch {
+	case lsmErr == nil:
+		rep.FileRules = sandbox.MechBPFLSM
+	case llErr == nil:
+		rep.FileRules = sandbox.MechLandlock
+	default:
+		rep.FileRules = sandbox.MechNone
+	}
+	return rep
+}
+
+// probeSockAddr loads the network programs and attaches them to a fresh
+// leaf cgroup, then detaches them and removes the cgroup.
+func probeSockAddr() (err error) {
+	leaf, err := cgroup.CreateLeaf("", "assay-doctor")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := cgroup.Remove(leaf); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	inst, err := kernel.Load(kernel.Config{
+		Rules:     kernel.Rules{DenyPorts: map[uint16]uint32{1: 1}},
+		Scopes:    []kernel.Scope{{Path: leaf.Path, ID: leaf.ID, Level: leaf.Level}},
+		RingBytes: os.Getpagesize(),
+	})
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	if err := inst.Attach(); err != nil {
+		return err
+	}
+	if inst.Links() == 0 {
+		return errors.New("no program was attached")
+	}
+	return inst.Detach()
+}
+
+func probeRingbuf() error {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "assay_doctor", Type: ebpf.RingBuf, MaxEntries: uint32(os.Getpagesize())})
+	if err != nil {
+		return err
+	}
+	return m.Close()
+}
+
+func kernelAtLeast(release string, major, minor int) bool {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	n := 0
+	for n < len(parts[1]) && parts[1][n] >= '0' && parts[1][n] <= '9' {
+		n++
+	}
+	mi, err2 := strconv.Atoi(parts[1][:n])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

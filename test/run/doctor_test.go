@@ -1,0 +1,97 @@
+package run_test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/assaymcp/assay/internal/cgroup"
+)
+
+var doctorNames = []string{"kernel", "privileges", "btf", "cgroup2", "bpffs", "lsm-list", "bpf-lsm", "cgroup-sock-addr", "ringbuf", "landlock"}
+
+func doctor(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(assayBin, append([]string{"doctor"}, args...)...)
+	out, err := cmd.Output()
+	status := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		status = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), status
+}
+
+func TestDoctor(t *testing.T) {
+	requireRoot(t)
+	full := lsmWorks()
+	out, status := doctor(t)
+	if full && status != 0 || !full && status != 1 {
+		t.Errorf("status %d with BPF LSM usable=%v\n%s", status, full, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != len(doctorNames)+1 {
+		t.Fatalf("%d lines, want one per check and a verdict:\n%s", len(lines), out)
+	}
+	line := regexp.MustCompile(`^(missing \(optional\)|ok|missing)\s+(\S+)\s+(.*)$`)
+	for i, name := range doctorNames {
+		m := line.FindStringSubmatch(lines[i])
+		if m == nil || m[2] != name {
+			t.Errorf("line %d %q: want the %s check", i, lines[i], name)
+			continue
+		}
+		switch {
+		case name == "bpf-lsm" && !full:
+			if m[1] != "missing" || !strings.Contains(m[3], "(EPERM)") || !strings.Contains(m[3], "to fix:") {
+				t.Errorf("BPF LSM line %q: want missing with EPERM and what to do", lines[i])
+			}
+		case name == "bpffs" || name == "lsm-list" && !full:
+			// bpffs is optional (not mounted at boot here); the LSM list
+			// may lack bpf where BPF LSM does not work.
+		default:
+			if m[1] != "ok" {
+				t.Errorf("%s: %q, want ok", name, lines[i])
+			}
+		}
+	}
+
+	out, status2 := doctor(t, "--output", "json")
+	if status2 != status {
+		t.Errorf("--output json: status %d, text said %d", status2, status)
+	}
+	var rep struct {
+		Type            string `json:"type"`
+		FullEnforcement bool   `json:"full_enforcement"`
+		FileRules       string `json:"file_rules"`
+		Checks          []struct {
+			Name, Status, Detail, Errno, Fix string
+			Required                         bool
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if rep.Type != "doctor" || rep.FullEnforcement != full || len(rep.Checks) != len(doctorNames) {
+		t.Errorf("JSON report %+v", rep)
+	}
+	for i, c := range rep.Checks {
+		if c.Name != doctorNames[i] {
+			t.Errorf("check %d is %q, want %q", i, c.Name, doctorNames[i])
+		}
+		if c.Name == "bpf-lsm" && !full && (c.Status != "missing" || c.Errno != "EPERM" || !c.Required || c.Fix == "") {
+			t.Errorf("bpf-lsm check %+v", c)
+		}
+	}
+	if !full && rep.FileRules != "landlock" {
+		t.Errorf("file_rules %q, want landlock (the fallback)", rep.FileRules)
+	}
+
+	// The sock_addr probe cleans up its cgroup.
+	mount, _ := cgroup.Mount()
+	if out, _ := exec.Command("sh", "-c", "ls -d "+mount+"/assay-doctor-* 2>/dev/null").Output(); len(out) > 0 {
+		t.Errorf("doctor left cgroups behind: %s", out)
+	}
+}

@@ -1,0 +1,570 @@
+package run_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/kernel"
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+const netPolicy = `version: 1
+network:
+  deny_ports: [{port: 9, id: 40}]
+  deny_cidrs: [{cidr: 192.0.2.0/24, id: 41}]
+`
+
+var socketAttach = []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect, ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg}
+
+// attached returns the ids of the programs attached to the cgroup at the
+// socket attach points.
+func attached(t *testing.T, s cgroup.Scope) []ebpf.ProgramID {
+	t.Helper()
+	f, err := s.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ids []ebpf.ProgramID
+	for _, typ := range socketAttach {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: typ})
+		if err != nil {
+			t.Fatalf("query %v on %s: %v", typ, s.Path, err)
+		}
+		for _, p := range res.Programs {
+			ids = append(ids, p.ID)
+		}
+	}
+	return ids
+}
+
+// programsFreed waits up to 3s for every program id to be gone from the
+// kernel (no link, descriptor or attachment holds it any more).
+func programsFreed(t *testing.T, ids []ebpf.ProgramID) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for _, id := range ids {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if err == nil {
+				p.Close()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("program %d still loaded after assay exited (err %v)", id, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func lookPath(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// jsonLines decodes a JSON-lines file into generic objects.
+func jsonLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("events file line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestRunStartsInFreshCgroup(t *testing.T) {
+	e := newEnv(t)
+	evfile := filepath.Join(e.dir, "events.json")
+	r := e.run(nil, "--policy", e.policy(netPolicy), "--trace", "--output", "json", "--events", evfile, "--", "cat", "/proc/self/cgroup")
+	if r.status != 0 {
+		t.Fatalf("status %d\n%s", r.status, r.stderr)
+	}
+	var rel string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if v, ok := strings.CutPrefix(l, "0::"); ok {
+			rel = v
+		}
+	}
+	mount, _ := cgroup.Mount()
+	leafPath := filepath.Join(mount, rel)
+	if filepath.Dir(leafPath) != e.parent.Path || !strings.HasPrefix(filepath.Base(leafPath), "assay-") {
+		t.Fatalf("cat ran in cgroup %q, want a fresh assay-* child of %s\nstdout:\n%s", rel, e.parent.Path, r.stdout)
+	}
+	if !gone(leafPath) {
+		t.Errorf("cgroup %s still exists after assay exited", leafPath)
+	}
+	evs := jsonLines(t, evfile)
+	if evs[0]["type"] != "enforcement" || evs[0]["cgroup"] != leafPath {
+		t.Fatalf("first events line is not the enforcement report for %s: %v", leafPath, evs[0])
+	}
+	leafID := evs[0]["cgroup_id"]
+	// The exec tracepoint fires inside execve, before the first instruction
+	// of the new program, and the in-kernel scope check only reports tasks
+	// already in the cgroup: the command was in the cgroup from its start.
+	catPath := lookPath(t, "cat")
+	found := false
+	for _, ev := range evs {
+		if ev["kind"] == "exec" {
+			if ev["path"] != catPath || ev["cgroup_id"] != leafID {
+				t.Errorf("first exec event %v, want path %s in cgroup %v", ev, catPath, leafID)
+			}
+			found = true
+			break
+		}
+	}
+	if !found {
+		t.Errorf("no exec event for %s in %s", catPath, evfile)
+	}
+	if last := evs[len(evs)-1]; last["type"] != "summary" {
+		t.Errorf("last events line is not the summary: %v", last)
+	}
+	if strings.Contains(r.stderr, `"type"`) {
+		t.Errorf("JSON on stderr although --events was given:\n%s", r.stderr)
+	}
+}
+
+func TestRunNetwork(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			accepted <- struct{}{}
+		}
+	}()
+	allowed := ln.Addr().String()
+	pol := e.policy(netPolicy)
+	want := fmt.Sprintf("connect 127.0.0.1:9 EPERM\nconnect 192.0.2.1:80 EPERM\nconnect %s ok\n", allowed)
+	wait := func() {
+		select {
+		case <-accepted:
+		case <-time.After(5 * time.Second):
+			t.Error("the allowed connection never arrived")
+		}
+	}
+
+	t.Run("child", func(t *testing.T) {
+		r := e.run(nil, "--policy", pol, "--", "@", "connect", "127.0.0.1:9", "192.0.2.1:80", allowed)
+		if r.status != 0 || r.stdout != want {
+			t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.status, r.stdout, want, r.stderr)
+		}
+		wait()
+		for _, re := range []string{
+			`BLOCKED CONNECT: dst=127\.0\.0\.1:9 proto=tcp cgroup=\d+ rule_id=40 `,
+			`BLOCKED CONNECT: dst=192\.0\.2\.1:80 proto=tcp cgroup=\d+ rule_id=41 `,
+			`Socket ringbuf: emitted=2 dropped=0`,
+		} {
+			if !regexp.MustCompile(re).MatchString(r.stderr) {
+				t.Errorf("stderr lacks %s:\n%s", re, r.stderr)
+			}
+		}
+	})
+
+	t.Run("grandchild", func(t *testing.T) {
+		evfile := filepath.Join(e.dir, "gc.json")
+		r := e.run(nil, "--policy", pol, "--output", "json", "--events", evfile, "--", "@", "spawn", "connect", "127.0.0.1:9", "192.0.2.1:80", allowed)
+		if r.status != 0 || r.stdout != want {
+			t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.status, r.stdout, want, r.stderr)
+		}
+		wait()
+		if strings.Contains(r.stderr, "BLOCKED") {
+			t.Errorf("events on stderr although --events was given:\n%s", r.stderr)
+		}
+		blocked := map[float64]bool{}
+		var summary map[string]any
+		for _, ev := range jsonLines(t, evfile) {
+			switch ev["type"] {
+			case "event":
+				if ev["kind"] == "connect" && ev["verdict"] == "blocked" {
+					blocked[ev["rule_id"].(float64)] = true
+				}
+			case "summary":
+				summary = ev
+			}
+		}
+		if !blocked[40] || !blocked[41] || len(blocked) != 2 {
+			t.Errorf("blocked rule ids in %s: %v, want 40 and 41", evfile, blocked)
+		}
+		if summary == nil || summary["received"].(float64) != 2 {
+			t.Errorf("summary %v, want 2 received", summary)
+		}
+	})
+}
+
+func TestRunStdio(t *testing.T) {
+	e := newEnv(t)
+	pol := e.policy(netPolicy)
+
+	t.Run("stdout byte-exact", func(t *testing.T) {
+		r := e.run(nil, "--policy", pol, "--", "@", "blob")
+		if r.status != 0 {
+			t.Fatalf("status %d\n%s", r.status, r.stderr)
+		}
+		if want := blob(); r.stdout != string(want) {
+			t.Fatalf("stdout: %d bytes, want the %d-byte blob exactly (assay must not write to stdout)", len(r.stdout), len(want))
+		}
+	})
+
+	t.Run("shared descriptors", func(t *testing.T) {
+		// The command gets assay's descriptors, not a copy: its fd 1 is the
+		// very pipe assay was given, and stdin reaches it unchanged.
+		rd, wr, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rd.Close()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(wr.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		cmd := e.command("--policy", pol, "--", "@", "echo")
+		var errb bytes.Buffer
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(blob()), wr, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wr.Close()
+		out := make(chan []byte)
+		go func() {
+			var b bytes.Buffer
+			b.ReadFrom(rd)
+			out <- b.Bytes()
+		}()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%v\n%s", err, errb.String())
+		}
+		if got := <-out; !bytes.Equal(got, blob()) {
+			t.Errorf("stdin to stdout: %d bytes, want the %d-byte blob", len(got), len(blob()))
+		}
+		if want := fmt.Sprintf("helper fd1=pipe:[%d]", st.Ino); !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	})
+}
+
+func TestRunExitStatus(t *testing.T) {
+	e := newEnv(t)
+	pol := e.policy(netPolicy)
+	notExec := filepath.Join(e.dir, "not-executable")
+	os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		status int
+		stderr string
+	}{
+		{"exit 3", []string{"sh", "-c", "exit 3"}, 3, ""},
+		{"killed by SIGTERM", []string{"sh", "-c", "kill -TERM $$"}, 143, ""},
+		{"killed by SIGKILL", []string{"sh", "-c", "kill -KILL $$"}, 137, ""},
+		{"not found", []string{"no-such-command-assay"}, 127, `assay: exec: "no-such-command-assay": executable file not found in $PATH`},
+		{"not executable", []string{notExec}, 126, "permission denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.run(nil, append([]string{"--policy", pol, "--"}, tc.args...)...)
+			if r.status != tc.status || !strings.Contains(r.stderr, tc.stderr) {
+				t.Errorf("status %d, want %d; stderr (want %q):\n%s", r.status, tc.status, tc.stderr, r.stderr)
+			}
+		})
+	}
+	t.Run("usage", func(t *testing.T) {
+		for _, args := range [][]string{{"--policy", pol}, {"--output", "yaml", "--", "true"}, {"--no-such-flag", "--", "true"}} {
+			r := e.run(nil, args...)
+			if r.status != 125 {
+				t.Errorf("assay run %q: status %d, want 125\n%s", args, r.status, r.stderr)
+			}
+		}
+	})
+	ents, _ := os.ReadDir(e.parent.Path)
+	for _, ent := range ents {
+		if ent.IsDir() {
+			t.Errorf("cgroup %s left behind", ent.Name())
+		}
+	}
+}
+
+func TestRunForwardsSignals(t *testing.T) {
+	e := newEnv(t)
+	pol := e.policy(netPolicy)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			s := e.start("--policy", pol, "--", "@", "signals")
+			leaf := e.leaf(s.lines["cgroup"])
+			ids := attached(t, leaf)
+			if len(ids) != 4 {
+				t.Fatalf("%d programs attached to %s, want 4", len(ids), leaf.Path)
+			}
+			if err := s.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			status, rest := s.wait(t)
+			if want := "got " + unix.SignalName(sig) + "\n"; status != 7 || rest != want {
+				t.Errorf("status %d, stdout %q; want 7 and %q\nstderr:\n%s", status, rest, want, s.stderr.String())
+			}
+			if !gone(leaf.Path) {
+				t.Errorf("cgroup %s still exists", leaf.Path)
+			}
+			programsFreed(t, ids)
+		})
+	}
+}
+
+// TestRunSIGKILL documents what is left when assay is killed with SIGKILL,
+// and that the next `assay run` cleans it up:
+//   - the command's direct process dies too (PR_SET_PDEATHSIG);
+//   - its descendants survive, still in the cgroup, whose directory stays;
+//   - no program is attached to that cgroup any more: BPF links are file
+//     descriptors and closed with assay, so the survivors run without the
+//     network rules (Landlock, where used, stays: it is in their
+//     credentials);
+//   - the next `assay run` under the same parent removes the stale cgroup
+//     and kills the survivors.
+func TestRunSIGKILL(t *testing.T) {
+	e := newEnv(t)
+	pol := e.policy(netPolicy)
+	s := e.start("--policy", pol, "--", "@", "daemon")
+	leaf := e.leaf(s.lines["cgroup"])
+	var child, grandchild int
+	fmt.Sscan(s.lines["pid"], &child)
+	fmt.Sscan(s.lines["grandchild"], &grandchild)
+	ids := attached(t, leaf)
+	if len(ids) != 4 || child == 0 || grandchild == 0 {
+		t.Fatalf("programs %v, child %d, grandchild %d", ids, child, grandchild)
+	}
+	t.Cleanup(func() { unix.Kill(grandchild, unix.SIGKILL) })
+
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	if status, _ := s.wait(t); status != 137 {
+		t.Fatalf("assay status %d, want 137", status)
+	}
+	if !processGone(child) {
+		t.Errorf("the command (pid %d) survived assay's SIGKILL", child)
+	}
+	if !processAlive(grandchild) {
+		t.Fatalf("the grandchild (pid %d) died with assay: the documented leftover is missing", grandchild)
+	}
+	if _, err := os.Stat(leaf.Path); err != nil {
+		t.Fatalf("cgroup %s: %v (expected it to remain after SIGKILL)", leaf.Path, err)
+	}
+	if pids, _ := leaf.PIDs(); len(pids) != 1 || pids[0] != grandchild {
+		t.Errorf("cgroup %s holds %v, want the grandchild %d", leaf.Path, pids, grandchild)
+	}
+	if got := attached(t, leaf); len(got) != 0 {
+		t.Errorf("programs %v still attached to %s after assay died", got, leaf.Path)
+	}
+	programsFreed(t, ids)
+
+	r := e.run(nil, "--policy", pol, "--", "true")
+	if r.status != 0 {
+		t.Fatalf("next assay run: status %d\n%s", r.status, r.stderr)
+	}
+	want := fmt.Sprintf("assay: removed stale cgroup %s (its assay, pid %d, is gone; killed 1 leftover process(es))", leaf.Path, s.cmd.Process.Pid)
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+	}
+	if !gone(leaf.Path) {
+		t.Errorf("stale cgroup %s not removed", leaf.Path)
+	}
+	if !processGone(grandchild) {
+		t.Errorf("leftover process %d not killed", grandchild)
+	}
+}
+
+// lsmWorks reports whether BPF LSM enforces file rules here (not on the
+// development host; yes in the vmtest guest).
+func lsmWorks() bool { return kernel.ProbeLSM() == nil }
+
+func TestRunFileRules(t *testing.T) {
+	e := newEnv(t)
+	root := t.TempDir()
+	for name, data := range map[string]string{"secret": "s", "sibling": "x", "dir/a": "a", "dir/sub/b": "b"} {
+		p := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := e.policy(fmt.Sprintf(`version: 1
+network:
+  deny_ports: [{port: 9, id: 1}]
+files:
+  deny:
+    - {path: %s/secret, id: 7}
+    - {path: %s/dir/, id: 8}
+`, root, root))
+	mech, denied := "landlock", "EACCES"
+	if lsmWorks() {
+		mech, denied = "bpf-lsm", "EPERM"
+	}
+	evfile := filepath.Join(e.dir, "events.json")
+	r := e.run(nil, "--policy", pol, "--output", "json", "--events", evfile, "--", "@", "files",
+		"read:"+root+"/secret", "read:"+root+"/dir/a", "read:"+root+"/dir/sub/b",
+		"read:"+root+"/sibling", "list:"+root, "exec:/bin/true")
+	want := strings.Join([]string{
+		"read:" + root + "/secret " + denied,
+		"read:" + root + "/dir/a " + denied,
+		"read:" + root + "/dir/sub/b " + denied,
+		"read:" + root + "/sibling ok",
+		"list:" + root + " ok",
+		"exec:/bin/true ok",
+	}, "\n") + "\n"
+	if r.status != 0 || r.stdout != want {
+		t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.status, r.stdout, want, r.stderr)
+	}
+	for _, re := range []string{
+		`(?m)^assay:   rule 1\s+deny_port\s+9\s+cgroup-bpf$`,
+		`(?m)^assay:   rule 7\s+deny_path\s+` + regexp.QuoteMeta(root+"/secret") + `\s+` + mech,
+		`(?m)^assay:   rule 8\s+deny_path\s+` + regexp.QuoteMeta(root+"/dir/") + `\s+` + mech,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stderr) {
+			t.Errorf("report lacks %s:\n%s", re, r.stderr)
+		}
+	}
+	rep := jsonLines(t, evfile)[0]
+	if rep["type"] != "enforcement" || rep["files_mechanism"] != mech {
+		t.Errorf("JSON report %v, want files_mechanism %s", rep, mech)
+	}
+	for _, rr := range rep["rules"].([]any) {
+		m := rr.(map[string]any)
+		wantMech := mech
+		if m["kind"] != "deny_path" {
+			wantMech = "cgroup-bpf"
+		}
+		if m["mechanism"] != wantMech {
+			t.Errorf("rule %v: mechanism %v, want %s", m["id"], m["mechanism"], wantMech)
+		}
+	}
+}
+
+// TestRunFailsClosed needs a rule nothing can enforce. On a kernel without
+// BPF LSM, audit mode is such a case for file rules (Landlock cannot report
+// without blocking).
+func TestRunFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	if lsmWorks() {
+		t.Skip("BPF LSM works here: every rule is enforceable (the decision is unit-tested in internal/sandbox)")
+	}
+	secret := filepath.Join(e.dir, "secret")
+	os.WriteFile(secret, []byte("s"), 0o644)
+	pol := e.policy(fmt.Sprintf("version: 1\nmode: audit\nfiles:\n  deny: [{path: %s, id: 7}]\n", secret))
+	r := e.run(nil, "--policy", pol, "--", "@", "files", "read:"+secret)
+	if r.status != 125 || r.stdout != "" {
+		t.Fatalf("status %d (want 125), stdout %q (want none)\n%s", r.status, r.stdout, r.stderr)
+	}
+	if !regexp.MustCompile(`(?m)^assay:   rule 7\s+deny_path\s+\S+\s+NOT ENFORCED: audit mode needs BPF LSM \(EPERM\)`).MatchString(r.stderr) ||
+		!strings.Contains(r.stderr, "--allow-degraded") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	if ents, _ := os.ReadDir(e.parent.Path); len(ents) > 0 {
+		for _, ent := range ents {
+			if ent.IsDir() {
+				t.Errorf("a refused launch created cgroup %s", ent.Name())
+			}
+		}
+	}
+	r = e.run(nil, "--policy", pol, "--allow-degraded", "--", "@", "files", "read:"+secret)
+	if r.status != 0 || r.stdout != "read:"+secret+" ok\n" {
+		t.Errorf("--allow-degraded: status %d, stdout %q\n%s", r.status, r.stdout, r.stderr)
+	}
+}
+
+// TestRunWithoutLandlock takes Landlock away for real: a seccomp filter
+// makes its syscalls fail with ENOSYS, as on a kernel built without it.
+// With BPF LSM unusable too, the file rule cannot be enforced.
+func TestRunWithoutLandlock(t *testing.T) {
+	e := newEnv(t)
+	if lsmWorks() {
+		t.Skip("BPF LSM works here: file rules do not need Landlock")
+	}
+	secret := filepath.Join(e.dir, "secret")
+	os.WriteFile(secret, []byte("s"), 0o644)
+	pol := e.policy(fmt.Sprintf("version: 1\nnetwork:\n  deny_ports: [9]\nfiles:\n  deny: [{path: %s, id: 7}]\n", secret))
+	noLandlock := func(args ...string) result {
+		t.Helper()
+		cmd := e.command(args...)
+		cmd.Args = append([]string{os.Args[0], "nolandlock"}, cmd.Args...)
+		cmd.Path = os.Args[0]
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		cmd.Run()
+		return result{stdout: out.String(), stderr: errb.String(), status: status(cmd.ProcessState)}
+	}
+	r := noLandlock("--policy", pol, "--", "@", "files", "read:"+secret)
+	if r.status != 125 || r.stdout != "" {
+		t.Fatalf("status %d (want 125), stdout %q (want none)\n%s", r.status, r.stdout, r.stderr)
+	}
+	for _, re := range []string{
+		`(?m)^assay:   rule 1\s+deny_port\s+9\s+cgroup-bpf$`,
+		`(?m)^assay:   rule 7\s+deny_path\s+\S+\s+NOT ENFORCED: BPF LSM unavailable \(EPERM\) and Landlock unavailable \(ENOSYS\)$`,
+		`(?m)^assay: degraded enforcement: 1 rule\(s\) of the policy cannot be enforced`,
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stderr) {
+			t.Errorf("stderr lacks %s:\n%s", re, r.stderr)
+		}
+	}
+	r = noLandlock("--policy", pol, "--allow-degraded", "--", "@", "files", "read:"+secret)
+	if r.status != 0 || r.stdout != "read:"+secret+" ok\n" {
+		t.Errorf("--allow-degraded: status %d, stdout %q\n%s", r.status, r.stdout, r.stderr)
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	out, err := exec.Command(assayBin, "run", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	var flags []string
+	for sc.Scan() {
+		if f, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "-"); ok {
+			flags = append(flags, strings.Fields(f)[0])
+		}
+	}
+	for _, want := range []string{"policy", "output", "events", "audit", "cgroup-parent", "allow-degraded", "trace"} {
+		found := false
+		for _, f := range flags {
+			found = found || f == want
+		}
+		if !found {
+			t.Errorf("assay run --help lacks --%s:\n%s", want, out)
+		}
+	}
+}
