@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/assaymcp/assay/internal/sandbox"
 )
 
 // Exit statuses.
@@ -12,17 +14,24 @@ const (
 	exitOK    = 0
 	exitError = 1 // a failure: bad input, a missing feature, a runtime error
 	exitUsage = 2 // the command line itself is wrong
+	// exitScopeGone: the monitored cgroup was removed while monitored.
+	exitScopeGone = 3
 )
 
 const usage = `assay - kernel-enforced policy for MCP tool servers
 
 Usage:
   assay monitor --policy FILE (--cgroup PATH | --pid PID ... | --all) [flags]
+  assay run [--policy FILE] [flags] -- CMD [ARGS...]
+  assay doctor [--output json]
+  assay status [--output json]
+  assay reload NAME --policy FILE
+  assay detach NAME
   assay policy check FILE
   assay policy example
   assay version
 
-Run 'assay monitor --help' for the monitor's flags.
+Run 'assay monitor --help' or 'assay run --help' for their flags.
 `
 
 // Main runs the command line and returns the exit status.
@@ -36,6 +45,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return monitorCmd(args[1:], stdout, stderr)
 	case "policy":
 		return policyCmd(args[1:], stdout, stderr)
+	case "run":
+		return runCmd(args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(args[1:], stdout, stderr)
+	case "detach":
+		return detachCmd(args[1:], stdout, stderr)
+	case "reload":
+		return reloadCmd(args[1:], stdout, stderr)
+	case "doctor":
+		return doctorCmd(args[1:], stdout, stderr)
+	case sandbox.ShimCommand:
+		return shimCmd(args[1:], stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "assay", Version())
 		return exitOK

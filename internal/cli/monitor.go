@@ -14,6 +14,7 @@ import (
 
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
 )
@@ -43,6 +44,9 @@ type monitorFlags struct {
 	audit    bool
 	trace    bool
 	ringSize int
+	rate     int
+	pin      string
+	attach   string
 }
 
 func newMonitorFlags(stderr io.Writer) (*flag.FlagSet, *monitorFlags) {
@@ -62,6 +66,9 @@ func newMonitorFlags(stderr io.Writer) (*flag.FlagSet, *monitorFlags) {
 	fs.BoolVar(&f.audit, "audit", false, "report what would be blocked, block nothing")
 	fs.BoolVar(&f.trace, "trace", false, "also report (never decide) the files in-scope processes open and the programs they execute")
 	fs.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
+	fs.IntVar(&f.rate, "rate-limit", kernel.DefaultRateLimit, "most events one cgroup may emit per second (`N`; the rest are counted as suppressed; 0: unlimited)")
+	fs.StringVar(&f.pin, "pin", "", "pin the instance as `NAME` under "+kernel.PinRoot+": enforcement continues after assay exits, until `assay detach NAME`")
+	fs.StringVar(&f.attach, "attach", "", "stream the events of the pinned instance `NAME` (no policy or scope needed)")
 	return fs, f
 }
 
@@ -80,6 +87,19 @@ func monitorCmd(args []string, stdout, stderr io.Writer) int {
 	format, err := events.ParseFormat(f.output)
 	if err != nil {
 		return fail(stderr, exitUsage, err)
+	}
+	if f.attach != "" {
+		if f.policy != "" || len(f.cgroups)+len(f.pids) > 0 || f.all || f.pin != "" {
+			return fail(stderr, exitUsage, errors.New("--attach streams a pinned instance: it takes no --policy, scope or --pin"))
+		}
+		return attachCmd(f, format, stdout, stderr)
+	}
+	if f.rate < 0 {
+		return fail(stderr, exitUsage, errors.New("--rate-limit must be 0 (unlimited) or more"))
+	}
+	rate := f.rate
+	if rate == 0 {
+		rate = -1
 	}
 	nScopes := len(f.cgroups) + len(f.pids)
 	if f.all && nScopes > 0 {
@@ -102,10 +122,14 @@ func monitorCmd(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
+	monitor.Version = Version()
 	sess, err := monitor.Start(monitor.Options{
 		Policy: p, Audit: f.audit, Scopes: scopes, All: f.all, Trace: f.trace,
-		Object: f.object, RingBytes: f.ringSize, Out: stdout, Format: format,
+		Object: f.object, RingBytes: f.ringSize, RateLimit: rate, Pin: f.pin, Out: stdout, Format: format,
 	})
 	if err != nil {
 		return fail(stderr, exitError, err)
@@ -123,6 +147,9 @@ func monitorCmd(args []string, stdout, stderr io.Writer) int {
 		where = strings.Join(names, ", ")
 	}
 	fmt.Fprintf(stderr, "assay: %s %s (%s) on %s; stop with Ctrl-C\n", mode, p.File, p.Summary(), where)
+	if f.pin != "" {
+		fmt.Fprintf(stderr, "assay: pinned as %q: enforcement continues after this process exits; `assay detach %s` removes it\n", f.pin, f.pin)
+	}
 
 	var timeout <-chan time.Time
 	if f.duration > 0 {
@@ -131,6 +158,7 @@ func monitorCmd(args []string, stdout, stderr io.Writer) int {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	status := exitOK
+	pinWarned := false
 wait:
 	for {
 		select {
@@ -138,10 +166,21 @@ wait:
 			break wait
 		case <-timeout:
 			break wait
+		case <-hup:
+			reload(sess, f.policy, stderr)
 		case <-tick.C:
 			if sess.WriteErr() != nil {
 				status = exitError
 				break wait
+			}
+			if gone := goneScope(scopes); gone != "" {
+				fmt.Fprintf(stderr, "assay: %s was removed while monitored: nothing is left to judge there; stopping\n", gone)
+				status = exitScopeGone
+				break wait
+			}
+			if f.pin != "" && !pinWarned && !pinPresent(f.pin) {
+				pinWarned = true
+				fmt.Fprintf(stderr, "assay: the pins of %q are gone (bpffs unmounted or removed): enforcement now lasts only while this monitor runs\n", f.pin)
 			}
 		}
 	}
@@ -151,8 +190,15 @@ wait:
 		status = exitError
 	}
 	if werr := sess.WriteErr(); werr != nil {
-		fmt.Fprintln(stderr, "assay: writing events failed, stopped and detached: "+werr.Error())
+		what := "stopped and detached"
+		if sess.Pinned() {
+			what = "stopped; the pinned instance stays in force"
+		}
+		fmt.Fprintf(stderr, "assay: writing events failed (%v): %s\n", werr, what)
 		status = exitError
+	}
+	if sess.Pinned() && !pinWarned {
+		fmt.Fprintf(stderr, "assay: instance %q stays pinned and enforcing; `assay detach %s` removes it\n", f.pin, f.pin)
 	}
 	if format == events.JSON {
 		if err := sum.WriteJSON(stdout); err != nil {

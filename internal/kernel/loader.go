@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
@@ -118,6 +119,14 @@ func Load(cfg Config) (*Instance, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
+	// The object's data sections only carry the BTF anchors of the record
+	// types; no program uses them.
+	for name := range spec.Maps {
+		if strings.HasPrefix(name, ".") {
+			delete(spec.Maps, name)
+		}
+	}
+	spec.Variables = nil
 	inst := &Instance{cfg: cfg, spec: spec}
 	if err := inst.createMaps(); err != nil {
 		return nil, err
@@ -228,7 +237,8 @@ func (inst *Instance) loadPrograms(r Rules, trace bool) error {
 	spec := inst.spec.Copy()
 	want := map[string]bool{}
 	for _, n := range programsFor(r, trace) {
-		if inst.progs[n] == nil {
+		// A pinned instance's programs are held by its links alone.
+		if inst.progs[n] == nil && !inst.isAttached(n) {
 			want[n] = true
 		}
 	}

@@ -31,6 +31,13 @@ type Options struct {
 
 	Object    string // custom BPF object; "" for the embedded one
 	RingBytes int    // 0 for the default
+	// RateLimit is the most events one cgroup may emit per second (the
+	// rest are counted as suppressed); 0 for the default, negative for
+	// unlimited.
+	RateLimit int
+	// Pin, when set, pins the instance under bpffs with this name, so that
+	// enforcement outlives this process.
+	Pin string
 
 	Out    io.Writer // events
 	Format events.Format
@@ -49,6 +56,7 @@ type Session struct {
 	stream   *kernel.Stream
 	renderer *events.Renderer
 	writeErr atomic.Pointer[error]
+	pol      atomic.Pointer[policy.Policy] // the policy in force, after a reload
 	mu       sync.Mutex
 	stopped  bool
 	// Rules is the number of rules loaded into the kernel.
@@ -87,6 +95,7 @@ func Start(o Options) (*Session, error) {
 		Trace:     o.Trace,
 		Object:    o.Object,
 		RingBytes: o.RingBytes,
+		RateLimit: o.RateLimit,
 	}
 	if o.All {
 		root, err := cgroup.Root()
@@ -115,11 +124,99 @@ func Start(o Options) (*Session, error) {
 		inst.Close()
 		return nil, err
 	}
+	if o.Pin != "" {
+		if err := inst.Pin(s.meta(o.Pin)); err != nil {
+			s.stream.Stop()
+			inst.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
+// meta describes the session for a pinned instance.
+func (s *Session) meta(name string) kernel.Meta {
+	p := s.opts.Policy
+	mode := "enforce"
+	if s.opts.AuditMode() {
+		mode = "audit"
+	}
+	return kernel.Meta{
+		Name: name, Policy: p.File, Digest: p.Digest, Rules: len(p.Rules()), Mode: mode,
+		Summary: p.Summary(), AttachedAt: time.Now().UTC(), Version: Version, PID: os.Getpid(),
+		AuditFlag: s.opts.Audit,
+	}
+}
+
+// Version is the assay version recorded with pinned instances; the CLI
+// sets it.
+var Version = "devel"
+
+// Reload swaps in a new policy without detaching (see kernel.Reload): the
+// old policy stays in force until the new one is completely in place, and
+// stays in force if the new one is refused. The audit flag of the session
+// still applies.
+func (s *Session) Reload(p *policy.Policy) error {
+	if p.HasFileRules() && !s.policy().HasFileRules() {
+		if err := kernel.ProbeLSM(); err != nil {
+			return fmt.Errorf("the new policy has file rules and this kernel cannot enforce them: %w", err)
+		}
+	}
+	rules, err := Compile(p)
+	if err != nil {
+		return err
+	}
+	audit := s.opts.Audit || p.Mode == policy.ModeAudit
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errors.New("stopped")
+	}
+	if err := s.inst.Reload(rules, audit); err != nil {
+		return err
+	}
+	s.pol.Store(p)
+	if s.inst.Pinned() {
+		meta, err := s.inst.Meta()
+		if err == nil {
+			meta.Policy, meta.Digest, meta.Rules, meta.Summary = p.File, p.Digest, len(p.Rules()), p.Summary()
+			meta.Mode = map[bool]string{true: "audit", false: "enforce"}[audit]
+			meta.ReloadedAt = time.Now().UTC()
+			err = s.inst.UpdateMeta(meta)
+		}
+		return err
+	}
+	return nil
+}
+
+// Pinned reports whether the session's instance outlives it.
+func (s *Session) Pinned() bool { return s.inst.Pinned() }
+
+// Resume streams the events of a pinned instance (`assay monitor
+// --attach NAME`). Stopping the session leaves the instance in force.
+func Resume(name string, out io.Writer, format events.Format, rulePath events.RulePath) (*Session, kernel.Meta, error) {
+	inst, err := kernel.OpenPinned(name)
+	if err != nil {
+		return nil, kernel.Meta{}, err
+	}
+	meta, err := inst.Meta()
+	if err != nil {
+		inst.Close()
+		return nil, meta, err
+	}
+	s := &Session{opts: Options{Policy: &policy.Policy{File: meta.Policy}, Out: out, Format: format}, inst: inst}
+	s.renderer = events.NewRenderer(out, format, rulePath, monotonicNow())
+	s.stream, err = inst.Stream(s.record)
+	if err != nil {
+		inst.Close()
+		return nil, meta, err
+	}
+	return s, meta, nil
+}
+
 func (s *Session) rulePath(id uint32) string {
-	for _, f := range s.opts.Policy.FileDeny {
+	p := s.policy()
+	for _, f := range p.FileDeny {
 		if f.ID == id {
 			return f.Path
 		}
@@ -140,6 +237,13 @@ func (s *Session) record(raw []byte, idle bool) {
 	}
 }
 
+func (s *Session) policy() *policy.Policy {
+	if p := s.pol.Load(); p != nil {
+		return p
+	}
+	return s.opts.Policy
+}
+
 // WriteErr is the first error writing events, if any.
 func (s *Session) WriteErr() error {
 	if p := s.writeErr.Load(); p != nil {
@@ -158,7 +262,10 @@ func (s *Session) Stop() (events.Summary, error) {
 		return sum, errors.New("already stopped")
 	}
 	s.stopped = true
-	errs := []error{s.inst.Detach()}
+	var errs []error
+	if !s.inst.Pinned() {
+		errs = append(errs, s.inst.Detach())
+	}
 	// Let programs that were running when the links closed finish their
 	// submit, so that every counted record is also delivered.
 	if !s.opts.ScopeEmpty {
@@ -237,4 +344,20 @@ func monotonicNow() uint64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
+}
+
+// ReloadPinned swaps the policy of a pinned instance (`assay reload`).
+func ReloadPinned(name string, p *policy.Policy) error {
+	inst, err := kernel.OpenPinned(name)
+	if err != nil {
+		return err
+	}
+	defer inst.Close()
+	meta, err := inst.Meta()
+	if err != nil {
+		return err
+	}
+	// --audit given when the instance was started keeps applying.
+	s := &Session{opts: Options{Policy: &policy.Policy{}, Audit: meta.AuditFlag}, inst: inst}
+	return s.Reload(p)
 }
