@@ -15,7 +15,7 @@ const (
 	HeaderSize = 48
 	NetSize    = HeaderSize + 24
 	FileSize   = HeaderSize + 16
-	TraceSize  = HeaderSize + 8 + TracePathMax
+	TraceSize  = HeaderSize + 16 + TracePathMax
 	// TracePathMax is how much of a traced path the kernel copies.
 	TracePathMax = 256
 )
@@ -124,6 +124,7 @@ type Event struct {
 	// Trace events.
 	Path  string
 	Flags uint32
+	Ret   int32 // the open's result: an fd, or -errno
 }
 
 // ErrMalformed marks a record that cannot be decoded.
@@ -188,11 +189,12 @@ func Decode(b []byte) (Event, error) {
 		e.Ino = le.Uint64(p[8:])
 	case KindTraceOpen, KindTraceExec:
 		e.Flags = le.Uint32(p[0:])
-		n := int(le.Uint16(p[4:]))
+		e.Ret = int32(le.Uint32(p[4:]))
+		n := int(le.Uint16(p[8:]))
 		if n > TracePathMax-1 {
 			return e, malformed("path length %d exceeds %d", n, TracePathMax-1)
 		}
-		e.Path = string(p[8 : 8+n])
+		e.Path = string(p[16 : 16+n])
 	}
 	return e, nil
 }

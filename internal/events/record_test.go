@@ -56,8 +56,8 @@ func traceRecord(kind Kind, comm, path string) []byte {
 	binary.LittleEndian.PutUint32(b[12:], 7)
 	copy(b[32:48], comm)
 	p := b[HeaderSize:]
-	binary.LittleEndian.PutUint16(p[4:], uint16(len(path)))
-	copy(p[8:], path)
+	binary.LittleEndian.PutUint16(p[8:], uint16(len(path)))
+	copy(p[16:], path)
 	return b
 }
 
@@ -79,8 +79,14 @@ func TestOperatorLines(t *testing.T) {
 			"[PID 4242] 🛡️ BLOCKED FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242"},
 		{fileRecord(VerdictAudit, 7, 2050, 918273),
 			"[PID 4242] 🔎 AUDIT FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242"},
+		{func() []byte {
+			b := traceRecord(KindTraceOpen, "cat", "/home/agent/.ssh/id_ed25519")
+			binary.LittleEndian.PutUint32(b[HeaderSize+4:], uint32(0xfffffff3)) // -EACCES
+			return b
+		}(),
+			"[PID 7] OPEN: path=/home/agent/.ssh/id_ed25519 flags=0x0 cgroup=0 result=EACCES comm=cat tid=7 observation=trace"},
 		{traceRecord(KindTraceOpen, "cat", "/etc/hosts"),
-			"[PID 7] OPEN: path=/etc/hosts flags=0x0 cgroup=0 comm=cat tid=7 observation=trace"},
+			"[PID 7] OPEN: path=/etc/hosts flags=0x0 cgroup=0 result=ok comm=cat tid=7 observation=trace"},
 		// A hostile path or comm cannot end the line or forge a field.
 		{traceRecord(KindTraceExec, "x rule_id=1", "/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9"),
 			`[PID 7] EXEC: path="/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9" cgroup=0 comm="x rule_id=1" tid=7 observation=trace`},
@@ -147,7 +153,7 @@ func TestMalformed(t *testing.T) {
 		}(),
 		"bad path len": func() []byte {
 			b := traceRecord(KindTraceOpen, "c", "p")
-			binary.LittleEndian.PutUint16(b[HeaderSize+4:], 5000)
+			binary.LittleEndian.PutUint16(b[HeaderSize+8:], 5000)
 			return b
 		}(),
 	}

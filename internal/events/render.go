@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Format is an output format.
@@ -108,7 +110,7 @@ func Label(e Event) string {
 //	[PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242
 //	[PID 4242] 🛡️ BLOCKED SENDMSG: dst=[::ffff:10.0.0.5]:53 proto=udp cgroup=4026532987 rule_id=41 family=inet6 mapped_ipv4=true comm=dig tid=4242
 //	[PID 4242] 🛡️ BLOCKED FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242
-//	[PID 4242] OPEN: path=/etc/hosts flags=0x0 cgroup=4026532987 comm=cat tid=4242 observation=trace
+//	[PID 4242] OPEN: path=/etc/hosts flags=0x0 cgroup=4026532987 result=ok comm=cat tid=4242 observation=trace
 //
 // Values that could forge a line or a field (paths, comm) are quoted.
 func AppendText(b []byte, e Event) []byte {
@@ -155,6 +157,10 @@ func AppendText(b []byte, e Event) []byte {
 		}
 		b = append(b, " cgroup="...)
 		b = strconv.AppendUint(b, e.CgroupID, 10)
+		if e.Kind == KindTraceOpen {
+			b = append(b, " result="...)
+			b = append(b, openResult(e.Ret)...)
+		}
 	}
 	b = append(b, " comm="...)
 	b = appendValue(b, e.Comm)
@@ -231,8 +237,10 @@ type JSONEvent struct {
 	Op       string  `json:"op,omitempty"`
 	RulePath string  `json:"rule_path,omitempty"`
 
-	Path  string  `json:"path,omitempty"`
-	Flags *uint32 `json:"flags,omitempty"`
+	Path   string  `json:"path,omitempty"`
+	Flags  *uint32 `json:"flags,omitempty"`
+	Ret    *int32  `json:"ret,omitempty"`    // open: the result, an fd or -errno
+	Result string  `json:"result,omitempty"` // open: "ok" or the errno name
 }
 
 // ToJSON converts an event to its JSON form.
@@ -259,8 +267,9 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 	case KindTraceOpen, KindTraceExec:
 		j.Path = e.Path
 		if e.Kind == KindTraceOpen {
-			f := e.Flags
-			j.Flags = &f
+			f, ret := e.Flags, e.Ret
+			j.Flags, j.Ret = &f, &ret
+			j.Result = openResult(e.Ret)
 		}
 	}
 	return j
@@ -272,4 +281,15 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 		return append(b, `{"type":"error"}`...)
 	}
 	return append(b, out...)
+}
+
+// openResult names an open's result: "ok", or the errno (EACCES, ...).
+func openResult(ret int32) string {
+	if ret >= 0 {
+		return "ok"
+	}
+	if name := unix.ErrnoName(unix.Errno(-ret)); name != "" {
+		return name
+	}
+	return "errno" + strconv.Itoa(int(-ret))
 }

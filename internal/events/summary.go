@@ -30,13 +30,28 @@ func (s Summary) Pressure() bool {
 // PressureWarning is the line printed when events were dropped.
 const PressureWarning = "⚠️ Ring buffer pressure detected"
 
-// WriteText writes the exit summary for operators.
+// WriteText writes the exit summary for operators, one line per path:
+//
+//	Socket ringbuf: emitted=N dropped=N [suppressed=N]
+//
+// suppressed (events not emitted because their cgroup was over its
+// --rate-limit budget) is written only when non-zero, so that the line is
+// unchanged for every run the rate limit did not touch; "emitted=N
+// dropped=N" is always its prefix.
 func (s Summary) WriteText(w io.Writer) error {
-	_, err := fmt.Fprintf(w, "Tracepoint ringbuf: emitted=%d dropped=%d\nLSM ringbuf: emitted=%d dropped=%d\nSocket ringbuf: emitted=%d dropped=%d\n",
-		s.Tracepoint.Emitted, s.Tracepoint.Dropped, s.LSM.Emitted, s.LSM.Dropped, s.Socket.Emitted, s.Socket.Dropped)
-	if err != nil {
-		return err
+	for _, p := range []struct {
+		name string
+		c    PathCounts
+	}{{"Tracepoint", s.Tracepoint}, {"LSM", s.LSM}, {"Socket", s.Socket}} {
+		line := fmt.Sprintf("%s ringbuf: emitted=%d dropped=%d", p.name, p.c.Emitted, p.c.Dropped)
+		if p.c.Suppressed > 0 {
+			line += fmt.Sprintf(" suppressed=%d", p.c.Suppressed)
+		}
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
 	}
+	var err error
 	if s.Malformed > 0 {
 		fmt.Fprintf(w, "Malformed records: %d\n", s.Malformed)
 	}

@@ -72,6 +72,13 @@ type bpfAssayNetEvent struct {
 	Addr     [16]uint8
 }
 
+type bpfAssayPendingOpen struct {
+	_     structs.HostLayout
+	Path  uint64
+	Flags uint32
+	Pad   uint32
+}
+
 type bpfAssayRate struct {
 	_      structs.HostLayout
 	Window uint64
@@ -100,8 +107,9 @@ type bpfAssayTraceEvent struct {
 	_       structs.HostLayout
 	H       bpfAssayEventHeader
 	Flags   uint32
+	Ret     int32
 	PathLen uint16
-	Pad     uint16
+	Pad     [3]uint16
 	Path    [256]int8
 }
 
@@ -118,6 +126,7 @@ const (
 	bpfMapDenyV6            = "deny_v6"
 	bpfMapEvents            = "events"
 	bpfMapFileRules         = "file_rules"
+	bpfMapPendingOpens      = "pending_opens"
 	bpfMapRate              = "rate"
 	bpfMapScope             = "scope"
 	bpfMapSettings          = "settings"
@@ -132,6 +141,7 @@ const (
 	bpfProgSendmsg6         = "sendmsg6"
 	bpfProgTraceExec        = "trace_exec"
 	bpfProgTraceSysEnter    = "trace_sys_enter"
+	bpfProgTraceSysExit     = "trace_sys_exit"
 	bpfVarUnusedEventHeader = "unused_event_header"
 	bpfVarUnusedFileEvent   = "unused_file_event"
 	bpfVarUnusedFileKey     = "unused_file_key"
@@ -194,25 +204,27 @@ type bpfProgramSpecs struct {
 	Sendmsg6      *ebpf.ProgramSpec `ebpf:"sendmsg6"`
 	TraceExec     *ebpf.ProgramSpec `ebpf:"trace_exec"`
 	TraceSysEnter *ebpf.ProgramSpec `ebpf:"trace_sys_enter"`
+	TraceSysExit  *ebpf.ProgramSpec `ebpf:"trace_sys_exit"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Active      *ebpf.MapSpec `ebpf:"active"`
-	AllowV4     *ebpf.MapSpec `ebpf:"allow_v4"`
-	AllowV6     *ebpf.MapSpec `ebpf:"allow_v6"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	DenyPorts   *ebpf.MapSpec `ebpf:"deny_ports"`
-	DenyV4      *ebpf.MapSpec `ebpf:"deny_v4"`
-	DenyV6      *ebpf.MapSpec `ebpf:"deny_v6"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	FileRules   *ebpf.MapSpec `ebpf:"file_rules"`
-	Rate        *ebpf.MapSpec `ebpf:"rate"`
-	Scope       *ebpf.MapSpec `ebpf:"scope"`
-	Settings    *ebpf.MapSpec `ebpf:"settings"`
-	TraceEvents *ebpf.MapSpec `ebpf:"trace_events"`
+	Active       *ebpf.MapSpec `ebpf:"active"`
+	AllowV4      *ebpf.MapSpec `ebpf:"allow_v4"`
+	AllowV6      *ebpf.MapSpec `ebpf:"allow_v6"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	DenyPorts    *ebpf.MapSpec `ebpf:"deny_ports"`
+	DenyV4       *ebpf.MapSpec `ebpf:"deny_v4"`
+	DenyV6       *ebpf.MapSpec `ebpf:"deny_v6"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	FileRules    *ebpf.MapSpec `ebpf:"file_rules"`
+	PendingOpens *ebpf.MapSpec `ebpf:"pending_opens"`
+	Rate         *ebpf.MapSpec `ebpf:"rate"`
+	Scope        *ebpf.MapSpec `ebpf:"scope"`
+	Settings     *ebpf.MapSpec `ebpf:"settings"`
+	TraceEvents  *ebpf.MapSpec `ebpf:"trace_events"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -249,19 +261,20 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Active      *ebpf.Map `ebpf:"active"`
-	AllowV4     *ebpf.Map `ebpf:"allow_v4"`
-	AllowV6     *ebpf.Map `ebpf:"allow_v6"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	DenyPorts   *ebpf.Map `ebpf:"deny_ports"`
-	DenyV4      *ebpf.Map `ebpf:"deny_v4"`
-	DenyV6      *ebpf.Map `ebpf:"deny_v6"`
-	Events      *ebpf.Map `ebpf:"events"`
-	FileRules   *ebpf.Map `ebpf:"file_rules"`
-	Rate        *ebpf.Map `ebpf:"rate"`
-	Scope       *ebpf.Map `ebpf:"scope"`
-	Settings    *ebpf.Map `ebpf:"settings"`
-	TraceEvents *ebpf.Map `ebpf:"trace_events"`
+	Active       *ebpf.Map `ebpf:"active"`
+	AllowV4      *ebpf.Map `ebpf:"allow_v4"`
+	AllowV6      *ebpf.Map `ebpf:"allow_v6"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	DenyPorts    *ebpf.Map `ebpf:"deny_ports"`
+	DenyV4       *ebpf.Map `ebpf:"deny_v4"`
+	DenyV6       *ebpf.Map `ebpf:"deny_v6"`
+	Events       *ebpf.Map `ebpf:"events"`
+	FileRules    *ebpf.Map `ebpf:"file_rules"`
+	PendingOpens *ebpf.Map `ebpf:"pending_opens"`
+	Rate         *ebpf.Map `ebpf:"rate"`
+	Scope        *ebpf.Map `ebpf:"scope"`
+	Settings     *ebpf.Map `ebpf:"settings"`
+	TraceEvents  *ebpf.Map `ebpf:"trace_events"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -275,6 +288,7 @@ func (m *bpfMaps) Close() error {
 		m.DenyV6,
 		m.Events,
 		m.FileRules,
+		m.PendingOpens,
 		m.Rate,
 		m.Scope,
 		m.Settings,
@@ -310,6 +324,7 @@ type bpfPrograms struct {
 	Sendmsg6      *ebpf.Program `ebpf:"sendmsg6"`
 	TraceExec     *ebpf.Program `ebpf:"trace_exec"`
 	TraceSysEnter *ebpf.Program `ebpf:"trace_sys_enter"`
+	TraceSysExit  *ebpf.Program `ebpf:"trace_sys_exit"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -324,6 +339,7 @@ func (p *bpfPrograms) Close() error {
 		p.Sendmsg6,
 		p.TraceExec,
 		p.TraceSysEnter,
+		p.TraceSysExit,
 	)
 }
 

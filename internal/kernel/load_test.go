@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"github.com/assaymcp/assay/internal/events"
 	"net/netip"
 	"testing"
 )
@@ -29,12 +30,14 @@ func TestLoadNetworkAndTrace(t *testing.T) {
 
 // The Go mirrors of the records must keep the sizes the decoder expects.
 func TestRecordSizes(t *testing.T) {
-	for name, got := range map[string]int{
-		"header": binary.Size(bpfAssayEventHeader{}),
-		"net":    binary.Size(bpfAssayNetEvent{}),
-		"file":   binary.Size(bpfAssayFileEvent{}),
-		"trace":  binary.Size(bpfAssayTraceEvent{}),
+	for name, c := range map[string]struct{ got, want int }{
+		"header": {binary.Size(bpfAssayEventHeader{}), events.HeaderSize},
+		"net":    {binary.Size(bpfAssayNetEvent{}), events.NetSize},
+		"file":   {binary.Size(bpfAssayFileEvent{}), events.FileSize},
+		"trace":  {binary.Size(bpfAssayTraceEvent{}), events.TraceSize},
 	} {
-		t.Logf("%s: %d", name, got)
+		if c.got != c.want {
+			t.Errorf("%s record: BPF layout %d bytes, decoder expects %d", name, c.got, c.want)
+		}
 	}
 }

@@ -68,7 +68,7 @@ type Instance struct {
 var (
 	netPrograms   = []string{bpfProgConnect4, bpfProgConnect6, bpfProgSendmsg4, bpfProgSendmsg6}
 	filePrograms  = []string{bpfProgFileOpen, bpfProgInodeLink, bpfProgInodeRename}
-	tracePrograms = []string{bpfProgTraceSysEnter, bpfProgTraceExec}
+	tracePrograms = []string{bpfProgTraceSysEnter, bpfProgTraceSysExit, bpfProgTraceExec}
 )
 
 // The maps holding one policy generation each (arrays of two maps).
@@ -212,6 +212,10 @@ func (inst *Instance) fillScope() error {
 	}
 	if err := inst.maps[bpfMapScope].Put(uint32(0), &sc); err != nil {
 		return fmt.Errorf("fill scope: %w", err)
+	}
+	// The shared budget of cgroups that find the rate map full.
+	if err := inst.maps[bpfMapRate].Put(uint64(0), &bpfAssayRate{}); err != nil {
+		return fmt.Errorf("fill rate: %w", err)
 	}
 	return nil
 }

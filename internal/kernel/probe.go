@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -33,8 +34,19 @@ func ActiveLSMs() ([]string, error) {
 
 // ProbeLSM reports whether BPF LSM programs can run here: `bpf` must be in
 // the LSM list and a probe program must load and attach. The error names
-// which step failed and the errno.
+// which step failed and the errno. The answer cannot change without a
+// reboot, so it is computed once per process.
 func ProbeLSM() error {
+	probeOnce.Do(func() { probeErr = probeLSM() })
+	return probeErr
+}
+
+var (
+	probeOnce sync.Once
+	probeErr  error
+)
+
+func probeLSM() error {
 	lsms, err := ActiveLSMs()
 	if err != nil {
 		return &FeatureError{Feature: "BPF LSM", Err: err, Fix: "mount securityfs on " + SecurityFS}

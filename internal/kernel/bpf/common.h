@@ -103,10 +103,12 @@ struct {
 	__type(value, struct assay_settings);
 } settings SEC(".maps");
 
-/* Per-cgroup event budget. LRU: bounded whatever the number of cgroups. */
+/* Per-cgroup event budget. A preallocated hash (safe to update from
+ * tracing and LSM programs); when it is full, cgroups without an entry
+ * share the budget of key 0. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct assay_rate);
 } rate SEC(".maps");
@@ -205,8 +207,16 @@ static __always_inline int event_budget(int path)
 	struct assay_rate *r = bpf_map_lookup_elem(&rate, &cg);
 	if (!r) {
 		struct assay_rate fresh = {.window = now, .count = 1};
-		bpf_map_update_elem(&rate, &cg, &fresh, BPF_NOEXIST);
-		return 1;
+		if (bpf_map_update_elem(&rate, &cg, &fresh, BPF_NOEXIST) == 0)
+			return 1;
+		r = bpf_map_lookup_elem(&rate, &cg);
+		if (!r) {
+			__u64 shared = 0;
+			bpf_map_update_elem(&rate, &shared, &fresh, BPF_NOEXIST);
+			r = bpf_map_lookup_elem(&rate, &shared);
+			if (!r)
+				return 1;
+		}
 	}
 	if (r->window != now) {
 		r->window = now;

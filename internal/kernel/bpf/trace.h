@@ -17,12 +17,32 @@
 struct assay_trace_event {
 	struct assay_event_header h;
 	__u32 flags;
+	__s32 ret;      /* the syscall's result: an fd, or -errno */
 	__u16 path_len; /* bytes of path used, NUL excluded */
-	__u16 _pad;
+	__u16 _pad[3];
 	char path[TRACE_PATH_MAX];
 };
 
-static __always_inline void emit_trace(__u8 kind, __u32 flags, const void *src, int user)
+/* An open seen at sys_enter, reported at sys_exit: by then the kernel has
+ * copied the path (so its page is resident and the read cannot fault) and
+ * the result is known. */
+struct assay_pending_open {
+	__u64 path; /* user pointer */
+	__u32 flags;
+	__u32 _pad;
+};
+
+/* A preallocated hash: the map type safest to update from tracing
+ * programs (an LRU hash here hung Linux 6.1 in a soft lockup). An entry
+ * lives only from sys_enter to sys_exit of one open. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct assay_pending_open);
+} pending_opens SEC(".maps");
+
+static __always_inline void emit_trace(__u8 kind, __u32 flags, __s32 ret, const void *src, int user)
 {
 	if (!event_budget(PATH_TRACEPOINT))
 		return;
@@ -33,7 +53,10 @@ static __always_inline void emit_trace(__u8 kind, __u32 flags, const void *src, 
 	}
 	fill_header(&e->h, kind, VERDICT_OBSERVED, sizeof(*e), 0);
 	e->flags = flags;
-	e->_pad = 0;
+	e->ret = ret;
+	e->_pad[0] = 0;
+	e->_pad[1] = 0;
+	e->_pad[2] = 0;
 	long n = user ? bpf_probe_read_user_str(e->path, sizeof(e->path), src)
 		      : bpf_probe_read_kernel_str(e->path, sizeof(e->path), src);
 	e->path_len = n > 0 ? n - 1 : 0;
@@ -46,16 +69,39 @@ int BPF_PROG(trace_sys_enter, struct pt_regs *regs, long id)
 {
 	if (!in_scope())
 		return 0;
+	struct assay_pending_open p = {};
 	if (id == NR_openat) {
-		emit_trace(EV_TRACE_OPEN, (__u32)BPF_CORE_READ(regs, dx), (const void *)BPF_CORE_READ(regs, si), 1);
+		p.path = BPF_CORE_READ(regs, si);
+		p.flags = (__u32)BPF_CORE_READ(regs, dx);
 	} else if (id == NR_open) {
-		emit_trace(EV_TRACE_OPEN, (__u32)BPF_CORE_READ(regs, si), (const void *)BPF_CORE_READ(regs, di), 1);
+		p.path = BPF_CORE_READ(regs, di);
+		p.flags = (__u32)BPF_CORE_READ(regs, si);
 	} else if (id == NR_openat2) {
 		struct open_how *how = (struct open_how *)BPF_CORE_READ(regs, dx);
 		__u64 flags = 0;
 		bpf_probe_read_user(&flags, sizeof(flags), &how->flags);
-		emit_trace(EV_TRACE_OPEN, (__u32)flags, (const void *)BPF_CORE_READ(regs, si), 1);
+		p.path = BPF_CORE_READ(regs, si);
+		p.flags = (__u32)flags;
+	} else {
+		return 0;
 	}
+	__u64 key = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&pending_opens, &key, &p, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
+{
+	if (!in_scope())
+		return 0;
+	__u64 key = bpf_get_current_pid_tgid();
+	struct assay_pending_open *p = bpf_map_lookup_elem(&pending_opens, &key);
+	if (!p)
+		return 0;
+	struct assay_pending_open copy = *p;
+	bpf_map_delete_elem(&pending_opens, &key);
+	emit_trace(EV_TRACE_OPEN, copy.flags, (__s32)ret, (const void *)copy.path, 1);
 	return 0;
 }
 
@@ -64,6 +110,6 @@ int BPF_PROG(trace_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 {
 	if (!in_scope())
 		return 0;
-	emit_trace(EV_TRACE_EXEC, 0, BPF_CORE_READ(bprm, filename), 0);
+	emit_trace(EV_TRACE_EXEC, 0, 0, BPF_CORE_READ(bprm, filename), 0);
 	return 0;
 }
