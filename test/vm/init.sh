@@ -64,7 +64,7 @@ fi
 
 # Run from the package directory copy so relative testdata/ paths work.
 cd /lsm
-CI=true ASSAY_VM=1 ASSAY_BIN=/bin/assay ASSAY_EXT4_IMAGE=/images/ext4.img /lsm.test "$@"
+CI=true ASSAY_VM=1 ASSAY_BIN=/bin/assay ASSAY_EXT4_IMAGE=/images/ext4.img ASSAY_MCP_TESTSERVER=/bin/mcp-testserver /lsm.test "$@"
 rc=$?
 cd /
 

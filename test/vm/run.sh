@@ -10,6 +10,7 @@
 #      linux-image-cloud-amd64 depends on; never pinned) and caches .deb and extracted
 #      tree in .cache/vm/kernel/<package>_<version>/, so a warm run downloads nothing,
 #   3. builds static binaries: BUILD/assay (./cmd/assay) and BUILD/lsm.test (./test/lsm),
+#      and BUILD/mcp-testserver (./internal/mcptest/cmd/mcp-testserver, the MCP tests' server),
 #   4. makes an 8 MiB ext4 image, packs an initramfs (busybox, test/vm/init.sh as /init,
 #      binaries, the loop module, the image) and boots it under TCG,
 #   5. tees the serial console to stdout and .cache/vm/last-run.log and exits non-zero
@@ -167,6 +168,10 @@ fi
 log "go test -c -tags vmtest ./test/lsm"
 go test -c -tags vmtest -o "$BUILD/lsm.test" ./test/lsm
 [[ -f $BUILD/lsm.test ]] || die "go test -c produced no binary (no test files in ./test/lsm?)"
+if [[ -d internal/mcptest/cmd/mcp-testserver ]]; then
+	log "go build ./internal/mcptest/cmd/mcp-testserver"
+	go build -o "$BUILD/mcp-testserver" ./internal/mcptest/cmd/mcp-testserver
+fi
 T_BUILD_END=$(now)
 
 # ---------------------------------------------------------------- 4. initramfs
@@ -182,6 +187,7 @@ done
 install -m 0755 "$HERE/init.sh" "$STAGE/init"
 install -m 0755 "$BUILD/lsm.test" "$STAGE/lsm.test"
 [[ -f $BUILD/assay ]] && install -m 0755 "$BUILD/assay" "$STAGE/bin/assay"
+[[ -f $BUILD/mcp-testserver ]] && install -m 0755 "$BUILD/mcp-testserver" "$STAGE/bin/mcp-testserver"
 [[ -d test/lsm/testdata ]] && cp -a test/lsm/testdata "$STAGE/lsm/"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$STAGE/etc/hosts"
 echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
