@@ -26,8 +26,9 @@ const (
 )
 
 // Readiness line prefixes `assay monitor` prints on stderr once every
-// program is attached.
-var readyPrefixes = []string{"assay: enforcing", "assay: auditing"}
+// program is attached (`assay monitor --attach NAME`: once it streams the
+// pinned instance's events).
+var readyPrefixes = []string{"assay: enforcing", "assay: auditing", "assay: attached to"}
 
 // Result is what an assay process printed and how it ended.
 type Result struct {
@@ -246,6 +247,57 @@ func (m *Monitor) WaitEvents(n int, timeout time.Duration) []string {
 	}
 }
 
+// Stderr returns the stderr lines so far.
+func (m *Monitor) Stderr() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.stderr...)
+}
+
+// WaitStderr blocks until the monitor has printed at least n stderr lines
+// containing substr and returns them. It fails the test after timeout, or
+// if the monitor exits with fewer.
+func (m *Monitor) WaitStderr(substr string, n int, timeout time.Duration) []string {
+	m.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		m.mu.Lock()
+		var got []string
+		for _, l := range m.stderr {
+			if strings.Contains(l, substr) {
+				got = append(got, l)
+			}
+		}
+		changed := m.changed
+		m.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-changed:
+		case <-m.exited:
+			if have := m.countStderr(substr); have < n {
+				m.t.Fatalf("assay exited after %d of %d stderr lines with %q; stderr:\n%s", have, n, substr, m.stderrText())
+			}
+		case <-deadline.C:
+			m.t.Fatalf("%d of %d stderr lines with %q after %v; stderr:\n%s", len(got), n, substr, timeout, m.stderrText())
+		}
+	}
+}
+
+func (m *Monitor) countStderr(substr string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, l := range m.stderr {
+		if strings.Contains(l, substr) {
+			n++
+		}
+	}
+	return n
+}
+
 func (m *Monitor) eventLines() []string {
 	var out []string
 	for _, l := range m.Stdout() {
@@ -355,7 +407,9 @@ func splitLines(s string) []string {
 	return strings.Split(s, "\n")
 }
 
-var textSummaryRE = regexp.MustCompile(`^(Tracepoint|LSM|Socket) ringbuf: emitted=([0-9]+) dropped=([0-9]+)$`)
+// textSummaryRE matches a text summary line; " suppressed=N" is printed
+// only when the rate limit suppressed events on that path.
+var textSummaryRE = regexp.MustCompile(`^(Tracepoint|LSM|Socket) ringbuf: emitted=([0-9]+) dropped=([0-9]+)(?: suppressed=([0-9]+))?$`)
 var malformedRE = regexp.MustCompile(`^Malformed records: ([0-9]+)$`)
 
 // jsonSummary mirrors the --output json summary line.
@@ -427,7 +481,8 @@ func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
 		if m := textSummaryRE.FindStringSubmatch(line); m != nil {
 			emitted, _ := strconv.ParseUint(m[2], 10, 64)
 			dropped, _ := strconv.ParseUint(m[3], 10, 64)
-			c := events.PathCounts{Emitted: emitted, Dropped: dropped}
+			suppressed, _ := strconv.ParseUint(m[4], 10, 64) // "" when absent: 0
+			c := events.PathCounts{Emitted: emitted, Dropped: dropped, Suppressed: suppressed}
 			switch m[1] {
 			case "Tracepoint":
 				r.Summary.Tracepoint = c

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/assaymcp/assay/internal/cgroup"
 	"golang.org/x/sys/unix"
@@ -59,6 +60,16 @@ type ProbeResult struct {
 	// spawn-grandchild: the result is the grandchild's, and Via is the pid
 	// of the probe that forked it.
 	Via int `json:"via,omitempty"`
+
+	// exec-rusage: the command's peak resident set size in bytes
+	// (getrusage ru_maxrss of the child, which includes this probe's own
+	// small footprint at fork: the child shares its memory until exec).
+	MaxRSS int64 `json:"max_rss,omitempty"`
+
+	// leave-cgroup: one line per step, e.g. "/sys/fs/cgroup/cgroup.procs:
+	// EACCES" (or ": ok" when the write succeeded), then "cgroup: PATH",
+	// the probe's cgroup v2 path after the attempts.
+	Steps []string `json:"steps,omitempty"`
 }
 
 // Ok reports whether the operation succeeded.
@@ -89,6 +100,26 @@ func (r ProbeResult) LocalAddr() netip.AddrPort {
 //	exec ARGV...                       run a command, report exit status/errno
 //	cat FILE...                        exec cat FILE...
 //	spawn-grandchild ACTION ARGS...    fork+exec a probe doing ACTION, report its result
+//	exec-rusage ARGV...                exec, and report the command's peak
+//	                                   RSS (MaxRSS): measured from a fresh
+//	                                   probe, not from the (large) test process
+//	connect-until STOP tcp4|tcp6 ADDR:PORT
+//	                                   connects until the file STOP exists
+//	                                   (creating STOP.ready after the first);
+//	                                   Attempts, N (EPERM) and Other as in
+//	                                   connect-loop, Err the last other error
+//	open-until STOP PATH               the same with open(2) PATH read-only:
+//	                                   N counts EPERM, Other anything else
+//	set-comm NAME ACTION ARGS...       prctl(PR_SET_NAME, NAME) (the kernel
+//	                                   keeps 15 bytes), then ACTION
+//	as-user UID GID ACTION ARGS...     drop every group and switch to UID/GID
+//	                                   (all threads), then ACTION
+//	leave-cgroup tcp4|tcp6 ADDR:PORT PROCS...
+//	                                   write its pid to each cgroup.procs file
+//	                                   PROCS (Steps), then connect(2) (Errno)
+//
+// set-comm and as-user run ACTION in the same process, so they compose:
+// as-user 65534 65534 leave-cgroup ...
 //
 // A probe that cannot run its action at all (bad arguments) fails the test.
 func Probe(t testing.TB, scope *cgroup.Scope, action string, args ...string) ProbeResult {
@@ -198,6 +229,30 @@ func runProbe(action string, args []string) int {
 		err = probeExec(&res, append([]string{"cat"}, args...))
 	case "spawn-grandchild":
 		err = probeGrandchild(&res, args)
+	case "exec-rusage":
+		err = probeExecRusage(&res, args)
+	case "connect-until":
+		err = probeConnectUntil(&res, args)
+	case "open-until":
+		err = probeOpenUntil(&res, args)
+	case "set-comm":
+		if len(args) < 2 {
+			err = errors.New("usage: set-comm NAME ACTION ARGS...")
+			break
+		}
+		name := append([]byte(args[0]), 0)
+		if err = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+			err = fmt.Errorf("prctl(PR_SET_NAME): %w", err)
+			break
+		}
+		return runProbe(args[1], args[2:])
+	case "as-user":
+		if err = probeAsUser(args); err != nil {
+			break
+		}
+		return runProbe(args[2], args[3:])
+	case "leave-cgroup":
+		err = probeLeaveCgroup(&res, args)
 	default:
 		err = fmt.Errorf("unknown action %q", action)
 	}
@@ -533,5 +588,248 @@ func probeGrandchild(r *ProbeResult, args []string) error {
 	}
 	res.Via = r.PID
 	*r = res
+	return nil
+}
+
+// RunningProbe is a probe process started by [StartProbe].
+type RunningProbe struct {
+	t              testing.TB
+	cmd            *exec.Cmd
+	action         string
+	args           []string
+	where          string
+	stdout, stderr bytes.Buffer
+	done           chan error
+	res            *ProbeResult
+}
+
+// StartProbe starts a probe like [Probe] and returns without waiting for
+// it: for long-running actions (connect-until, open-until) that run while
+// the test does something else. Call Wait, from the test's goroutine, for
+// its report; a probe not waited for is killed when the test ends.
+func StartProbe(t testing.TB, scope *cgroup.Scope, action string, args ...string) *RunningProbe {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	p := &RunningProbe{t: t, action: action, args: args, where: "outside the test cgroups", done: make(chan error, 1)}
+	p.cmd = exec.Command(exe, args...)
+	p.cmd.Env = probeEnviron(action)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if scope != nil {
+		f, err := scope.Open()
+		if err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+		defer f.Close()
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+		p.where = "in " + scope.Path
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("probe %s %q (%s): %v", action, args, p.where, err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.res == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// Pid is the probe's process id.
+func (p *RunningProbe) Pid() int { return p.cmd.Process.Pid }
+
+// Wait waits up to ProbeTimeout for the probe to exit and returns its
+// report; it fails the test if the probe fails or times out. Later calls
+// return the same report.
+func (p *RunningProbe) Wait() ProbeResult {
+	p.t.Helper()
+	if p.res != nil {
+		return *p.res
+	}
+	var err error
+	select {
+	case err = <-p.done:
+	case <-time.After(ProbeTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.res = &ProbeResult{}
+		p.t.Fatalf("probe %s %q (%s) still running %v after Wait: killed; stderr:\n%s", p.action, p.args, p.where, ProbeTimeout, p.stderr.Bytes())
+	}
+	p.res = &ProbeResult{}
+	if err != nil {
+		p.t.Fatalf("probe %s %q (%s): %v; stderr:\n%s", p.action, p.args, p.where, err, p.stderr.Bytes())
+	}
+	res, err := parseProbe(p.stdout.Bytes())
+	if err != nil {
+		p.t.Fatalf("probe %s %q (%s): %v; stdout:\n%s\nstderr:\n%s", p.action, p.args, p.where, err, p.stdout.Bytes(), p.stderr.Bytes())
+	}
+	*p.res = res
+	return res
+}
+
+// untilStop runs one attempt at a time until the file stop exists,
+// creating stop+".ready" after the first attempt. It checks for the file
+// every 64 attempts, so that the check costs little next to the attempts.
+func untilStop(stop string, attempt func()) error {
+	for i := 0; ; i++ {
+		attempt()
+		if i == 0 {
+			if err := os.WriteFile(stop+".ready", nil, 0o644); err != nil {
+				return err
+			}
+		}
+		if i%64 == 63 {
+			if _, err := os.Stat(stop); err == nil {
+				return nil
+			}
+		}
+	}
+}
+
+func probeConnectUntil(r *ProbeResult, args []string) error {
+	if len(args) != 3 {
+		return errors.New("usage: connect-until STOP tcp4|tcp6 ADDR:PORT")
+	}
+	family, typ, sa, err := sockaddr(args[1], args[2])
+	if err != nil {
+		return err
+	}
+	fd := -1
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
+	var serr error
+	err = untilStop(args[0], func() {
+		if serr != nil {
+			return
+		}
+		if fd < 0 {
+			if fd, serr = socket(family, typ); serr != nil {
+				return
+			}
+		}
+		r.Attempts++
+		err := unix.Connect(fd, sa)
+		if err == unix.EPERM {
+			r.N++
+			return
+		}
+		r.Other++
+		r.setErr(err)
+		unix.Close(fd)
+		fd = -1
+	})
+	if serr != nil {
+		return fmt.Errorf("socket: %w", serr)
+	}
+	return err
+}
+
+func probeOpenUntil(r *ProbeResult, args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: open-until STOP PATH")
+	}
+	return untilStop(args[0], func() {
+		r.Attempts++
+		fd, err := unix.Open(args[1], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == unix.EPERM {
+			r.N++
+			return
+		}
+		r.Other++
+		if err != nil {
+			r.setErr(err)
+			return
+		}
+		unix.Close(fd)
+	})
+}
+
+func probeAsUser(args []string) error {
+	if len(args) < 3 {
+		return errors.New("usage: as-user UID GID ACTION ARGS...")
+	}
+	uid, err1 := strconv.Atoi(args[0])
+	gid, err2 := strconv.Atoi(args[1])
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("as-user: bad uid %q or gid %q", args[0], args[1])
+	}
+	// The syscall package applies these to every thread of the process.
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(gid, gid, gid); err != nil {
+		return fmt.Errorf("setresgid: %w", err)
+	}
+	if err := syscall.Setresuid(uid, uid, uid); err != nil {
+		return fmt.Errorf("setresuid: %w", err)
+	}
+	return nil
+}
+
+func probeLeaveCgroup(r *ProbeResult, args []string) error {
+	if len(args) < 3 {
+		return errors.New("usage: leave-cgroup tcp4|tcp6 ADDR:PORT PROCS...")
+	}
+	for _, procs := range args[2:] {
+		step := procs + ": ok"
+		f, err := os.OpenFile(procs, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString(strconv.Itoa(os.Getpid()))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			var errno unix.Errno
+			if errors.As(err, &errno) {
+				step = procs + ": " + unix.ErrnoName(errno)
+			} else {
+				step = procs + ": " + err.Error()
+			}
+		}
+		r.Steps = append(r.Steps, step)
+	}
+	cg, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(string(cg), "\n") {
+		if rest, ok := strings.CutPrefix(l, "0::"); ok {
+			r.Steps = append(r.Steps, "cgroup: "+rest)
+		}
+	}
+	return probeConnect(r, args[:2])
+}
+
+func probeExecRusage(r *ProbeResult, argv []string) error {
+	if len(argv) == 0 {
+		return errors.New("usage: exec-rusage ARGV...")
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		r.setErr(err)
+		return nil
+	}
+	r.ChildPID = cmd.Process.Pid
+	err := cmd.Wait()
+	r.Out = stdout.String()
+	r.Err = stderr.String()
+	r.Exit = cmd.ProcessState.ExitCode()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.MaxRSS = ru.Maxrss << 10 // KiB on Linux
+	}
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		r.setErr(err)
+	}
 	return nil
 }

@@ -198,7 +198,11 @@ wait:
 		status = exitError
 	}
 	if sess.Pinned() && !pinWarned {
-		fmt.Fprintf(stderr, "assay: instance %q stays pinned and enforcing; `assay detach %s` removes it\n", f.pin, f.pin)
+		if status == exitScopeGone {
+			fmt.Fprintf(stderr, "assay: instance %q stays pinned (enforcing on the scopes still there, if any); `assay detach %s` removes it\n", f.pin, f.pin)
+		} else {
+			fmt.Fprintf(stderr, "assay: instance %q stays pinned and enforcing; `assay detach %s` removes it\n", f.pin, f.pin)
+		}
 	}
 	if format == events.JSON {
 		if err := sum.WriteJSON(stdout); err != nil {

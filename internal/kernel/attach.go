@@ -143,6 +143,11 @@ func (inst *Instance) release() error {
 	return errors.Join(errs...)
 }
 
+// FileProgramsAttached reports whether the file (BPF LSM) programs are
+// attached: BPF LSM is then known to work, and a reload bringing file
+// rules needs no new program.
+func (inst *Instance) FileProgramsAttached() bool { return inst.isAttached(bpfProgFileOpen) }
+
 // Links is the number of attached links.
 func (inst *Instance) Links() int { return len(inst.links) }
 

@@ -28,9 +28,9 @@ const MaxScopes = 8
 
 // Scope is a cgroup v2 the programs judge, with its descendants.
 type Scope struct {
-	Path  string // cgroup2 directory (network programs attach here)
-	ID    uint64 // cgroup id (inode of the directory)
-	Level int    // depth below the cgroup2 root
+	Path  string `json:"path"`  // cgroup2 directory (network programs attach here)
+	ID    uint64 `json:"id"`    // cgroup id (inode of the directory)
+	Level int    `json:"level"` // depth below the cgroup2 root
 }
 
 // Config says what to load.
@@ -119,14 +119,7 @@ func Load(cfg Config) (*Instance, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
-	// The object's data sections only carry the BTF anchors of the record
-	// types; no program uses them.
-	for name := range spec.Maps {
-		if strings.HasPrefix(name, ".") {
-			delete(spec.Maps, name)
-		}
-	}
-	spec.Variables = nil
+	trimSpec(spec)
 	inst := &Instance{cfg: cfg, spec: spec}
 	if err := inst.createMaps(); err != nil {
 		return nil, err
@@ -154,6 +147,17 @@ func Load(cfg Config) (*Instance, error) {
 		return nil, err
 	}
 	return inst, nil
+}
+
+// trimSpec drops the object's data sections: they only carry the BTF
+// anchors of the record types; no program uses them.
+func trimSpec(spec *ebpf.CollectionSpec) {
+	for name := range spec.Maps {
+		if strings.HasPrefix(name, ".") {
+			delete(spec.Maps, name)
+		}
+	}
+	spec.Variables = nil
 }
 
 // checkSpec makes sure a custom object has what this loader drives.
@@ -254,7 +258,16 @@ func (inst *Instance) loadPrograms(r Rules, trace bool) error {
 			delete(spec.Programs, name)
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: inst.maps})
+	// Replace every map of the object with the instance's own; maps the
+	// object does not have (a pinned instance's "meta") must not be
+	// passed, the loader refuses unknown replacements.
+	repl := map[string]*ebpf.Map{}
+	for name, m := range inst.maps {
+		if spec.Maps[name] != nil {
+			repl[name] = m
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		if want[bpfProgFileOpen] {
 			return lsmError("load the file programs", err)
@@ -414,7 +427,13 @@ func (inst *Instance) Reload(r Rules, audit bool) error {
 		if err := inst.loadPrograms(r, inst.cfg.Trace); err != nil {
 			return err
 		}
+		had := len(inst.links)
 		if err := inst.attachMissing(); err != nil {
+			return err
+		}
+		// A pinned instance must keep the new links when this process
+		// exits (`assay reload` does right away), like its others.
+		if err := inst.pinLinks(inst.links[had:]); err != nil {
 			return err
 		}
 	}

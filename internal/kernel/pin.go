@@ -118,12 +118,24 @@ func (inst *Instance) Pin(meta Meta) (err error) {
 			return fmt.Errorf("pin map %s: %w", name, err)
 		}
 	}
-	for _, l := range inst.links {
-		if err := l.link.Pin(filepath.Join(dir, l.name)); err != nil {
+	inst.pinDir = dir
+	if err := inst.pinLinks(inst.links); err != nil {
+		inst.pinDir = ""
+		return err
+	}
+	return nil
+}
+
+// pinLinks pins links of a pinned instance (a no-op when not pinned).
+func (inst *Instance) pinLinks(links []namedLink) error {
+	if inst.pinDir == "" {
+		return nil
+	}
+	for _, l := range links {
+		if err := l.link.Pin(filepath.Join(inst.pinDir, l.name)); err != nil {
 			return fmt.Errorf("pin %s: %w", l.name, err)
 		}
 	}
-	inst.pinDir = dir
 	return nil
 }
 
@@ -212,6 +224,7 @@ func OpenPinned(name string) (*Instance, error) {
 	if err != nil {
 		return fail(err)
 	}
+	trimSpec(spec)
 	spec.Maps[bpfMapEvents].MaxEntries = uint32(meta.RingBytes)
 	spec.Maps[bpfMapTraceEvents].MaxEntries = uint32(os.Getpagesize())
 	if meta.Trace {

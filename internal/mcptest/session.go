@@ -323,7 +323,7 @@ func strictUnmarshal(line string, v any) error {
 
 // [PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242
 var textEventRE = regexp.MustCompile(`^\[PID ([0-9]+)\] \S+ (BLOCKED|AUDIT) (CONNECT|SENDMSG|FILE): (.*)$`)
-var textSummaryRE = regexp.MustCompile(`^(Tracepoint|LSM|Socket) ringbuf: emitted=([0-9]+) dropped=([0-9]+)$`)
+var textSummaryRE = regexp.MustCompile(`^(Tracepoint|LSM|Socket) ringbuf: emitted=([0-9]+) dropped=([0-9]+)( suppressed=[0-9]+)?$`)
 
 func parseTextEvents(r *Result, stderr []string) {
 	found := 0

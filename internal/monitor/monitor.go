@@ -157,7 +157,11 @@ var Version = "devel"
 // stays in force if the new one is refused. The audit flag of the session
 // still applies.
 func (s *Session) Reload(p *policy.Policy) error {
-	if p.HasFileRules() && !s.policy().HasFileRules() {
+	// Probe BPF LSM only when the file programs are not attached yet (a
+	// pinned instance reopened by `assay reload` has no policy text, but
+	// its links say): the probe attaches a program of its own to
+	// file_open, which is best not done needlessly under load.
+	if p.HasFileRules() && !s.policy().HasFileRules() && !s.inst.FileProgramsAttached() {
 		if err := kernel.ProbeLSM(); err != nil {
 			return fmt.Errorf("the new policy has file rules and this kernel cannot enforce them: %w", err)
 		}

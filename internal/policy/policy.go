@@ -25,7 +25,8 @@
 // network.deny_ports[2].port); Parse reports the first error it finds and
 // never returns a partial policy.
 //
-// Errors are looked for in this order: input size; YAML syntax; document
+// Errors are looked for in this order: input size; YAML element count
+// ([MaxElements]); YAML syntax; document
 // count; anchors/aliases, non-standard tags on mappings and lists, and
 // nesting depth (together, in document order); the version field; every
 // other field in document order (within a {value, id} entry the value before
@@ -116,6 +117,15 @@ const (
 	NotInAllowCIDRsID uint32 = 1000000
 	// MaxPathLen is the longest path (in bytes, as written) files.deny accepts.
 	MaxPathLen = 4096
+	// MaxElements bounds the YAML elements a policy may hold: an upper
+	// bound of the nodes the YAML parser would build, counted on the raw
+	// bytes first (countElements). The parser builds every node before any
+	// other check runs, at ~200 bytes each, so without this bound a 16 MiB
+	// policy of tiny elements ("[1,1,1,...") costs ~1.6 GB and seconds;
+	// with it, at most ~1.7M nodes (~340 MB). A rule counts 3 ("- 22") to
+	// 15 ("- {cidr: 10.0.0.0/8, id: 7}") elements: room for 160k rules in
+	// the longest form, 800k in the shortest.
+	MaxElements = 2_500_000
 	// MaxDepth is the deepest nesting of YAML mappings and lists accepted.
 	// A valid policy nests at most 4 deep (root, network, deny_ports, entry).
 	MaxDepth = 16
@@ -276,6 +286,9 @@ func parse(file string, data []byte) (*Policy, *Error) {
 		return nil, tooLarge(file)
 	}
 	ps := &parser{file: file, ids: map[uint32]int{}}
+	if n := countElements(data); n > MaxElements {
+		return nil, ps.errf(0, "", "policy has too many YAML elements (%d counted, at most %d: room for 160k rules)", n, MaxElements)
+	}
 	root, err := ps.decode(data)
 	if err != nil {
 		return nil, err
@@ -414,6 +427,81 @@ func (ps *parser) yamlError(err error) *Error {
 		return ps.errf(line, "", "YAML anchors and aliases are not allowed (%s)", msg)
 	}
 	return ps.errf(line, "", "invalid YAML: %s", msg)
+}
+
+// countElements returns an upper bound of the number of nodes the YAML
+// parser builds from data, in one pass over the bytes and without
+// allocating. Every node is a scalar, which starts a run of non-blank,
+// non-flow-indicator bytes (counted 1); or a collection or an implied empty
+// scalar, which comes with an indicator: '[' '{' (1: the collection), ','
+// '}' (2: at most an empty value, counted twice so that a flow mapping of
+// bare keys costs as much per node as any other form), ']' (1), a block
+// entry "- " (2: the sequence and an empty entry), a '?' or a value ':' (3:
+// the mapping, an empty key and an empty value; 2 after a key). So at most
+// 2 nodes per 3 counted. Indicators inside quoted scalars and comments are
+// counted too: the bound only ever overestimates.
+func countElements(data []byte) int {
+	n := 0
+	word := false     // inside a run of scalar bytes
+	afterKey := false // a scalar ended since the last indicator on this line
+	for i, c := range data {
+		blankNext := i+1 >= len(data)
+		if !blankNext {
+			switch data[i+1] {
+			case ' ', '\t', '\r', '\n', ',', '[', ']', '{', '}':
+				blankNext = true
+			}
+		}
+		switch c {
+		case ' ', '\t', '\r':
+			if word {
+				afterKey = true
+			}
+			word = false
+			continue
+		case '\n':
+			word, afterKey = false, false
+			continue
+		case '[', '{', ']':
+			n++
+			word, afterKey = false, false
+			continue
+		case '}', ',':
+			n += 2
+			word, afterKey = false, false
+			continue
+		case '-':
+			if !word && blankNext {
+				n += 2
+				afterKey = false
+				continue
+			}
+		case '?':
+			if !word {
+				n += 3
+				afterKey = false
+				continue
+			}
+		case ':':
+			// A value indicator at a token's start, before a blank or a
+			// flow indicator, or right after a quoted key; otherwise part
+			// of a plain scalar (an IPv6 address).
+			if !word || blankNext || data[i-1] == '"' || data[i-1] == '\'' {
+				if word || afterKey {
+					n += 2
+				} else {
+					n += 3
+				}
+				word, afterKey = false, false
+				continue
+			}
+		}
+		if !word {
+			n++
+			word = true
+		}
+	}
+	return n
 }
 
 // decode parses data into the root node of its single YAML document.

@@ -49,6 +49,14 @@
 //   - Only the standard streams are passed to the command: other
 //     descriptors assay inherited are not.
 //
+// # Privileges
+//
+// The command runs with assay's own credentials. When that means root with
+// CAP_SYS_ADMIN (see privilegedChild) assay warns at start, in one line: such
+// a process can move itself out of its cgroup, detach the programs or
+// change the policy. Confine unprivileged tool servers (e.g. `assay run --
+// setpriv --reuid=65534 --regid=65534 --clear-groups CMD`).
+//
 // # Exit status
 //
 // The command's exit status; 128+N when it was killed by signal N. When
@@ -56,7 +64,10 @@
 // setup error, or a rule that cannot be enforced), 126 (the command cannot
 // be executed), 127 (the command was not found) - as env(1) and timeout(1)
 // do. Errors while cleaning up after the command are printed but do not
-// change the status.
+// change the status; neither does a failure to write events (e.g. --events
+// on a full disk): it is reported on stderr as soon as it happens (the
+// command keeps running, enforced, and later events are lost) and again at
+// exit, where the summary then goes to stderr.
 package sandbox
 
 import (
@@ -70,6 +81,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
@@ -158,6 +170,9 @@ func Run(o Options) int {
 		rep.WriteText(o.Log, "enforcement report for "+o.Policy.File+" ("+o.Policy.Summary()+"):")
 		return fail(ExitSetup, err)
 	}
+	if privilegedChild() {
+		fmt.Fprintf(o.Log, "assay: warning: %s will run as root with CAP_SYS_ADMIN, which can move it out of its cgroup and detach or change the enforcement; run it as an unprivileged user (e.g. assay run -- setpriv --reuid=65534 --regid=65534 --clear-groups %s)\n", o.Argv[0], o.Argv[0])
+	}
 
 	var rs *landlock.Ruleset
 	if rep.Files == MechLandlock {
@@ -244,13 +259,17 @@ func Run(o Options) int {
 		if err != nil {
 			fmt.Fprintln(o.Log, "assay: stopping: "+err.Error())
 		}
+		// After a failed write the events go nowhere: the summary goes
+		// to the log instead, so that the counts are never lost with them.
+		out := o.Events
 		if werr := sess.WriteErr(); werr != nil {
-			fmt.Fprintln(o.Log, "assay: writing events failed: "+werr.Error())
+			fmt.Fprintln(o.Log, "assay: writing events failed: "+werr.Error()+"; the summary follows")
+			out = o.Log
 		}
 		if o.Format == events.JSON {
-			sum.WriteJSON(o.Events)
+			sum.WriteJSON(out)
 		} else {
-			sum.WriteText(o.Events)
+			sum.WriteText(out)
 		}
 	}
 
@@ -300,12 +319,20 @@ func Run(o Options) int {
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	writeWarned := false
 	var waitErr error
 wait:
 	for {
 		select {
 		case s := <-sigs:
 			_ = cmd.Process.Signal(s)
+		case <-tick.C:
+			if werr := sess.WriteErr(); werr != nil && !writeWarned {
+				writeWarned = true
+				fmt.Fprintf(o.Log, "assay: writing events failed (%v): later events are lost; %s stays enforced until it exits\n", werr, o.Argv[0])
+			}
 		case waitErr = <-done:
 			break wait
 		}

@@ -1,0 +1,170 @@
+package reliability_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/assaymcp/assay/internal/assaytest"
+	"github.com/assaymcp/assay/internal/kernel"
+)
+
+// Flood parameters: floodProbes processes in one cgroup make floodEach
+// denied connects each, as fast as they can.
+const (
+	floodProbes = 4
+	floodEach   = 250000
+	// floodRSSBound bounds the monitor's resident memory during the flood
+	// (its ring buffer alone maps 16 MiB).
+	floodRSSBound = 256 << 20
+	// floodLatencyBound bounds how long the event of a denial in another
+	// cgroup may take to be printed during the flood.
+	floodLatencyBound = 5 * time.Second
+)
+
+// TestFlood: a million denied connects from four processes in parallel,
+// in one cgroup, plus a fifth process that keeps connecting until the
+// check below is done (so that the flood surely lasts that long), against
+// a monitor with the default rate limit (50000 events per second per
+// cgroup). While it lasts, the monitor stays
+// responsive: a denial in a second scope cgroup, which has its own budget,
+// is printed within seconds; its resident memory stays bounded (sampled
+// from /proc every 50 ms). Afterwards the accounting is exact: emitted +
+// dropped + suppressed equals the denials, emitted equals the event lines
+// printed, and the rate limit did suppress (the text summary says how
+// many).
+func TestFlood(t *testing.T) {
+	assaytest.Privileged(t)
+	flood := assaytest.NewCgroup(t)
+	other := assaytest.NewCgroup(t)
+	_, addr := listen(t)
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	pol := writePolicy(t, "version: 1\nnetwork:\n  deny_ports: [{port: %s, id: 70}]\n", port)
+	m := assaytest.StartMonitor(t, "monitor", "--policy", pol, "--cgroup", flood.Path, "--cgroup", other.Path)
+
+	var peak atomic.Uint64
+	var samples atomic.Int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if rss := vmRSS(m.Pid()); rss > peak.Load() {
+				peak.Store(rss)
+			}
+			samples.Add(1)
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	rssBefore := vmRSS(m.Pid())
+
+	start := time.Now()
+	stop := filepath.Join(t.TempDir(), "stop")
+	until := assaytest.StartProbe(t, &flood, "connect-until", stop, "tcp4", addr)
+	var probes []*assaytest.RunningProbe
+	for range floodProbes {
+		probes = append(probes, assaytest.StartProbe(t, &flood, "connect-loop", fmt.Sprint(floodEach), "tcp4", addr))
+	}
+	waitFile(t, stop+".ready", 10*time.Second)
+	// Once the flood is under way (its events are coming), a denial in the
+	// other cgroup.
+	m.WaitEvents(1000, eventTimeout)
+	sent := time.Now()
+	c := assaytest.Probe(t, &other, "connect", "tcp4", addr)
+	requireEPERM(t, "in the other cgroup during the flood", c)
+	prefix := fmt.Sprintf("[PID %d] ", c.PID)
+	var latency time.Duration
+	for {
+		if hasPrefixLine(m.Stdout(), prefix) {
+			latency = time.Since(sent)
+			break
+		}
+		if time.Since(sent) > floodLatencyBound {
+			t.Errorf("the other cgroup's event not printed within %v during the flood", floodLatencyBound)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.WriteFile(stop, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u := until.Wait()
+	if u.Other != 0 || u.N != u.Attempts {
+		t.Errorf("flood probe %d: %d attempts, %d EPERM, %d other (last %q)", u.PID, u.Attempts, u.N, u.Other, u.Err)
+	}
+	attempts, denied := u.Attempts, u.N
+	for _, p := range probes {
+		r := p.Wait()
+		attempts += r.Attempts
+		denied += r.N
+		if r.Other != 0 || r.N != floodEach {
+			t.Errorf("flood probe %d: %d attempts, %d EPERM, %d other (last %q)", r.PID, r.Attempts, r.N, r.Other, r.Err)
+		}
+	}
+	elapsed := time.Since(start)
+	close(stopSampling)
+	<-sampled
+	res := m.Stop()
+
+	s := res.Summary.Socket
+	t.Logf("flood: %d connects, %d denied, from %d processes in %.2fs (%.0f/s); the other cgroup's event printed %v after its probe started",
+		attempts, denied, floodProbes+1, elapsed.Seconds(), float64(denied)/elapsed.Seconds(), latency.Round(time.Millisecond))
+	t.Logf("summary socket: emitted=%d dropped=%d suppressed=%d (%.0f events/s emitted); %d event lines",
+		s.Emitted, s.Dropped, s.Suppressed, float64(s.Emitted)/elapsed.Seconds(), len(res.EventLines))
+	t.Logf("monitor VmRSS: %.1f MiB before, peak %.1f MiB during the flood (%d samples)",
+		float64(rssBefore)/(1<<20), float64(peak.Load())/(1<<20), samples.Load())
+	if res.ExitCode != 0 || !res.HasSummary {
+		t.Fatalf("monitor: exit status %d, summary %v; stderr:\n%s", res.ExitCode, res.HasSummary, res.StderrText())
+	}
+	total := uint64(denied) + 1 // the other cgroup's denial
+	if s.Emitted+s.Dropped+s.Suppressed != total {
+		t.Errorf("emitted %d + dropped %d + suppressed %d = %d, want the %d denials", s.Emitted, s.Dropped, s.Suppressed, s.Emitted+s.Dropped+s.Suppressed, total)
+	}
+	if s.Emitted != uint64(len(res.EventLines)) {
+		t.Errorf("emitted %d, but %d event lines printed", s.Emitted, len(res.EventLines))
+	}
+	if s.Suppressed == 0 || !hasLine(res.Stderr, fmt.Sprintf("Socket ringbuf: emitted=%d dropped=%d suppressed=%d", s.Emitted, s.Dropped, s.Suppressed)) {
+		t.Errorf("no suppression in the text summary:\n%s", res.StderrText())
+	}
+	// The rate limit is per cgroup and per second: the flood's cgroup
+	// emitted at most ~50000 per second it lasted (a little more at the
+	// window edges, never fewer than the budget allows).
+	if maxEmitted := uint64(kernel.DefaultRateLimit) * uint64(elapsed/time.Second+2); s.Emitted > maxEmitted+1 {
+		t.Errorf("emitted %d in %v: more than the %d/s rate limit allows", s.Emitted, elapsed, kernel.DefaultRateLimit)
+	}
+	if peak.Load() > floodRSSBound {
+		t.Errorf("monitor VmRSS peaked at %d MiB, more than %d MiB", peak.Load()>>20, floodRSSBound>>20)
+	}
+	if n := len(eventsPrefixed(res.EventLines, prefix)); n != 1 {
+		t.Errorf("%d events of the other cgroup's probe, want 1", n)
+	}
+}
+
+func hasPrefixLine(lines []string, prefix string) bool {
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func eventsPrefixed(lines []string, prefix string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
