@@ -55,11 +55,19 @@ case ",$lsm," in
 *) finish 97 "bpf is not in /sys/kernel/security/lsm: $lsm" ;;
 esac
 
-set -- -test.v -test.timeout 150s
+set -- -test.v -test.timeout 400s
 if [ -s /etc/vmtest/run ]; then
 	read -r run </etc/vmtest/run
 	set -- "$@" -test.run "$run"
 	echo "vmtest-init: -test.run $run"
+fi
+# VMTEST_BENCH (make bench): run the matching benchmarks once each instead of the tests.
+if [ -s /etc/vmtest/bench ]; then
+	read -r bench </etc/vmtest/bench
+	[ -s /etc/vmtest/bench.env ] && . /etc/vmtest/bench.env
+	export BENCH_ROUNDS BENCH_QUICK
+	set -- -test.v -test.timeout 1800s -test.run '^$' -test.bench "$bench" -test.benchtime 1x
+	echo "vmtest-init: -test.bench $bench"
 fi
 
 # Run from the package directory copy so relative testdata/ paths work.

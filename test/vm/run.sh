@@ -18,10 +18,12 @@
 #
 # Environment:
 #   VMTEST_NO_ASSAY=1   tolerate a missing ./cmd/assay (by default that is an error)
-#   VMTEST_TIMEOUT=240  seconds before QEMU is killed
+#   VMTEST_TIMEOUT=480  seconds before QEMU is killed (the guest's go test times out at 400 s first)
 #   VMTEST_CACHE=DIR    cache directory (default: <repo>/.cache/vm)
 #   VMTEST_RUN=regex    same as the first argument (the argument wins)
 #   VMTEST_APPEND=...   extra kernel command-line arguments (e.g. loglevel=7)
+#   VMTEST_BENCH=regex  run the matching benchmarks (-test.bench, once each) instead of the
+#                       tests (make bench; BENCH_ROUNDS and BENCH_QUICK are passed on)
 set -euo pipefail
 
 die() { printf 'vmtest: ERROR: %s\n' "$*" >&2; exit 2; }
@@ -47,7 +49,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd "$HERE/../.." && pwd -P)
 CACHE=${VMTEST_CACHE:-$ROOT/.cache/vm}
 BUILD=$CACHE/build
-TIMEOUT=${VMTEST_TIMEOUT:-240}
+TIMEOUT=${VMTEST_TIMEOUT:-480}
 LOG=$CACHE/last-run.log
 cd "$ROOT"
 mkdir -p "$CACHE"
@@ -193,6 +195,12 @@ printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$ST
 echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
 echo 'root:x:0:' >"$STAGE/etc/group"
 [[ -n $RUN_REGEX ]] && printf '%s\n' "$RUN_REGEX" >"$STAGE/etc/vmtest/run"
+if [[ -n ${VMTEST_BENCH:-} ]]; then
+	printf '%s\n' "$VMTEST_BENCH" >"$STAGE/etc/vmtest/bench"
+	for v in BENCH_ROUNDS BENCH_QUICK; do
+		if [[ -n ${!v:-} ]]; then printf '%s=%q\n' "$v" "${!v}"; fi
+	done >"$STAGE/etc/vmtest/bench.env"
+fi
 
 # The loop module plus its dependencies, decompressed on the host (busybox insmod
 # takes plain .ko). modules.dep is used when the package ships one (Debian's does
@@ -253,7 +261,7 @@ T_PACK_END=$(now)
 
 # ---------------------------------------------------------------- 5. boot
 APPEND="console=ttyS0 lsm=lockdown,capability,landlock,yama,bpf quiet panic=-1 oops=panic${VMTEST_APPEND:+ $VMTEST_APPEND}"
-log "booting $KREL under TCG${RUN_REGEX:+ with -test.run '$RUN_REGEX'} (timeout ${TIMEOUT}s)"
+log "booting $KREL under TCG${RUN_REGEX:+ with -test.run '$RUN_REGEX'}${VMTEST_BENCH:+ with -test.bench '$VMTEST_BENCH'} (timeout ${TIMEOUT}s)"
 T_VM=$(now)
 # --foreground keeps QEMU in our process group, so Ctrl-C reaches it. The sed drops
 # CRs and SeaBIOS's terminal escapes (ESC c would reset the user's terminal).
