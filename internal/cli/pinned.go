@@ -60,7 +60,7 @@ func attachCmd(f *monitorFlags, format events.Format, stdout, stderr io.Writer) 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	sess, meta, err := monitor.Resume(f.attach, stdout, format, nil)
+	sess, meta, err := monitor.Resume(f.attach, stdout, format)
 	if err != nil {
 		return fail(stderr, exitError, err)
 	}

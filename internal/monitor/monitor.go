@@ -198,7 +198,10 @@ func (s *Session) Pinned() bool { return s.inst.Pinned() }
 
 // Resume streams the events of a pinned instance (`assay monitor
 // --attach NAME`). Stopping the session leaves the instance in force.
-func Resume(name string, out io.Writer, format events.Format, rulePath events.RulePath) (*Session, kernel.Meta, error) {
+//
+// File events name their rule's policy path when the policy file the
+// instance was pinned (or last reloaded) with is still there unchanged.
+func Resume(name string, out io.Writer, format events.Format) (*Session, kernel.Meta, error) {
 	inst, err := kernel.OpenPinned(name)
 	if err != nil {
 		return nil, kernel.Meta{}, err
@@ -208,8 +211,12 @@ func Resume(name string, out io.Writer, format events.Format, rulePath events.Ru
 		inst.Close()
 		return nil, meta, err
 	}
-	s := &Session{opts: Options{Policy: &policy.Policy{File: meta.Policy}, Out: out, Format: format}, inst: inst}
-	s.renderer = events.NewRenderer(out, format, rulePath, monotonicNow())
+	pol := &policy.Policy{File: meta.Policy}
+	if p, err := policy.Load(meta.Policy); err == nil && p.Digest == meta.Digest {
+		pol = p
+	}
+	s := &Session{opts: Options{Policy: pol, Out: out, Format: format}, inst: inst}
+	s.renderer = events.NewRenderer(out, format, s.rulePath, monotonicNow())
 	s.stream, err = inst.Stream(s.record)
 	if err != nil {
 		inst.Close()
