@@ -23,5 +23,8 @@ func FuzzDecode(f *testing.F) {
 		if r.Received+r.Malformed != 1 {
 			t.Fatalf("record neither received nor malformed")
 		}
+		if e, err := Decode(b); err == nil {
+			checkJSON(t, j, e)
+		}
 	})
 }

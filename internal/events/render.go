@@ -2,12 +2,12 @@ package events
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -128,7 +128,7 @@ func AppendText(b []byte, e Event) []byte {
 	switch e.Kind {
 	case KindConnect, KindSendmsg:
 		b = append(b, "dst="...)
-		b = append(b, hostPort(e)...)
+		b = appendHostPort(b, e)
 		b = append(b, " proto="...)
 		b = append(b, protoName(e.Protocol)...)
 		b = appendCommon(b, e)
@@ -195,11 +195,16 @@ func appendValue(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func hostPort(e Event) string {
+func appendHostPort(b []byte, e Event) []byte {
 	if e.Family == AFInet6 {
-		return "[" + e.Addr.String() + "]:" + strconv.Itoa(int(e.Port))
+		b = append(b, '[')
+		b = e.Addr.AppendTo(b)
+		b = append(b, ']', ':')
+	} else {
+		b = e.Addr.AppendTo(b)
+		b = append(b, ':')
 	}
-	return e.Addr.String() + ":" + strconv.Itoa(int(e.Port))
+	return strconv.AppendUint(b, uint64(e.Port), 10)
 }
 
 func protoName(p uint8) string {
@@ -275,12 +280,101 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 	return j
 }
 
+// appendJSON appends the JSON form of e: the fields of [JSONEvent], in
+// its order, written by hand. encoding/json's reflection was the
+// pipeline's hot spot (figure 4 of docs/BENCHMARKS.md); a test checks that
+// both give the same object.
 func (r *Renderer) appendJSON(b []byte, e Event) []byte {
-	out, err := json.Marshal(r.ToJSON(e))
-	if err != nil { // cannot happen for these types
-		return append(b, `{"type":"error"}`...)
+	b = append(b, `{"type":"event","time":"`...)
+	b = r.wall(e.MonoNS).UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","kind":"`...)
+	b = append(b, e.Kind.String()...)
+	b = append(b, `","verdict":"`...)
+	b = append(b, e.Verdict.String()...)
+	b = append(b, '"')
+	if e.RuleID != 0 {
+		b = append(b, `,"rule_id":`...)
+		b = strconv.AppendUint(b, uint64(e.RuleID), 10)
 	}
-	return append(b, out...)
+	b = append(b, `,"pid":`...)
+	b = strconv.AppendUint(b, uint64(e.PID), 10)
+	b = append(b, `,"tid":`...)
+	b = strconv.AppendUint(b, uint64(e.TID), 10)
+	b = append(b, `,"comm":`...)
+	b = appendJSONString(b, e.Comm)
+	b = append(b, `,"cgroup_id":`...)
+	b = strconv.AppendUint(b, e.CgroupID, 10)
+	switch e.Kind {
+	case KindConnect, KindSendmsg:
+		if e.Family == AFInet6 {
+			b = append(b, `,"family":"inet6"`...)
+		} else {
+			b = append(b, `,"family":"inet"`...)
+		}
+		b = append(b, `,"protocol":"`...)
+		b = append(b, protoName(e.Protocol)...)
+		b = append(b, `","dst_addr":"`...)
+		b = e.Addr.AppendTo(b)
+		b = append(b, '"')
+		if e.Port != 0 {
+			b = append(b, `,"dst_port":`...)
+			b = strconv.AppendUint(b, uint64(e.Port), 10)
+		}
+		if e.Mapped {
+			b = append(b, `,"mapped_ipv4":true`...)
+		}
+	case KindFile:
+		b = append(b, `,"dev":`...)
+		b = strconv.AppendUint(b, uint64(e.Dev), 10)
+		b = append(b, `,"ino":`...)
+		b = strconv.AppendUint(b, e.Ino, 10)
+		b = append(b, `,"op":"`...)
+		b = append(b, e.Op.String()...)
+		b = append(b, '"')
+		if p := r.rulePath(e.RuleID); p != "" {
+			b = append(b, `,"rule_path":`...)
+			b = appendJSONString(b, p)
+		}
+	case KindTraceOpen, KindTraceExec:
+		if e.Path != "" {
+			b = append(b, `,"path":`...)
+			b = appendJSONString(b, e.Path)
+		}
+		if e.Kind == KindTraceOpen {
+			b = append(b, `,"flags":`...)
+			b = strconv.AppendUint(b, uint64(e.Flags), 10)
+			b = append(b, `,"ret":`...)
+			b = strconv.AppendInt(b, int64(e.Ret), 10)
+			b = append(b, `,"result":"`...)
+			b = append(b, openResult(e.Ret)...)
+			b = append(b, '"')
+		}
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
+// U+FFFD, as with encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', byte(c))
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20 || c == 0x2028 || c == 0x2029:
+			b = append(b, '\\', 'u', hex[c>>12&0xf], hex[c>>8&0xf], hex[c>>4&0xf], hex[c&0xf])
+		default:
+			b = utf8.AppendRune(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // openResult names an open's result: "ok", or the errno (EACCES, ...).

@@ -72,13 +72,6 @@ type bpfAssayNetEvent struct {
 	Addr     [16]uint8
 }
 
-type bpfAssayPendingOpen struct {
-	_     structs.HostLayout
-	Path  uint64
-	Flags uint32
-	Pad   uint32
-}
-
 type bpfAssayRate struct {
 	_      structs.HostLayout
 	Window uint64
@@ -126,7 +119,6 @@ const (
 	bpfMapDenyV6            = "deny_v6"
 	bpfMapEvents            = "events"
 	bpfMapFileRules         = "file_rules"
-	bpfMapPendingOpens      = "pending_opens"
 	bpfMapRate              = "rate"
 	bpfMapScope             = "scope"
 	bpfMapSettings          = "settings"
@@ -140,7 +132,6 @@ const (
 	bpfProgSendmsg4         = "sendmsg4"
 	bpfProgSendmsg6         = "sendmsg6"
 	bpfProgTraceExec        = "trace_exec"
-	bpfProgTraceSysEnter    = "trace_sys_enter"
 	bpfProgTraceSysExit     = "trace_sys_exit"
 	bpfVarUnusedEventHeader = "unused_event_header"
 	bpfVarUnusedFileEvent   = "unused_file_event"
@@ -194,37 +185,35 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	Connect4      *ebpf.ProgramSpec `ebpf:"connect4"`
-	Connect6      *ebpf.ProgramSpec `ebpf:"connect6"`
-	FileOpen      *ebpf.ProgramSpec `ebpf:"file_open"`
-	InodeLink     *ebpf.ProgramSpec `ebpf:"inode_link"`
-	InodeRename   *ebpf.ProgramSpec `ebpf:"inode_rename"`
-	LsmProbe      *ebpf.ProgramSpec `ebpf:"lsm_probe"`
-	Sendmsg4      *ebpf.ProgramSpec `ebpf:"sendmsg4"`
-	Sendmsg6      *ebpf.ProgramSpec `ebpf:"sendmsg6"`
-	TraceExec     *ebpf.ProgramSpec `ebpf:"trace_exec"`
-	TraceSysEnter *ebpf.ProgramSpec `ebpf:"trace_sys_enter"`
-	TraceSysExit  *ebpf.ProgramSpec `ebpf:"trace_sys_exit"`
+	Connect4     *ebpf.ProgramSpec `ebpf:"connect4"`
+	Connect6     *ebpf.ProgramSpec `ebpf:"connect6"`
+	FileOpen     *ebpf.ProgramSpec `ebpf:"file_open"`
+	InodeLink    *ebpf.ProgramSpec `ebpf:"inode_link"`
+	InodeRename  *ebpf.ProgramSpec `ebpf:"inode_rename"`
+	LsmProbe     *ebpf.ProgramSpec `ebpf:"lsm_probe"`
+	Sendmsg4     *ebpf.ProgramSpec `ebpf:"sendmsg4"`
+	Sendmsg6     *ebpf.ProgramSpec `ebpf:"sendmsg6"`
+	TraceExec    *ebpf.ProgramSpec `ebpf:"trace_exec"`
+	TraceSysExit *ebpf.ProgramSpec `ebpf:"trace_sys_exit"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Active       *ebpf.MapSpec `ebpf:"active"`
-	AllowV4      *ebpf.MapSpec `ebpf:"allow_v4"`
-	AllowV6      *ebpf.MapSpec `ebpf:"allow_v6"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	DenyPorts    *ebpf.MapSpec `ebpf:"deny_ports"`
-	DenyV4       *ebpf.MapSpec `ebpf:"deny_v4"`
-	DenyV6       *ebpf.MapSpec `ebpf:"deny_v6"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	FileRules    *ebpf.MapSpec `ebpf:"file_rules"`
-	PendingOpens *ebpf.MapSpec `ebpf:"pending_opens"`
-	Rate         *ebpf.MapSpec `ebpf:"rate"`
-	Scope        *ebpf.MapSpec `ebpf:"scope"`
-	Settings     *ebpf.MapSpec `ebpf:"settings"`
-	TraceEvents  *ebpf.MapSpec `ebpf:"trace_events"`
+	Active      *ebpf.MapSpec `ebpf:"active"`
+	AllowV4     *ebpf.MapSpec `ebpf:"allow_v4"`
+	AllowV6     *ebpf.MapSpec `ebpf:"allow_v6"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	DenyPorts   *ebpf.MapSpec `ebpf:"deny_ports"`
+	DenyV4      *ebpf.MapSpec `ebpf:"deny_v4"`
+	DenyV6      *ebpf.MapSpec `ebpf:"deny_v6"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	FileRules   *ebpf.MapSpec `ebpf:"file_rules"`
+	Rate        *ebpf.MapSpec `ebpf:"rate"`
+	Scope       *ebpf.MapSpec `ebpf:"scope"`
+	Settings    *ebpf.MapSpec `ebpf:"settings"`
+	TraceEvents *ebpf.MapSpec `ebpf:"trace_events"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -261,20 +250,19 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Active       *ebpf.Map `ebpf:"active"`
-	AllowV4      *ebpf.Map `ebpf:"allow_v4"`
-	AllowV6      *ebpf.Map `ebpf:"allow_v6"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	DenyPorts    *ebpf.Map `ebpf:"deny_ports"`
-	DenyV4       *ebpf.Map `ebpf:"deny_v4"`
-	DenyV6       *ebpf.Map `ebpf:"deny_v6"`
-	Events       *ebpf.Map `ebpf:"events"`
-	FileRules    *ebpf.Map `ebpf:"file_rules"`
-	PendingOpens *ebpf.Map `ebpf:"pending_opens"`
-	Rate         *ebpf.Map `ebpf:"rate"`
-	Scope        *ebpf.Map `ebpf:"scope"`
-	Settings     *ebpf.Map `ebpf:"settings"`
-	TraceEvents  *ebpf.Map `ebpf:"trace_events"`
+	Active      *ebpf.Map `ebpf:"active"`
+	AllowV4     *ebpf.Map `ebpf:"allow_v4"`
+	AllowV6     *ebpf.Map `ebpf:"allow_v6"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	DenyPorts   *ebpf.Map `ebpf:"deny_ports"`
+	DenyV4      *ebpf.Map `ebpf:"deny_v4"`
+	DenyV6      *ebpf.Map `ebpf:"deny_v6"`
+	Events      *ebpf.Map `ebpf:"events"`
+	FileRules   *ebpf.Map `ebpf:"file_rules"`
+	Rate        *ebpf.Map `ebpf:"rate"`
+	Scope       *ebpf.Map `ebpf:"scope"`
+	Settings    *ebpf.Map `ebpf:"settings"`
+	TraceEvents *ebpf.Map `ebpf:"trace_events"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -288,7 +276,6 @@ func (m *bpfMaps) Close() error {
 		m.DenyV6,
 		m.Events,
 		m.FileRules,
-		m.PendingOpens,
 		m.Rate,
 		m.Scope,
 		m.Settings,
@@ -314,17 +301,16 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	Connect4      *ebpf.Program `ebpf:"connect4"`
-	Connect6      *ebpf.Program `ebpf:"connect6"`
-	FileOpen      *ebpf.Program `ebpf:"file_open"`
-	InodeLink     *ebpf.Program `ebpf:"inode_link"`
-	InodeRename   *ebpf.Program `ebpf:"inode_rename"`
-	LsmProbe      *ebpf.Program `ebpf:"lsm_probe"`
-	Sendmsg4      *ebpf.Program `ebpf:"sendmsg4"`
-	Sendmsg6      *ebpf.Program `ebpf:"sendmsg6"`
-	TraceExec     *ebpf.Program `ebpf:"trace_exec"`
-	TraceSysEnter *ebpf.Program `ebpf:"trace_sys_enter"`
-	TraceSysExit  *ebpf.Program `ebpf:"trace_sys_exit"`
+	Connect4     *ebpf.Program `ebpf:"connect4"`
+	Connect6     *ebpf.Program `ebpf:"connect6"`
+	FileOpen     *ebpf.Program `ebpf:"file_open"`
+	InodeLink    *ebpf.Program `ebpf:"inode_link"`
+	InodeRename  *ebpf.Program `ebpf:"inode_rename"`
+	LsmProbe     *ebpf.Program `ebpf:"lsm_probe"`
+	Sendmsg4     *ebpf.Program `ebpf:"sendmsg4"`
+	Sendmsg6     *ebpf.Program `ebpf:"sendmsg6"`
+	TraceExec    *ebpf.Program `ebpf:"trace_exec"`
+	TraceSysExit *ebpf.Program `ebpf:"trace_sys_exit"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -338,7 +324,6 @@ func (p *bpfPrograms) Close() error {
 		p.Sendmsg4,
 		p.Sendmsg6,
 		p.TraceExec,
-		p.TraceSysEnter,
 		p.TraceSysExit,
 	)
 }

@@ -68,7 +68,7 @@ type Instance struct {
 var (
 	netPrograms   = []string{bpfProgConnect4, bpfProgConnect6, bpfProgSendmsg4, bpfProgSendmsg6}
 	filePrograms  = []string{bpfProgFileOpen, bpfProgInodeLink, bpfProgInodeRename}
-	tracePrograms = []string{bpfProgTraceSysEnter, bpfProgTraceSysExit, bpfProgTraceExec}
+	tracePrograms = []string{bpfProgTraceSysExit, bpfProgTraceExec}
 )
 
 // The maps holding one policy generation each (arrays of two maps).

@@ -23,25 +23,6 @@ struct assay_trace_event {
 	char path[TRACE_PATH_MAX];
 };
 
-/* An open seen at sys_enter, reported at sys_exit: by then the kernel has
- * copied the path (so its page is resident and the read cannot fault) and
- * the result is known. */
-struct assay_pending_open {
-	__u64 path; /* user pointer */
-	__u32 flags;
-	__u32 _pad;
-};
-
-/* A preallocated hash: the map type safest to update from tracing
- * programs (an LRU hash here hung Linux 6.1 in a soft lockup). An entry
- * lives only from sys_enter to sys_exit of one open. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct assay_pending_open);
-} pending_opens SEC(".maps");
-
 static __always_inline void emit_trace(__u8 kind, __u32 flags, __s32 ret, const void *src, int user)
 {
 	if (!event_budget(PATH_TRACEPOINT))
@@ -64,44 +45,35 @@ static __always_inline void emit_trace(__u8 kind, __u32 flags, __s32 ret, const 
 	count(PATH_TRACEPOINT, COUNT_EMITTED);
 }
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(trace_sys_enter, struct pt_regs *regs, long id)
-{
-	if (!in_scope())
-		return 0;
-	struct assay_pending_open p = {};
-	if (id == NR_openat) {
-		p.path = BPF_CORE_READ(regs, si);
-		p.flags = (__u32)BPF_CORE_READ(regs, dx);
-	} else if (id == NR_open) {
-		p.path = BPF_CORE_READ(regs, di);
-		p.flags = (__u32)BPF_CORE_READ(regs, si);
-	} else if (id == NR_openat2) {
-		struct open_how *how = (struct open_how *)BPF_CORE_READ(regs, dx);
-		__u64 flags = 0;
-		bpf_probe_read_user(&flags, sizeof(flags), &how->flags);
-		p.path = BPF_CORE_READ(regs, si);
-		p.flags = (__u32)flags;
-	} else {
-		return 0;
-	}
-	__u64 key = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&pending_opens, &key, &p, BPF_ANY);
-	return 0;
-}
-
+/* Opens are reported at sys_exit, from one program: by then the kernel has
+ * copied the path (its page is resident, so the read cannot fault), the
+ * result is known, and the saved user registers still hold the syscall
+ * number (orig_ax) and arguments. One program per syscall instead of an
+ * enter/exit pair halves the cost for every task on the host. */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
 {
 	if (!in_scope())
 		return 0;
-	__u64 key = bpf_get_current_pid_tgid();
-	struct assay_pending_open *p = bpf_map_lookup_elem(&pending_opens, &key);
-	if (!p)
+	long id = BPF_CORE_READ(regs, orig_ax);
+	const void *path;
+	__u32 flags;
+	if (id == NR_openat) {
+		path = (const void *)BPF_CORE_READ(regs, si);
+		flags = (__u32)BPF_CORE_READ(regs, dx);
+	} else if (id == NR_open) {
+		path = (const void *)BPF_CORE_READ(regs, di);
+		flags = (__u32)BPF_CORE_READ(regs, si);
+	} else if (id == NR_openat2) {
+		struct open_how *how = (struct open_how *)BPF_CORE_READ(regs, dx);
+		__u64 f = 0;
+		bpf_probe_read_user(&f, sizeof(f), &how->flags);
+		path = (const void *)BPF_CORE_READ(regs, si);
+		flags = (__u32)f;
+	} else {
 		return 0;
-	struct assay_pending_open copy = *p;
-	bpf_map_delete_elem(&pending_opens, &key);
-	emit_trace(EV_TRACE_OPEN, copy.flags, (__s32)ret, (const void *)copy.path, 1);
+	}
+	emit_trace(EV_TRACE_OPEN, flags, (__s32)ret, path, 1);
 	return 0;
 }
 

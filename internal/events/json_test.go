@@ -1,0 +1,52 @@
+package events
+
+import (
+	"encoding/json"
+	"net/netip"
+	"reflect"
+	"testing"
+)
+
+// checkJSON asserts that the hand-written JSON of e is valid and carries
+// exactly what encoding/json makes of ToJSON(e).
+func checkJSON(t *testing.T, r *Renderer, e Event) {
+	t.Helper()
+	line := r.appendJSON(nil, e)
+	var got, want JSONEvent
+	if err := json.Unmarshal(line, &got); err != nil {
+		t.Fatalf("invalid JSON %q: %v", line, err)
+	}
+	ref, err := json.Marshal(r.ToJSON(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(ref, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("hand-written JSON differs:\n got %s\nwant %s", line, ref)
+	}
+}
+
+func TestJSONMatchesEncodingJSON(t *testing.T) {
+	r := NewRenderer(nil, JSON, func(id uint32) string {
+		if id == 7 {
+			return "/srv/\"quoted\"\n\\path\u2028\x01"
+		}
+		return ""
+	}, 12345)
+	for _, e := range []Event{
+		{Kind: KindConnect, Verdict: VerdictBlocked, RuleID: 40, PID: 1, TID: 2, CgroupID: 3, MonoNS: 99, Comm: "curl",
+			Family: AFInet, Protocol: 6, Port: 22, Addr: netip.MustParseAddr("10.0.0.5")},
+		{Kind: KindSendmsg, Verdict: VerdictAudit, RuleID: 1000000, Comm: "dig\xff\xfe", Family: AFInet6, Protocol: 17,
+			Port: 53, Addr: netip.MustParseAddr("::ffff:10.0.0.5"), Mapped: true},
+		{Kind: KindConnect, Verdict: VerdictBlocked, Family: AFInet6, Protocol: 99, Addr: netip.MustParseAddr("2001:db8::1")},
+		{Kind: KindFile, Verdict: VerdictBlocked, RuleID: 7, Dev: 2050, Ino: 918273, Op: OpRename, Comm: "x\n[PID 1]"},
+		{Kind: KindFile, Verdict: VerdictAudit, RuleID: 8, Op: OpOpen},
+		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "/etc/hosts", Flags: 0x80000, Ret: 3},
+		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "", Ret: -13},
+		{Kind: KindTraceExec, Verdict: VerdictObserved, Path: "/bin/\tsh"},
+	} {
+		checkJSON(t, r, e)
+	}
+}
