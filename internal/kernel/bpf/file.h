@@ -48,7 +48,21 @@ struct {
 	});
 } file_rules SEC(".maps");
 
+/* inode_rule looks an inode up in the rules. inode must be a BTF pointer
+ * (a hook argument or loaded from one): its fields are read with direct
+ * loads, not helper calls. */
 static __always_inline __u32 inode_rule(void *rules, struct inode *inode)
+{
+	struct assay_file_key key = {};
+	__u32 *id;
+	key.dev = inode->i_sb->s_dev;
+	key.ino = inode->i_ino;
+	id = bpf_map_lookup_elem(rules, &key);
+	return id ? *id : 0;
+}
+
+/* The same for an inode pointer read with bpf_probe_read (not BTF). */
+static __always_inline __u32 inode_rule_read(void *rules, struct inode *inode)
 {
 	struct assay_file_key key = {};
 	__u32 *id;
@@ -58,19 +72,19 @@ static __always_inline __u32 inode_rule(void *rules, struct inode *inode)
 	return id ? *id : 0;
 }
 
-/* ancestor_rule walks from dentry d (in mount m, which may be NULL when the
- * hook has no mount) to the root. Returns the first matching rule id,
- * RULE_TOO_DEEP when the walk did not reach the root within MAX_WALK steps
- * (fail closed: a deeper nest must not escape a directory rule), or 0. */
-static __always_inline __u32 ancestor_rule(void *rules, struct dentry *d, struct mount *m)
+/* above_mount continues a walk that reached root, the root of mount m's
+ * filesystem: it crosses to the mount point in the parent mount and walks
+ * on, crossing again at each filesystem root. Pointers here come from
+ * struct mount, which BTF pointer arithmetic cannot reach (vfsmount is
+ * embedded in it), so fields are read with bpf_probe_read. */
+static __always_inline __u32 above_mount(void *rules, struct dentry *root, struct mount *m)
 {
-	struct dentry *cur = d;
+	struct dentry *cur = root;
 	for (int i = 0; i < MAX_WALK; i++) {
 		struct dentry *parent = BPF_CORE_READ(cur, d_parent);
 		if (!parent)
 			return 0;
 		if (parent == cur) {
-			/* Root of this filesystem: cross to the mount point. */
 			if (!m)
 				return 0;
 			struct mount *pm = BPF_CORE_READ(m, mnt_parent);
@@ -84,6 +98,33 @@ static __always_inline __u32 ancestor_rule(void *rules, struct dentry *d, struct
 		struct inode *inode = BPF_CORE_READ(cur, d_inode);
 		if (!inode)
 			continue;
+		__u32 rule = inode_rule_read(rules, inode);
+		if (rule)
+			return rule;
+	}
+	return RULE_TOO_DEEP;
+}
+
+/* ancestor_rule walks from dentry d (a BTF pointer, in mount m, which may be
+ * NULL when the hook has no mount) to the root: first along d_parent to
+ * the root of d's filesystem with direct loads (the hot part: a bind mount
+ * of part of a denied tree is still inside it this way), then across mount
+ * points. Returns the first matching rule id, RULE_TOO_DEEP when a part of
+ * the walk did not end within MAX_WALK steps (fail closed: a deeper nest
+ * must not escape a directory rule), or 0. */
+static __always_inline __u32 ancestor_rule(void *rules, struct dentry *d, struct mount *m)
+{
+	struct dentry *cur = d;
+	for (int i = 0; i < MAX_WALK; i++) {
+		struct dentry *parent = cur->d_parent;
+		if (!parent)
+			return 0;
+		if (parent == cur)
+			return m ? above_mount(rules, cur, m) : 0;
+		cur = parent;
+		struct inode *inode = cur->d_inode;
+		if (!inode)
+			continue;
 		__u32 rule = inode_rule(rules, inode);
 		if (rule)
 			return rule;
@@ -94,7 +135,7 @@ static __always_inline __u32 ancestor_rule(void *rules, struct dentry *d, struct
 static __always_inline __u32 dentry_rule(const struct assay_settings *s, void *rules, struct dentry *d,
 					 struct mount *m)
 {
-	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	struct inode *inode = d->d_inode;
 	__u32 rule = 0;
 	if (inode)
 		rule = inode_rule(rules, inode);
@@ -151,10 +192,10 @@ int BPF_PROG(file_open, struct file *file, int ret)
 	void *rules;
 	if (!file_policy(&s, &rules))
 		return -EPERM; /* fail closed */
-	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	struct dentry *d = file->f_path.dentry;
 	struct vfsmount *vm = BPF_CORE_READ(file, f_path.mnt);
 	struct mount *m = container_of(vm, struct mount, mnt);
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct inode *inode = file->f_inode;
 	__u32 rule = inode ? inode_rule(rules, inode) : 0;
 	if (!rule && s->has_dir_rules)
 		rule = ancestor_rule(rules, d, m);
@@ -175,7 +216,7 @@ int BPF_PROG(inode_link, struct dentry *old_dentry, struct inode *dir, struct de
 	__u32 rule = dentry_rule(s, rules, old_dentry, 0);
 	if (!rule)
 		rule = dentry_rule(s, rules, new_dentry, 0);
-	return file_verdict(s, rule, BPF_CORE_READ(old_dentry, d_inode), FILE_OP_LINK);
+	return file_verdict(s, rule, old_dentry->d_inode, FILE_OP_LINK);
 }
 
 SEC("lsm/inode_rename")
@@ -193,7 +234,7 @@ int BPF_PROG(inode_rename, struct inode *old_dir, struct dentry *old_dentry, str
 	__u32 rule = dentry_rule(s, rules, old_dentry, 0);
 	if (!rule)
 		rule = dentry_rule(s, rules, new_dentry, 0);
-	return file_verdict(s, rule, BPF_CORE_READ(old_dentry, d_inode), FILE_OP_RENAME);
+	return file_verdict(s, rule, old_dentry->d_inode, FILE_OP_RENAME);
 }
 
 /* The BPF LSM probe: loaded and attached for a moment to learn whether this
