@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
@@ -128,12 +129,10 @@ func Load(cfg Config) (*Instance, error) {
 		inst.Close()
 		return nil, err
 	}
-	// Generation 1 starts empty but present, so that a program never finds
-	// a generation without maps.
-	if err := inst.install(1, Rules{}, cfg.Audit); err != nil {
-		inst.Close()
-		return nil, err
-	}
+	// Only generation 0 is filled now: programs read the active
+	// generation alone, and a reload fills the other one before flipping.
+	// (Each slot write of an array of maps waits for an RCU grace period,
+	// milliseconds each: filling both at start doubled the start-up time.)
 	if err := inst.install(0, cfg.Rules, cfg.Audit); err != nil {
 		inst.Close()
 		return nil, err
@@ -371,12 +370,21 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 	if err := inst.maps[bpfMapSettings].Put(gen, &st); err != nil {
 		return fmt.Errorf("fill settings: %w", err)
 	}
-	for _, name := range ruleMapNames {
-		if err := inst.maps[name].Put(gen, inner[name]); err != nil {
-			return fmt.Errorf("install %s: %w", name, err)
-		}
+	// Each write waits for an RCU grace period in the kernel; concurrent
+	// writers share grace periods, so write the six slots at once.
+	errs := make([]error, len(ruleMapNames))
+	var wg sync.WaitGroup
+	for i, name := range ruleMapNames {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := inst.maps[name].Put(gen, inner[name]); err != nil {
+				errs[i] = fmt.Errorf("install %s: %w", name, err)
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func updateIf[K any](m *ebpf.Map, keys []K, ids []uint32) error {
