@@ -57,6 +57,7 @@ type Session struct {
 	renderer *events.Renderer
 	writeErr atomic.Pointer[error]
 	pol      atomic.Pointer[policy.Policy] // the policy in force, after a reload
+	paths    atomic.Pointer[rulePaths]     // file rule paths by id, for pol
 	mu       sync.Mutex
 	stopped  bool
 	// Rules is the number of rules loaded into the kernel.
@@ -225,14 +226,26 @@ func Resume(name string, out io.Writer, format events.Format) (*Session, kernel.
 	return s, meta, nil
 }
 
+// rulePaths indexes a policy's file rules by id.
+type rulePaths struct {
+	p     *policy.Policy
+	paths map[uint32]string
+}
+
+// rulePath is the policy path of file rule id, for a file event's
+// rule_path: a map built once per policy (a linear scan of the rules for
+// every event cost ~0.1 ms per event with 100k file rules).
 func (s *Session) rulePath(id uint32) string {
 	p := s.policy()
-	for _, f := range p.FileDeny {
-		if f.ID == id {
-			return f.Path
+	rp := s.paths.Load()
+	if rp == nil || rp.p != p {
+		rp = &rulePaths{p: p, paths: make(map[uint32]string, len(p.FileDeny))}
+		for _, f := range p.FileDeny {
+			rp.paths[f.ID] = f.Path
 		}
+		s.paths.Store(rp)
 	}
-	return ""
+	return rp.paths[id]
 }
 
 func (s *Session) record(raw []byte, idle bool) {
