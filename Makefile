@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: all build generate check-generate deps lint unit fuzz test vmtest clean
+.PHONY: all build generate check-generate deps lint unit fuzz test vmtest bench clean
 
 all: build
 
@@ -43,3 +43,4 @@ clean:
 	rm -rf .cache
 
 include test/vm/vm.mk
+include bench/bench.mk

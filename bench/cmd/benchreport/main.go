@@ -1,0 +1,239 @@
+// Command benchreport turns the rows `make bench` collected into
+// docs/BENCHMARKS.md and prints the result table.
+//
+//	benchreport -host host.jsonl -vm vm.log [-assay BIN] [-o docs/BENCHMARKS.md]
+//
+// Rows come from the host benchmarks (JSON lines) and from the guest's
+// serial log (marker lines, see bench/report). The prose of the document is
+// bench/BENCHMARKS.md.tmpl (a text/template); the tables, the machine and
+// the raw numbers are filled in here.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/assaymcp/assay/bench/report"
+)
+
+func main() {
+	host := flag.String("host", ".cache/bench/host.jsonl", "host rows (JSON lines)")
+	vm := flag.String("vm", ".cache/bench/vm.log", "the guest's serial log (marker lines)")
+	assay := flag.String("assay", "", "the assay binary measured (for its version)")
+	durations := flag.String("durations", "", "how long each part took, for the record")
+	tmpl := flag.String("tmpl", "bench/BENCHMARKS.md.tmpl", "document template")
+	out := flag.String("o", "docs/BENCHMARKS.md", "document to write (- for stdout only)")
+	flag.Parse()
+
+	var rows []report.Row
+	var vmLog []byte
+	for _, src := range []string{*host, *vm} {
+		data, err := os.ReadFile(src)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "benchreport: %s: missing (that part did not run)\n", src)
+			continue
+		}
+		if err != nil {
+			fatal(err)
+		}
+		if src == *vm {
+			vmLog = data
+		}
+		rs, err := report.Parse(data)
+		if err != nil {
+			fatal(fmt.Errorf("%s: %w", src, err))
+		}
+		rows = append(rows, rs...)
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return figNum(rows[i].Figure) < figNum(rows[j].Figure) })
+
+	d := data{
+		Date:      time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		Commit:    commit(),
+		Machine:   machine(*assay),
+		Guest:     guest(vmLog),
+		Durations: *durations,
+		Summary:   summary(rows),
+		All:       report.Table(rows),
+		Raw:       report.RawTable(rows),
+		Figures:   map[string]string{},
+	}
+	byFig := map[string][]report.Row{}
+	for _, r := range rows {
+		byFig[figKey(r.Figure)] = append(byFig[figKey(r.Figure)], r)
+	}
+	for k, rs := range byFig {
+		d.Figures[k] = figureTable(rs)
+	}
+	for _, k := range []string{"1", "2", "3", "4", "5", "6", "7"} {
+		if _, ok := byFig[k]; !ok {
+			d.Missing = append(d.Missing, k)
+			d.Figures[k] = "_Not measured in this run._\n"
+		}
+	}
+
+	fmt.Print(d.Summary)
+	if *out == "-" {
+		return
+	}
+	t, err := template.ParseFiles(*tmpl)
+	if err != nil {
+		fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, d); err != nil {
+		fatal(err)
+	}
+	if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+		fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "benchreport: wrote %s (%d rows)\n", *out, len(rows))
+}
+
+type data struct {
+	Date, Commit, Guest, Durations string
+	Machine                        []kv
+	Summary, All, Raw              string
+	Figures                        map[string]string // "1".."7"
+	Missing                        []string
+}
+
+type kv struct{ K, V string }
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "benchreport:", err)
+	os.Exit(1)
+}
+
+var figRE = regexp.MustCompile(`^([0-9]+)`)
+
+func figKey(f string) string { return figRE.FindString(f) }
+
+func figNum(f string) int {
+	var n int
+	fmt.Sscan(figKey(f), &n)
+	return n
+}
+
+// summary is one line per row with a target.
+func summary(rows []report.Row) string {
+	var sb strings.Builder
+	sb.WriteString("| figure | case | variant | measured | target | met |\n|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		if r.Target == "" {
+			continue
+		}
+		v := report.Fmt(r.Value) + " " + r.Unit
+		if r.Overhead != nil {
+			v = report.FmtPct(r.Overhead) + fmt.Sprintf(" (%s vs %s %s)", report.Fmt(r.Value), report.Fmt(r.Baseline), r.Unit)
+		}
+		met := r.Met
+		if met == "no" {
+			met = "**no**"
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %s | %s | %s | %s |\n", r.Figure, r.Case, r.Variant, v, r.Target, met)
+	}
+	return sb.String()
+}
+
+// figureTable is the rows of one figure with their notes.
+func figureTable(rows []report.Row) string {
+	var sb strings.Builder
+	sb.WriteString("| case | variant | median | baseline | overhead (± half IQR) | target | met | notes |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		base := ""
+		if r.Baseline != 0 {
+			base = report.Fmt(r.Baseline) + " " + r.Unit
+		}
+		ov := report.FmtPct(r.Overhead)
+		if ov != "" && r.Spread != nil {
+			ov += fmt.Sprintf(" (±%.1f)", *r.Spread/2)
+		}
+		fmt.Fprintf(&sb, "| %s | %s | %s %s | %s | %s | %s | %s | %s |\n", r.Case, r.Variant, report.Fmt(r.Value), r.Unit,
+			base, ov, r.Target, r.Met, strings.ReplaceAll(r.Note, "|", "\\|"))
+	}
+	return sb.String()
+}
+
+func run(name string, args ...string) string {
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func commit() string {
+	c := run("git", "rev-parse", "--short", "HEAD")
+	if c == "" {
+		return "unknown"
+	}
+	if run("git", "status", "--porcelain", "--untracked-files=no") != "" {
+		c += " with uncommitted changes"
+	}
+	return c
+}
+
+func readFirst(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+}
+
+func machine(assay string) []kv {
+	var out []kv
+	add := func(k, v string) { out = append(out, kv{k, v}) }
+	add("kernel", run("uname", "-srvm"))
+	model := "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	add("CPU", fmt.Sprintf("%s, %d CPUs online", model, runtime.NumCPU()))
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		add("memory", strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " "))
+	}
+	virt := "none detected"
+	if b, _ := os.ReadFile("/proc/cpuinfo"); bytes.Contains(b, []byte(" hypervisor")) {
+		virt = "a virtual machine (hypervisor CPU flag)"
+	}
+	add("virtualisation", virt)
+	add("clocksource", readFirst("/sys/devices/system/clocksource/clocksource0/current_clocksource"))
+	var mit []string
+	for _, v := range []string{"spectre_v2", "spec_rstack_overflow", "retbleed"} {
+		mit = append(mit, v+": "+readFirst("/sys/devices/system/cpu/vulnerabilities/"+v))
+	}
+	add("mitigations", strings.Join(mit, "; "))
+	add("Go", runtime.Version())
+	if assay != "" {
+		add("assay", run(assay, "version"))
+	}
+	return out
+}
+
+var guestRE = regexp.MustCompile(`vmtest-init: kernel ([^,]+), ([0-9]+) CPUs, LSMs: (\S+)`)
+
+func guest(log []byte) string {
+	m := guestRE.FindSubmatch(log)
+	if m == nil {
+		return "not run"
+	}
+	return fmt.Sprintf("Linux %s (Debian cloud kernel), %s vCPUs under QEMU TCG (software emulation), LSMs %s", m[1], m[2], m[3])
+}
