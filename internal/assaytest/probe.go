@@ -402,24 +402,35 @@ func probeConnectLoop(r *ProbeResult, args []string) error {
 		}
 	}()
 	for i := 0; i < n; i++ {
-		if fd < 0 {
-			if fd, err = socket(family, typ); err != nil {
-				return fmt.Errorf("socket: %w", err)
-			}
+		if err := r.connectOnce(&fd, family, typ, sa); err != nil {
+			return err
 		}
-		r.Attempts++
-		// A connect refused by a cgroup program leaves the socket
-		// unconnected, so it can be reused for the next attempt.
-		err := unix.Connect(fd, sa)
-		if err == unix.EPERM {
-			r.N++
-			continue
-		}
-		r.Other++
-		r.setErr(err)
-		unix.Close(fd)
-		fd = -1
 	}
+	return nil
+}
+
+// connectOnce makes one connect attempt for the loop actions, counting it
+// in r: N for EPERM, Other for anything else. A connect refused by a cgroup
+// program leaves the socket unconnected, so *fd is reused for the next
+// attempt; after any other outcome it is closed and a new one is made.
+func (r *ProbeResult) connectOnce(fd *int, family, typ int, sa unix.Sockaddr) error {
+	if *fd < 0 {
+		var err error
+		if *fd, err = socket(family, typ); err != nil {
+			*fd = -1
+			return fmt.Errorf("socket: %w", err)
+		}
+	}
+	r.Attempts++
+	err := unix.Connect(*fd, sa)
+	if err == unix.EPERM {
+		r.N++
+		return nil
+	}
+	r.Other++
+	r.setErr(err)
+	unix.Close(*fd)
+	*fd = -1
 	return nil
 }
 
@@ -706,27 +717,12 @@ func probeConnectUntil(r *ProbeResult, args []string) error {
 	}()
 	var serr error
 	err = untilStop(args[0], func() {
-		if serr != nil {
-			return
+		if serr == nil {
+			serr = r.connectOnce(&fd, family, typ, sa)
 		}
-		if fd < 0 {
-			if fd, serr = socket(family, typ); serr != nil {
-				return
-			}
-		}
-		r.Attempts++
-		err := unix.Connect(fd, sa)
-		if err == unix.EPERM {
-			r.N++
-			return
-		}
-		r.Other++
-		r.setErr(err)
-		unix.Close(fd)
-		fd = -1
 	})
 	if serr != nil {
-		return fmt.Errorf("socket: %w", serr)
+		return serr
 	}
 	return err
 }
