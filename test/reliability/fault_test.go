@@ -179,7 +179,15 @@ func outputPipeClosed(t *testing.T, pin bool) {
 	// goes to head; a later one fails to be written).
 	denials := 0
 	for done := false; !done; {
-		requireEPERM(t, "pipe open or closing", assaytest.Probe(t, &cg, "connect", "tcp4", addr))
+		r := assaytest.Probe(t, &cg, "connect", "tcp4", addr)
+		if !pin && denials > 0 && r.Ok() {
+			// Unpinned, the monitor detaches as soon as a write fails,
+			// a moment before it exits: a connect in between passes.
+			// That is the documented state; wait for the exit.
+			requireAccepted(t, l, r)
+			break
+		}
+		requireEPERM(t, "pipe open or closing", r)
 		denials++
 		select {
 		case <-p.exited:
