@@ -135,7 +135,7 @@ func monitorCmd(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, exitError, err)
 	}
 	mode := "enforcing"
-	if f.audit || p.Mode == policy.ModeAudit {
+	if policy.EffectiveMode(p, f.audit) == policy.ModeAudit {
 		mode = "auditing"
 	}
 	where := "the whole host"

@@ -66,7 +66,7 @@ type Session struct {
 
 // AuditMode reports whether the options ask for audit mode.
 func (o Options) AuditMode() bool {
-	return o.Audit || (o.Policy != nil && o.Policy.Mode == policy.ModeAudit)
+	return policy.EffectiveMode(o.Policy, o.Audit) == policy.ModeAudit
 }
 
 // Start loads and attaches everything. On error nothing is attached.
@@ -171,7 +171,7 @@ func (s *Session) Reload(p *policy.Policy) error {
 	if err != nil {
 		return err
 	}
-	audit := s.opts.Audit || p.Mode == policy.ModeAudit
+	audit := policy.EffectiveMode(p, s.opts.Audit) == policy.ModeAudit
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {

@@ -78,8 +78,8 @@ func FuzzParse(f *testing.F) {
 			if !strings.HasPrefix(r.Path, "/") || len(r.Path) > MaxPathLen || (r.Path != "/" && strings.HasSuffix(r.Path, "/")) {
 				t.Fatalf("bad path %+v", r)
 			}
-			if _, _, msg := checkPath(r.Path); msg != "" {
-				t.Fatalf("stored path %q does not validate: %s", r.Path, msg)
+			if _, _, err := CheckPath(r.Path); err != nil {
+				t.Fatalf("stored path %q does not validate: %v", r.Path, err)
 			}
 		}
 

@@ -545,3 +545,55 @@ func TestLoad(t *testing.T) {
 		t.Errorf("Load(big) = %v, %v", p, err)
 	}
 }
+
+func TestEffectiveMode(t *testing.T) {
+	enforce, audit := &Policy{Mode: ModeEnforce}, &Policy{Mode: ModeAudit}
+	for _, c := range []struct {
+		p    *Policy
+		flag bool
+		want Mode
+	}{
+		{enforce, false, ModeEnforce},
+		{enforce, true, ModeAudit},
+		{audit, false, ModeAudit},
+		{audit, true, ModeAudit},
+		{nil, false, ModeEnforce},
+		{nil, true, ModeAudit},
+	} {
+		if got := EffectiveMode(c.p, c.flag); got != c.want {
+			t.Errorf("EffectiveMode(%+v, %v) = %v, want %v", c.p, c.flag, got, c.want)
+		}
+	}
+}
+
+// TestCheckPath checks the exported path check on its own (the parser
+// tests above check it through files.deny): the clean form, the trailing
+// slash, and a *PathError whose Reason leaves the path out.
+func TestCheckPath(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		clean   string
+		wantDir bool
+	}{
+		{"/", "/", true},
+		{"/etc/shadow", "/etc/shadow", false},
+		{"/home/agent/.ssh/", "/home/agent/.ssh", true},
+	} {
+		clean, dir, err := CheckPath(c.in)
+		if err != nil || clean != c.clean || dir != c.wantDir {
+			t.Errorf("CheckPath(%q) = %q, %v, %v; want %q, %v, nil", c.in, clean, dir, err, c.clean, c.wantDir)
+		}
+	}
+	for _, c := range []struct{ in, msg, reason string }{
+		{"", "path is empty", "is empty"},
+		{"etc", `path "etc" is not absolute`, "is not absolute"},
+		{"/a/../b/", "path /a/../b/ is not clean; write /b/", "is not clean; write /b/"},
+		{"/a\x00", `path "/a\x00" contains a control character`, "contains a control character"},
+	} {
+		_, _, err := CheckPath(c.in)
+		var pe *PathError
+		if !errors.As(err, &pe) || err.Error() != c.msg || pe.Reason != c.reason || pe.Path != c.in {
+			t.Errorf("CheckPath(%q) error = %#v (%v); want %q with reason %q", c.in, err, err, c.msg, c.reason)
+		}
+	}
+}

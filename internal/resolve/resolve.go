@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/assaymcp/assay/internal/policy"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,23 +87,20 @@ func Path(path string) (Identity, error) {
 	return id, err
 }
 
-// checkPath validates a policy path and returns it cleaned.
+// checkPath validates a policy path with policy.CheckPath, the one
+// definition of a valid policy path, and returns it without its trailing
+// slash.
 func checkPath(path string) (string, error) {
-	if path == "" {
-		return "", &Error{Path: "", Reason: "is empty: write an absolute path", Err: unix.EINVAL}
-	}
-	if !filepath.IsAbs(path) {
-		return "", &Error{Path: path, Reason: "is not absolute: write the full path starting with /", Err: unix.EINVAL}
-	}
-	if strings.IndexByte(path, 0) >= 0 {
-		return "", &Error{Path: path, Reason: "contains a NUL byte", Err: unix.EINVAL}
-	}
-	for _, c := range strings.Split(path, "/") {
-		if c == ".." {
-			return "", &Error{Path: path, Reason: "contains \"..\": write the path without it (" + filepath.Clean(path) + " if that is what you mean)", Err: unix.EINVAL}
+	clean, _, err := policy.CheckPath(path)
+	if err != nil {
+		var pe *policy.PathError
+		reason := err.Error()
+		if errors.As(err, &pe) {
+			reason = pe.Reason
 		}
+		return "", &Error{Path: path, Reason: reason, Err: unix.EINVAL}
 	}
-	return filepath.Clean(path), nil
+	return clean, nil
 }
 
 // pathByOpenat2 resolves clean with a single openat2 call. ENOSYS and EPERM

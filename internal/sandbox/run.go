@@ -163,7 +163,7 @@ func Run(o Options) int {
 	if _, err := monitor.Compile(o.Policy); err != nil {
 		return fail(ExitSetup, err)
 	}
-	audit := o.Audit || o.Policy.Mode == policy.ModeAudit
+	audit := policy.EffectiveMode(o.Policy, o.Audit) == policy.ModeAudit
 	env := Probe(o.Policy, audit)
 	rep := Decide(o.Policy, env)
 	if err := rep.Check(o.AllowDegraded); err != nil {
