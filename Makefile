@@ -4,12 +4,17 @@ export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: all build generate check-generate deps lint unit fuzz test vmtest bench clean
+.PHONY: all build man generate check-generate deps lint unit fuzz test vmtest bench clean
 
 all: build
 
 build:
 	$(GO) build -o assay ./cmd/assay
+
+# Man pages (section 1) from the command definitions, into man/man1.
+man:
+	rm -rf man/man1
+	$(GO) run ./cmd/genman man/man1
 
 deps:
 	bash scripts/install-deps.sh
@@ -40,6 +45,7 @@ test: deps check-generate lint unit fuzz vmtest
 
 clean:
 	rm -f assay
+	rm -rf man
 	rm -rf .cache
 
 include test/vm/vm.mk

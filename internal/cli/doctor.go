@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/sandbox"
 	"github.com/cilium/ebpf"
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,28 +41,34 @@ const (
 	statusMissing = "missing"
 )
 
-func doctorCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("assay doctor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	output := fs.String("output", "text", "report format: text or json")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+func newDoctorCmd(stdout, stderr io.Writer) *cobra.Command {
+	output := outputFlag("text")
+	cmd := &cobra.Command{
+		Use:   "doctor [--output json]",
+		Short: "check what this machine can enforce",
+		Long: `Checks every kernel feature assay uses (by loading and attaching small
+probe programs, not by reading configuration) and prints one line per
+check: ok or missing, what was found, the errno, and what to do. The last
+line says whether full enforcement is available. doctor mounts securityfs
+and bpffs when they are not mounted.` + exitStatusSection(`
+  0  full enforcement is available
+  1  something required is missing (see the missing lines)
+  2  a wrong command line`),
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDoctorCmd(string(output), stdout)
+		},
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "assay doctor: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	if *output != "text" && *output != "json" {
-		return fail(stderr, exitUsage, fmt.Errorf("unknown output format %q: use text or json", *output))
-	}
+	cmd.Flags().Var(&output, "output", "report format: text or json")
+	return cmd
+}
+
+func runDoctorCmd(output string, stdout io.Writer) error {
 	rep := runDoctor()
-	if *output == "json" {
+	if output == "json" {
 		out, _ := json.Marshal(rep)
 		if _, err := stdout.Write(append(out, '\n')); err != nil {
-			return exitError
+			return exitWith(exitError)
 		}
 	} else {
 		for _, c := range rep.Checks {
@@ -86,9 +92,9 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if !rep.FullEnforcement {
-		return exitError
+		return exitWith(exitError)
 	}
-	return exitOK
+	return nil
 }
 
 func runDoctor() doctorReport {

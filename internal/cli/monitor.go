@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
@@ -21,7 +21,13 @@ import (
 
 type pidList []int
 
-func (p *pidList) String() string { return fmt.Sprint([]int(*p)) }
+func (p *pidList) String() string {
+	if len(*p) == 0 {
+		return ""
+	}
+	return fmt.Sprint([]int(*p))
+}
+func (p *pidList) Type() string { return "PID" }
 func (p *pidList) Set(s string) error {
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -40,7 +46,7 @@ type monitorFlags struct {
 	all      bool
 	object   string
 	duration time.Duration
-	output   string
+	output   outputFlag
 	audit    bool
 	trace    bool
 	ringSize int
@@ -49,53 +55,69 @@ type monitorFlags struct {
 	attach   string
 }
 
-func newMonitorFlags(stderr io.Writer) (*flag.FlagSet, *monitorFlags) {
-	f := &monitorFlags{}
-	fs := flag.NewFlagSet("assay monitor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.policy, "policy", "", "policy `FILE` (default: the built-in example policy)")
-	fs.Func("cgroup", "judge the cgroup v2 `PATH` and its descendants (absolute, or relative to the cgroup2 mount); repeatable", func(s string) error {
-		f.cgroups = append(f.cgroups, s)
-		return nil
-	})
-	fs.Var(&f.pids, "pid", "judge the cgroup v2 of process `PID` and its descendants; repeatable")
-	fs.BoolVar(&f.all, "all", false, "judge every process on the host (must be asked for explicitly)")
-	fs.StringVar(&f.object, "ebpf", "", "use the BPF object `OBJ` instead of the built-in one")
-	fs.DurationVar(&f.duration, "duration", 0, "stop after `D` (e.g. 30s); default: until SIGINT or SIGTERM")
-	fs.StringVar(&f.output, "output", "text", "event format: text or json")
-	fs.BoolVar(&f.audit, "audit", false, "report what would be blocked, block nothing")
-	fs.BoolVar(&f.trace, "trace", false, "also report (never decide) the files in-scope processes open and the programs they execute")
-	fs.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
-	fs.IntVar(&f.rate, "rate-limit", kernel.DefaultRateLimit, "most events one cgroup may emit per second (`N`; the rest are counted as suppressed; 0: unlimited)")
-	fs.StringVar(&f.pin, "pin", "", "pin the instance as `NAME` under "+kernel.PinRoot+": enforcement continues after assay exits, until `assay detach NAME`")
-	fs.StringVar(&f.attach, "attach", "", "stream the events of the pinned instance `NAME` (no policy or scope needed)")
-	return fs, f
+func newMonitorCmd(stdout, stderr io.Writer) *cobra.Command {
+	f := &monitorFlags{output: "text"}
+	cmd := &cobra.Command{
+		Use:   "monitor (--cgroup PATH | --pid PID | --all) [flags]\n  assay monitor --attach NAME [--output json] [--duration D]",
+		Short: "judge processes already running: a cgroup, a process's cgroup, or the whole host",
+		Long: `Loads the BPF object embedded in the binary (or --ebpf OBJ), fills its maps
+from the policy, attaches to the scope, streams events to stdout until
+SIGINT, SIGTERM or --duration, then detaches everything and prints the
+summary (to stderr in text mode, as the last JSON line on stdout with
+--output json).
+
+The scope is one or more cgroup v2 directories (--cgroup, absolute or
+relative to the cgroup2 mount), the cgroups of processes (--pid), both
+repeatable (up to 8 scopes), or the whole host (--all, only when asked for).
+SIGHUP re-reads the --policy file and swaps it in atomically; a refused
+policy leaves the old one in force.
+
+--pin NAME keeps the instance enforcing after this process exits, until
+'assay detach NAME'; --attach NAME streams the events of a pinned instance
+(it takes no policy or scope).` + exitStatusSection(`
+  0  a normal stop (SIGINT, SIGTERM, --duration, or a detached --attach)
+  1  an error: bad policy, missing kernel feature, failed write of events
+  2  a wrong command line
+  3  a monitored cgroup was removed while monitored`),
+		Example: `  assay monitor --policy policy.yaml --cgroup /sys/fs/cgroup/mcp.slice
+  assay monitor --policy policy.yaml --pid 4242 --output json
+  assay monitor --policy policy.yaml --cgroup mcp.slice --pin mcp
+  assay monitor --attach mcp`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMonitor(f, stdout, stderr)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.policy, "policy", "", "policy `FILE` (default: the built-in example policy)")
+	fl.StringArrayVar(&f.cgroups, "cgroup", nil, "judge the cgroup v2 `PATH` and its descendants (absolute, or relative to the cgroup2 mount); repeatable")
+	fl.Var(&f.pids, "pid", "judge the cgroup v2 of process `PID` and its descendants; repeatable")
+	fl.BoolVar(&f.all, "all", false, "judge every process on the host (must be asked for explicitly)")
+	fl.StringVar(&f.object, "ebpf", "", "use the BPF object `OBJ` instead of the built-in one")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after `D` (e.g. 30s); default: until SIGINT or SIGTERM")
+	fl.Var(&f.output, "output", "event format: text or json")
+	fl.BoolVar(&f.audit, "audit", false, "report what would be blocked, block nothing")
+	fl.BoolVar(&f.trace, "trace", false, "also report (never decide) the files in-scope processes open and the programs they execute")
+	fl.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
+	fl.IntVar(&f.rate, "rate-limit", kernel.DefaultRateLimit, "most events one cgroup may emit per second (`N`; the rest are counted as suppressed; 0: unlimited)")
+	fl.StringVar(&f.pin, "pin", "", "pin the instance as `NAME` under "+kernel.PinRoot+": enforcement continues after assay exits, until 'assay detach NAME'")
+	fl.StringVar(&f.attach, "attach", "", "stream the events of the pinned instance `NAME` (no policy or scope needed)")
+	return cmd
 }
 
-func monitorCmd(args []string, stdout, stderr io.Writer) int {
-	fs, f := newMonitorFlags(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "assay monitor: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	format, err := events.ParseFormat(f.output)
+func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
+	format, err := events.ParseFormat(string(f.output))
 	if err != nil {
-		return fail(stderr, exitUsage, err)
+		return usagef("%v", err)
 	}
 	if f.attach != "" {
 		if f.policy != "" || len(f.cgroups)+len(f.pids) > 0 || f.all || f.pin != "" {
-			return fail(stderr, exitUsage, errors.New("--attach streams a pinned instance: it takes no --policy, scope or --pin"))
+			return usagef("--attach streams a pinned instance: it takes no --policy, scope or --pin")
 		}
 		return attachCmd(f, format, stdout, stderr)
 	}
 	if f.rate < 0 {
-		return fail(stderr, exitUsage, errors.New("--rate-limit must be 0 (unlimited) or more"))
+		return usagef("--rate-limit must be 0 (unlimited) or more")
 	}
 	rate := f.rate
 	if rate == 0 {
@@ -103,10 +125,10 @@ func monitorCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	nScopes := len(f.cgroups) + len(f.pids)
 	if f.all && nScopes > 0 {
-		return fail(stderr, exitUsage, errors.New("--all judges the whole host; it cannot be combined with --cgroup or --pid"))
+		return usagef("--all judges the whole host; it cannot be combined with --cgroup or --pid")
 	}
 	if !f.all && nScopes == 0 {
-		return fail(stderr, exitUsage, errors.New("no scope: give --cgroup PATH or --pid PID (the processes to judge), or --all for the whole host"))
+		return usagef("no scope: give --cgroup PATH or --pid PID (the processes to judge), or --all for the whole host")
 	}
 
 	p, err := loadPolicy(f.policy, stderr)
@@ -211,7 +233,7 @@ wait:
 	} else {
 		sum.WriteText(stderr)
 	}
-	return status
+	return exitWith(status)
 }
 
 // loadPolicy reads the policy file, or the built-in example when none.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
@@ -52,7 +53,7 @@ func pinPresent(name string) bool {
 
 // attachCmd streams the events of a pinned instance until stopped, then
 // prints its counters (cumulative since it was pinned).
-func attachCmd(f *monitorFlags, format events.Format, stdout, stderr io.Writer) int {
+func attachCmd(f *monitorFlags, format events.Format, stdout, stderr io.Writer) error {
 	if err := monitor.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
@@ -102,7 +103,7 @@ wait:
 		fmt.Fprintln(stderr, "assay: counters since the instance was pinned:")
 		sum.WriteText(stderr)
 	}
-	return status
+	return exitWith(status)
 }
 
 type statusEntry struct {
@@ -112,13 +113,27 @@ type statusEntry struct {
 	Error    string                       `json:"error,omitempty"`
 }
 
-func statusCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("assay status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	output := fs.String("output", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+func newStatusCmd(stdout, stderr io.Writer) *cobra.Command {
+	output := outputFlag("text")
+	cmd := &cobra.Command{
+		Use:   "status [--output json]",
+		Short: "list pinned instances with their scope, policy and counters",
+		Long: `Lists the instances pinned with 'assay monitor --pin NAME': scope, policy
+file and digest, rule count, mode, attach time, whether the monitor that
+pinned it still runs, and the emitted/dropped/suppressed event counters.` + exitStatusSection(`
+  0  listed (also when there is none)
+  1  an error (not root, bpffs unreadable)
+  2  a wrong command line`),
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runStatus(string(output), stdout, stderr)
+		},
 	}
+	cmd.Flags().Var(&output, "output", "report format: text or json")
+	return cmd
+}
+
+func runStatus(output string, stdout, stderr io.Writer) error {
 	if err := monitor.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
@@ -148,14 +163,14 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		inst.Close()
 		list = append(list, e)
 	}
-	if *output == "json" {
+	if output == "json" {
 		out, _ := json.Marshal(map[string]any{"type": "status", "instances": list})
 		fmt.Fprintln(stdout, string(out))
-		return exitOK
+		return nil
 	}
 	if len(list) == 0 {
 		fmt.Fprintln(stdout, "no pinned instances")
-		return exitOK
+		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSCOPE\tPOLICY\tDIGEST\tRULES\tMODE\tATTACHED\tEVENTS (emitted/dropped/suppressed)")
@@ -183,18 +198,30 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 			e.AttachedAt.Local().Format(time.DateTime), em, dr, su)
 	}
 	tw.Flush()
-	return exitOK
+	return nil
 }
 
-func detachCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 1 {
-		fmt.Fprintln(stderr, "usage: assay detach NAME")
-		return exitUsage
+func newDetachCmd(stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "detach NAME",
+		Short: "detach a pinned instance and remove its pins",
+		Long: `Detaches every program of the pinned instance NAME and removes its pins
+under ` + kernel.PinRoot + `/NAME: its enforcement ends.` + exitStatusSection(`
+  0  detached
+  1  an error (no such instance, not root)
+  2  a wrong command line`),
+		Args: exactArgs(1, "NAME, the pinned instance ('assay status' lists them)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDetach(args[0], stdout, stderr)
+		},
 	}
+}
+
+func runDetach(name string, stdout, stderr io.Writer) error {
 	if err := monitor.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
-	inst, err := kernel.OpenPinned(args[0])
+	inst, err := kernel.OpenPinned(name)
 	if err != nil {
 		return fail(stderr, exitError, err)
 	}
@@ -202,32 +229,41 @@ func detachCmd(args []string, stdout, stderr io.Writer) int {
 	err = inst.Unpin()
 	inst.Close()
 	if err != nil {
-		return fail(stderr, exitError, fmt.Errorf("detach %s: %w", args[0], err))
+		return fail(stderr, exitError, fmt.Errorf("detach %s: %w", name, err))
 	}
-	fmt.Fprintf(stdout, "assay: detached %q (%d links removed)\n", args[0], links)
-	return exitOK
+	fmt.Fprintf(stdout, "assay: detached %q (%d links removed)\n", name, links)
+	return nil
 }
 
-func reloadCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("assay reload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("policy", "", "the new policy `FILE`")
-	if len(args) < 1 || args[0] == "" || args[0][0] == '-' {
-		fmt.Fprintln(stderr, "usage: assay reload NAME --policy FILE")
-		return exitUsage
+func newReloadCmd(stdout, stderr io.Writer) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "reload NAME --policy FILE",
+		Short: "swap the policy of a pinned instance",
+		Long: `Replaces the policy of the pinned instance NAME with FILE, atomically: the
+new policy's maps are filled completely before one switch makes them
+active. An invalid policy is refused and the previous one stays in force.
+The scope cannot change on reload.` + exitStatusSection(`
+  0  reloaded
+  1  refused: the previous policy stays in force
+  2  a wrong command line`),
+		Args: exactArgs(1, "NAME, the pinned instance ('assay status' lists them)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if path == "" {
+				return usagef("missing --policy FILE")
+			}
+			return runReload(args[0], path, stdout, stderr)
+		},
 	}
-	name := args[0]
-	if err := fs.Parse(args[1:]); err != nil {
-		return exitUsage
-	}
-	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: assay reload NAME --policy FILE")
-		return exitUsage
-	}
+	cmd.Flags().StringVar(&path, "policy", "", "the new policy `FILE`")
+	return cmd
+}
+
+func runReload(name, path string, stdout, stderr io.Writer) error {
 	if err := monitor.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
-	p, err := policy.Load(*path)
+	p, err := policy.Load(path)
 	if err != nil {
 		return fail(stderr, exitError, fmt.Errorf("reload refused, the previous policy stays in force: %w", err))
 	}
@@ -235,5 +271,5 @@ func reloadCmd(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, exitError, fmt.Errorf("reload refused, the previous policy stays in force: %w", err))
 	}
 	fmt.Fprintf(stdout, "assay: reloaded %q with %s (%s)\n", name, p.File, p.Summary())
-	return exitOK
+	return nil
 }

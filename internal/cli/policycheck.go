@@ -6,23 +6,55 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/assaymcp/assay/internal/policy"
 )
 
-func policyCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 1 && args[0] == "example" {
-		stdout.Write(policy.Example())
-		return exitOK
+func newPolicyCmd(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "check a policy file, or print the example policy",
+		Long: `Policy tools: 'assay policy check FILE' validates a policy as run and
+monitor would; 'assay policy example' prints the built-in example policy.` + exitStatusSection(`
+  0  success
+  1  the policy is invalid
+  2  a wrong command line (also: no subcommand)`),
+		Args: unknownSubcommand,
+		RunE: helpOrUnknown,
 	}
-	if len(args) < 1 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: assay policy check FILE | assay policy example")
-		return exitUsage
-	}
-	if len(args) != 2 {
-		fmt.Fprintln(stderr, "usage: assay policy check FILE")
-		return exitUsage
-	}
-	p, err := policy.Load(args[1])
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check FILE",
+		Short: "validate a policy file and list its compiled rules",
+		Long: `Validates the policy FILE and prints every compiled rule with its id, kind
+and line.` + exitStatusSection(`
+  0  the policy is valid
+  1  the policy is invalid (the message names FILE:LINE and the field)
+  2  a wrong command line`),
+		Args: exactArgs(1, "the policy FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPolicyCheck(args[0], stdout, stderr)
+		},
+	}, &cobra.Command{
+		Use:   "example",
+		Short: "print the built-in example policy",
+		Long: `Prints the built-in example policy, the one run and monitor use when no
+--policy is given. A starting point for your own.` + exitStatusSection(`
+  0  printed
+  2  a wrong command line`),
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := stdout.Write(policy.Example()); err != nil {
+				return fail(stderr, exitError, err)
+			}
+			return nil
+		},
+	})
+	return cmd
+}
+
+func runPolicyCheck(file string, stdout, stderr io.Writer) error {
+	p, err := policy.Load(file)
 	if err != nil {
 		return fail(stderr, exitError, err)
 	}
@@ -42,5 +74,5 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 	if p.HasFileRules() {
 		fmt.Fprintln(stdout, "note: file rules need BPF LSM at run time (see `assay monitor`); paths are resolved when the monitor starts")
 	}
-	return exitOK
+	return nil
 }

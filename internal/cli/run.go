@@ -1,19 +1,34 @@
 package cli
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+
+	"github.com/spf13/cobra"
 
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/sandbox"
 )
 
-const runUsage = `Usage: assay run [flags] -- CMD [ARGS...]
+type runFlags struct {
+	policy        string
+	output        outputFlag
+	events        string
+	audit         bool
+	cgroupParent  string
+	allowDegraded bool
+	trace         bool
+	ringSize      int
+}
 
-Runs CMD in a fresh cgroup with the policy enforced from its first
+func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
+	f := &runFlags{output: "text"}
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- CMD [ARGS...]",
+		Short: "run a command under policy, enforced from its first instruction",
+		Long: `Runs CMD in a fresh cgroup with the policy enforced from its first
 instruction. CMD's stdin, stdout and stderr are assay's own; assay never
 writes to stdout. The enforcement report, events and the summary go to
 stderr (events and summary to --events FILE if given). SIGINT, SIGTERM,
@@ -25,52 +40,41 @@ LSM, or, where BPF LSM is unusable, with Landlock (path based: see the
 report). The report names the mechanism of every rule; if a rule cannot be
 enforced, CMD is not started unless --allow-degraded is given.
 
-Exit status: CMD's, or 128+N when CMD was killed by signal N; 125 when
-assay fails before CMD runs (including a policy rule that nothing on this
-kernel can enforce), 126 when CMD cannot be executed, 127 when it is not
-found.
-
-Flags:
-`
-
-type runFlags struct {
-	policy        string
-	output        string
-	events        string
-	audit         bool
-	cgroupParent  string
-	allowDegraded bool
-	trace         bool
-	ringSize      int
+Assay's flags come before CMD: everything from CMD on (or after --) is
+CMD's own command line.` + exitStatusSection(`
+  CMD's status, or 128+N when CMD was killed by signal N
+  125  assay failed before CMD ran: a wrong command line, a bad policy,
+       a rule that nothing on this kernel can enforce
+  126  CMD cannot be executed
+  127  CMD was not found`),
+		Example: `  assay run -- bash -c 'echo > /dev/tcp/127.0.0.1/22'
+  assay run --policy /etc/assay/filesystem.yaml --events /var/log/assay.log -- npx @modelcontextprotocol/server-filesystem /srv`,
+		Annotations: map[string]string{usageStatusKey: strconv.Itoa(sandbox.ExitSetup)},
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("no command: give it after --, e.g. assay run -- my-mcp-server")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			return runRun(f, argv, stdout, stderr)
+		},
+	}
+	fl := cmd.Flags()
+	fl.SetInterspersed(false) // CMD's flags are CMD's
+	fl.StringVar(&f.policy, "policy", "", "policy `FILE` (default: the built-in example policy)")
+	fl.Var(&f.output, "output", "event format: text or json")
+	fl.StringVar(&f.events, "events", "", "write events and the summary to `FILE` instead of stderr")
+	fl.BoolVar(&f.audit, "audit", false, "report what would be blocked, block nothing")
+	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "create the command's cgroup under the cgroup v2 `PATH` (default: the cgroup2 mount root)")
+	fl.BoolVar(&f.allowDegraded, "allow-degraded", false, "start CMD even when some rules cannot be enforced on this kernel")
+	fl.BoolVar(&f.trace, "trace", false, "also report (never decide) the files CMD opens and the programs it executes")
+	fl.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
+	return cmd
 }
 
-func runCmd(args []string, stdout, stderr io.Writer) int {
-	f := &runFlags{}
-	fs := flag.NewFlagSet("assay run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, runUsage)
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&f.policy, "policy", "", "policy `FILE` (default: the built-in example policy)")
-	fs.StringVar(&f.output, "output", "text", "event format: text or json")
-	fs.StringVar(&f.events, "events", "", "write events and the summary to `FILE` instead of stderr")
-	fs.BoolVar(&f.audit, "audit", false, "report what would be blocked, block nothing")
-	fs.StringVar(&f.cgroupParent, "cgroup-parent", "", "create the command's cgroup under the cgroup v2 `PATH` (default: the cgroup2 mount root)")
-	fs.BoolVar(&f.allowDegraded, "allow-degraded", false, "start CMD even when some rules cannot be enforced on this kernel")
-	fs.BoolVar(&f.trace, "trace", false, "also report (never decide) the files CMD opens and the programs it executes")
-	fs.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return sandbox.ExitSetup
-	}
-	argv := fs.Args()
-	if len(argv) == 0 {
-		return fail(stderr, sandbox.ExitSetup, errors.New("no command: usage: assay run [flags] -- CMD [ARGS...]"))
-	}
-	format, err := events.ParseFormat(f.output)
+func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
+	format, err := events.ParseFormat(string(f.output))
 	if err != nil {
 		return fail(stderr, sandbox.ExitSetup, err)
 	}
@@ -87,15 +91,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		defer ef.Close()
 		evw = ef
 	}
-	return sandbox.Run(sandbox.Options{
+	return exitWith(sandbox.Run(sandbox.Options{
 		Policy: p, Audit: f.audit, Trace: f.trace, CgroupParent: f.cgroupParent,
 		AllowDegraded: f.allowDegraded, Format: format, RingBytes: f.ringSize,
 		Events: evw, Log: stderr,
 		Argv: argv, Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
-	})
-}
-
-// shimCmd is the hidden `assay __exec`, see sandbox.Shim.
-func shimCmd(args []string, stderr io.Writer) int {
-	return sandbox.Shim(args, stderr)
+	}))
 }

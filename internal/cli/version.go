@@ -1,8 +1,15 @@
 package cli
 
-import "runtime/debug"
+import (
+	"fmt"
+	"io"
+	"runtime/debug"
 
-// version is set at build time with -ldflags "-X ...cli.version=v1.2.3".
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X ...cli.version=v1.2.3"
+// (the Makefile stamps `git describe`).
 var version = ""
 
 // Version returns the build's version: the linker-set one, else the module
@@ -22,4 +29,20 @@ func Version() string {
 		}
 	}
 	return v
+}
+
+func newVersionCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print assay's version",
+		Long: `Prints "assay VERSION": the 'git describe' of the build when built with
+make, else the module version or VCS revision Go recorded.` + exitStatusSection(`
+  0  printed
+  2  a wrong command line`),
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintln(stdout, "assay", Version())
+			return nil
+		},
+	}
 }

@@ -554,8 +554,12 @@ func TestRunHelp(t *testing.T) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	var flags []string
 	for sc.Scan() {
-		if f, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "-"); ok {
-			flags = append(flags, strings.Fields(f)[0])
+		// "      --policy FILE   policy FILE ..." or "  -h, --help ..."
+		for _, w := range strings.Fields(sc.Text()) {
+			if f, ok := strings.CutPrefix(strings.TrimSuffix(w, ","), "--"); ok {
+				flags = append(flags, f)
+				break
+			}
 		}
 	}
 	for _, want := range []string{"policy", "output", "events", "audit", "cgroup-parent", "allow-degraded", "trace"} {
