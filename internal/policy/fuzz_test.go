@@ -12,6 +12,10 @@ func FuzzParse(f *testing.F) {
 	f.Add(Example())
 	f.Add([]byte("version: 1\nmode: audit\n"))
 	f.Add([]byte("version: 1\nnetwork:\n  deny_ports: [{port: 22, id: 999999}, 23]\n  allow_cidrs: [\"::ffff:10.0.0.0/104\", 192.0.2.1]\n"))
+	f.Add([]byte(v2Policy))
+	f.Add([]byte("version: 2\nfiles: {default: allow, deny: [/x/, {path: /y, id: 3}], allow: [{path: /x/ok/, access: xr}]}\n"))
+	f.Add([]byte("version: 2\nnetwork: {default: deny, allow: [{ports: [53, 853], proto: udp}, \"::1\"], deny: [{cidr: 127.0.0.2, port: 9}]}\n"))
+	f.Add([]byte("version: 2\nfiles:\n  default: deny\n  baseline: none\n  allow: [/, {path: /etc/, access: w}]\n"))
 	// Corpus entries in testdata/fuzz/FuzzParse are added automatically.
 
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -32,12 +36,14 @@ func FuzzParse(f *testing.F) {
 		if p == nil {
 			t.Fatal("Parse returned neither a policy nor an error")
 		}
-		if p.Version != 1 || (p.Mode != ModeEnforce && p.Mode != ModeAudit) || len(p.Digest) != 64 {
+		if (p.Version != 1 && p.Version != 2) || (p.Mode != ModeEnforce && p.Mode != ModeAudit) || len(p.Digest) != 64 {
 			t.Fatalf("bad header %+v", p)
 		}
 
 		rules := p.Rules()
-		if n := len(p.DenyPorts) + len(p.AllowCIDRs) + len(p.DenyCIDRs) + len(p.FileDeny); len(p.AllowCIDRs) > 0 {
+		if p.Version == 2 {
+			checkV2(t, p)
+		} else if n := len(p.DenyPorts) + len(p.AllowCIDRs) + len(p.DenyCIDRs) + len(p.FileDeny); len(p.AllowCIDRs) > 0 {
 			if len(rules) != n+1 {
 				t.Fatalf("%d rules, want %d", len(rules), n+1)
 			}
@@ -53,7 +59,7 @@ func FuzzParse(f *testing.F) {
 			if i > 0 && rules[i-1].ID >= r.ID {
 				t.Fatalf("Rules not sorted: %+v", rules)
 			}
-			if r.ID == 0 || (r.ID > MaxUserID && r.ID != NotInAllowCIDRsID) {
+			if r.ID == 0 || (r.ID > MaxUserID && r.ID != NotInAllowCIDRsID && r.ID != FilesDefaultID) {
 				t.Fatalf("bad id in %+v", r)
 			}
 			if got, ok := p.RuleByID(r.ID); !ok || got != r {
@@ -74,7 +80,7 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 		}
-		for _, r := range p.FileDeny {
+		for _, r := range append(append([]FileRule{}, p.FileDeny...), p.FileAllow...) {
 			if !strings.HasPrefix(r.Path, "/") || len(r.Path) > MaxPathLen || (r.Path != "/" && strings.HasSuffix(r.Path, "/")) {
 				t.Fatalf("bad path %+v", r)
 			}

@@ -50,6 +50,9 @@ func (ps *parser) assignIDs(pol *Policy) *Error {
 		next++
 		return nil
 	}
+	if pol.Version == 2 {
+		return ps.assignIDsV2(pol, assign)
+	}
 	for i := range pol.DenyPorts {
 		if err := assign(&pol.DenyPorts[i].ID, pol.DenyPorts[i].Line, index("network.deny_ports", i)); err != nil {
 			return err

@@ -127,6 +127,7 @@ type FileRule struct {
 	ID      uint32
 	Path    string
 	WantDir bool
+	Access  Access // version 2: what an allow rule grants; 0 for deny rules
 	Line    int
 }
 
@@ -140,6 +141,17 @@ type Policy struct {
 	DenyCIDRs  []CIDRRule
 	FileDeny   []FileRule
 	Digest     string // hex sha256 of the raw file bytes
+
+	// Version 2 (see v2.go). Version 1 policies leave these zero:
+	// FileDefault allow, Baseline none, no allow rules.
+	FilesSet    bool // a files section with a default is present
+	FileDefault Default
+	Baseline    Baseline
+	FileAllow   []FileRule
+	NetworkSet  bool // a network section with a default is present
+	NetDefault  Default
+	NetAllow    []NetRule
+	NetDeny     []NetRule
 }
 
 // Rule is a uniform view of one rule, for reporting.
@@ -151,11 +163,14 @@ type Rule struct {
 }
 
 // HasFileRules reports whether the policy has any files.deny rule.
-func (p *Policy) HasFileRules() bool { return len(p.FileDeny) > 0 }
+func (p *Policy) HasFileRules() bool {
+	return len(p.FileDeny) > 0 || len(p.FileAllow) > 0 || (p.FilesSet && p.FileDefault == DefaultDeny)
+}
 
 // HasNetworkRules reports whether the policy has any network rule.
 func (p *Policy) HasNetworkRules() bool {
-	return len(p.DenyPorts) > 0 || len(p.AllowCIDRs) > 0 || len(p.DenyCIDRs) > 0
+	return len(p.DenyPorts) > 0 || len(p.AllowCIDRs) > 0 || len(p.DenyCIDRs) > 0 ||
+		len(p.NetAllow) > 0 || len(p.NetDeny) > 0 || (p.NetworkSet && p.NetDefault == DefaultDeny)
 }
 
 // Rules returns every rule of the policy sorted by id, including the
@@ -178,12 +193,18 @@ func (p *Policy) Rules() []Rule {
 	if len(p.AllowCIDRs) > 0 {
 		rs = append(rs, notInAllowRule)
 	}
+	if p.Version == 2 {
+		rs = p.v2Rules(rs)
+	}
 	sort.SliceStable(rs, func(i, j int) bool { return rs[i].ID < rs[j].ID })
 	return rs
 }
 
 // RuleByID returns the rule with the given id.
 func (p *Policy) RuleByID(id uint32) (Rule, bool) {
+	if p.Version == 2 {
+		return p.v2RuleByID(id)
+	}
 	if id == NotInAllowCIDRsID {
 		return notInAllowRule, len(p.AllowCIDRs) > 0
 	}
@@ -213,6 +234,9 @@ func (p *Policy) RuleByID(id uint32) (Rule, bool) {
 // Summary describes the policy in one line, e.g.
 // "3 port, 2 allow CIDR, 2 deny CIDR, 2 file rules, mode enforce".
 func (p *Policy) Summary() string {
+	if p.Version == 2 {
+		return p.v2Summary()
+	}
 	files := "file rules"
 	if len(p.FileDeny) == 1 {
 		files = "file rule"

@@ -178,6 +178,22 @@ func (ps *parser) errf(line int, field, format string, args ...any) *Error {
 	return &Error{File: ps.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
+func (ps *parser) mode(f field, pol *Policy) *Error {
+	s, err := ps.str(f.val, f.path, "enforce or audit")
+	if err != nil {
+		return err
+	}
+	switch s {
+	case "enforce":
+		pol.Mode = ModeEnforce
+	case "audit":
+		pol.Mode = ModeAudit
+	default:
+		return ps.errf(f.val.Line, f.path, "unknown mode %s; use enforce or audit", quote(s))
+	}
+	return nil
+}
+
 func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
 	if n.Kind != yaml.MappingNode {
 		return ps.errf(n.Line, "", "a policy must be a mapping starting with \"version: 1\", got %s", describe(n))
@@ -198,8 +214,11 @@ func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
 	if err != nil {
 		return err
 	}
+	if fits && v == 2 {
+		return ps.rootV2(n, pol)
+	}
 	if !fits || v != 1 {
-		return ps.errf(version.Line, "version", "unknown version %s: this assay understands version 1", text)
+		return ps.errf(version.Line, "version", "unknown version %s: this assay understands versions 1 and 2", text)
 	}
 
 	fs, err := ps.fields(n, "", "version", "mode", "network", "files")
@@ -209,17 +228,8 @@ func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
 	for _, f := range fs {
 		switch f.name {
 		case "mode":
-			s, err := ps.str(f.val, f.path, "enforce or audit")
-			if err != nil {
+			if err := ps.mode(f, pol); err != nil {
 				return err
-			}
-			switch s {
-			case "enforce":
-				pol.Mode = ModeEnforce
-			case "audit":
-				pol.Mode = ModeAudit
-			default:
-				return ps.errf(f.val.Line, f.path, "unknown mode %s; use enforce or audit", quote(s))
 			}
 		case "network":
 			if err := ps.network(f.val, f.path, pol); err != nil {

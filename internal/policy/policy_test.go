@@ -75,9 +75,9 @@ func TestParseErrors(t *testing.T) {
 		// version.
 		{"version missing", "mode: audit\n", 1, "version", "required field missing"},
 		{"version missing in flow mapping", "\n\n{mode: audit}\n", 3, "version", "required field missing"},
-		{"version 2", "version: 2\nnew_thing: yes\n", 1, "version", "=unknown version 2: this assay understands version 1"},
-		{"version 0", "version: 0\n", 1, "version", "=unknown version 0: this assay understands version 1"},
-		{"version huge", "version: 99999999999999999999\n", 1, "version", "=unknown version 99999999999999999999: this assay understands version 1"},
+		{"version 3", "version: 3\nnew_thing: yes\n", 1, "version", "=unknown version 3: this assay understands versions 1 and 2"},
+		{"version 0", "version: 0\n", 1, "version", "=unknown version 0: this assay understands versions 1 and 2"},
+		{"version huge", "version: 99999999999999999999\n", 1, "version", "=unknown version 99999999999999999999: this assay understands versions 1 and 2"},
 		{"version string", "version: \"1\"\n", 1, "version", "=expected an integer, got the string \"1\""},
 		{"version float", "version: 1.0\n", 1, "version", "=expected an integer, got the number \"1.0\""},
 		{"version null", "version:\n", 1, "version", "=expected an integer, got an empty value"},
@@ -262,8 +262,8 @@ func TestSpecPolicy(t *testing.T) {
 		t.Errorf("AllowCIDRs = %+v, want %+v", p.AllowCIDRs, wantAllow)
 	}
 	wantFiles := []FileRule{
-		{7, "/var/lib/private-demo/credentials.txt", false, 9},
-		{6, "/home/agent/.ssh", true, 10},
+		{7, "/var/lib/private-demo/credentials.txt", false, 0, 9},
+		{6, "/home/agent/.ssh", true, 0, 10},
 	}
 	if !reflect.DeepEqual(p.FileDeny, wantFiles) {
 		t.Errorf("FileDeny = %+v, want %+v", p.FileDeny, wantFiles)
