@@ -16,7 +16,8 @@ func newPolicyCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "policy",
 		Short: "check a policy file, or print the example policy",
 		Long: `Policy tools: 'assay policy check FILE' validates a policy as run and
-monitor would; 'assay policy example' prints the built-in example policy.` + exitStatusSection(`
+monitor would; 'assay policy example' prints the built-in example policy;
+'assay policy baseline' prints the runtime baseline of version 2 policies.` + exitStatusSection(`
   0  success
   1  the policy is invalid
   2  a wrong command line (also: no subcommand)`),
@@ -49,6 +50,18 @@ and line.` + exitStatusSection(`
 			}
 			return nil
 		},
+	}, &cobra.Command{
+		Use:   "baseline",
+		Short: "print the runtime baseline as it resolves on this machine",
+		Long: `Prints the file rules of 'files.baseline: runtime' (version 2 policies) as
+they resolve on this machine: symlinks such as /lib on merged-/usr systems
+are resolved, and paths that do not exist are left out.` + exitStatusSection(`
+  0  printed
+  2  a wrong command line`),
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPolicyBaseline(stdout, stderr)
+		},
 	})
 	return cmd
 }
@@ -73,6 +86,31 @@ func runPolicyCheck(file string, stdout, stderr io.Writer) error {
 	}
 	if p.HasFileRules() {
 		fmt.Fprintln(stdout, "note: file rules need BPF LSM at run time (see `assay monitor`); paths are resolved when the monitor starts")
+	}
+	return nil
+}
+
+// runPolicyBaseline prints the runtime baseline as it resolves here.
+func runPolicyBaseline(stdout, stderr io.Writer) error {
+	fmt.Fprintln(stdout, "# files.baseline: runtime, as it resolves on this machine (a policy rule on the same path replaces it)")
+	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tACCESS\tPATH\tFROM")
+	for _, e := range policy.RuntimeBaselineEntries() {
+		p := e.Rule.Path
+		if e.Rule.WantDir && p != "/" {
+			p += "/"
+		}
+		from := "-"
+		if e.From != "" {
+			from = e.From + " (symlink)"
+		}
+		if e.Rule.Path == policy.ProcSelf {
+			from = "the started process's own /proc/PID"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Rule.ID, e.Rule.Access, p, from)
+	}
+	if err := tw.Flush(); err != nil {
+		return fail(stderr, exitError, errors.New("write: "+err.Error()))
 	}
 	return nil
 }

@@ -317,6 +317,9 @@ func (s *Session) Counters() (kernel.Counters, error) { return s.inst.Counters()
 // inode the kernel will see. Any path that cannot be resolved safely is an
 // error: a rule is never silently dropped.
 func Compile(p *policy.Policy) (kernel.Rules, error) {
+	if p.Version == 2 {
+		return compileV2(p)
+	}
 	r := kernel.Rules{DenyPorts: map[uint16]uint32{}}
 	for _, pr := range p.DenyPorts {
 		r.DenyPorts[pr.Port] = pr.ID
