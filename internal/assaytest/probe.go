@@ -90,6 +90,9 @@ func (r ProbeResult) LocalAddr() netip.AddrPort {
 //	                                   ::ffff:a.b.c.d address connects an
 //	                                   AF_INET6 socket to the mapped address
 //	sendto udp4|udp6 ADDR:PORT [DATA]  unconnected sendto(2) of DATA
+//	net METHOD NETWORK ADDR:PORT [BIND] connect, sendto, TCP Fast Open or
+//	                                   io_uring connect over TCP, UDP or
+//	                                   MPTCP (see probeNet)
 //	connect-loop N tcp4|tcp6 ADDR:PORT N connects; N/Other count EPERMs
 //	open PATH r|w                      open(2) read-only (and read) or write-only
 //	reopen PATH                        open(2) PATH O_PATH, then open
@@ -213,6 +216,8 @@ func runProbe(action string, args []string) int {
 		err = probeConnect(&res, args)
 	case "sendto":
 		err = probeSendto(&res, args)
+	case "net":
+		err = probeNet(&res, args)
 	case "connect-loop":
 		err = probeConnectLoop(&res, args)
 	case "open":

@@ -9,6 +9,7 @@ import (
 // malformed or decoded; nothing panics, and every decoded event renders.
 func FuzzDecode(f *testing.F) {
 	f.Add(netRecord(KindConnect, VerdictBlocked, 40, AFInet, []byte{10, 0, 0, 5}, 22, false))
+	f.Add(withUnspec(netRecord(KindSendmsg, VerdictBlocked, 41, AFInet6, make([]byte, 16), 53, true), UnspecMapped))
 	f.Add(fileRecord(VerdictAudit, 7, 2050, 918273))
 	f.Add(traceRecord(KindTraceExec, "sh", "/bin/sh"))
 	f.Add([]byte{})

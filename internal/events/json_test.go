@@ -41,6 +41,8 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 		{Kind: KindSendmsg, Verdict: VerdictAudit, RuleID: 1000000, Comm: "dig\xff\xfe", Family: AFInet6, Protocol: 17,
 			Port: 53, Addr: netip.MustParseAddr("::ffff:10.0.0.5"), Mapped: true},
 		{Kind: KindConnect, Verdict: VerdictBlocked, Family: AFInet6, Protocol: 99, Addr: netip.MustParseAddr("2001:db8::1")},
+		{Kind: KindConnect, Verdict: VerdictBlocked, Family: AFInet6, Protocol: 6, Addr: netip.MustParseAddr("::1"), Unspec: UnspecV6},
+		{Kind: KindSendmsg, Verdict: VerdictAudit, Family: AFInet, Protocol: 17, Addr: netip.MustParseAddr("127.0.0.1"), Unspec: UnspecV4},
 		{Kind: KindFile, Verdict: VerdictBlocked, RuleID: 7, Dev: 2050, Ino: 918273, Op: OpRename, Comm: "x\n[PID 1]"},
 		{Kind: KindFile, Verdict: VerdictAudit, RuleID: 8, Op: OpOpen},
 		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "/etc/hosts", Flags: 0x80000, Ret: 3},

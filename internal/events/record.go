@@ -92,6 +92,30 @@ func (o FileOp) String() string {
 	return fmt.Sprintf("op%d", uint8(o))
 }
 
+// Unspec is the unspecified address a network event's caller asked for.
+type Unspec uint8
+
+// Unspecified destinations (assay_net_event.unspec).
+const (
+	UnspecNone   Unspec = 0
+	UnspecV4     Unspec = 1 // 0.0.0.0
+	UnspecV6     Unspec = 2 // ::
+	UnspecMapped Unspec = 3 // ::ffff:0.0.0.0
+)
+
+// String is the address asked for, "" for UnspecNone.
+func (u Unspec) String() string {
+	switch u {
+	case UnspecV4:
+		return "0.0.0.0"
+	case UnspecV6:
+		return "::"
+	case UnspecMapped:
+		return "::ffff:0.0.0.0"
+	}
+	return ""
+}
+
 // Address families as the kernel numbers them.
 const (
 	AFInet  = 2
@@ -115,6 +139,10 @@ type Event struct {
 	Port     uint16
 	Addr     netip.Addr
 	Mapped   bool // an IPv4-mapped IPv6 destination, judged as IPv4
+	// Unspec: the caller asked for an unspecified address (0.0.0.0, ::,
+	// ::ffff:0.0.0.0), which the kernel turns into a local one; Addr is
+	// the address judged in its place.
+	Unspec Unspec
 
 	// File events.
 	Dev uint32 // kernel encoding: major<<20 | minor
@@ -175,6 +203,10 @@ func Decode(b []byte) (Event, error) {
 		e.Port = le.Uint16(p[2:])
 		e.Protocol = p[4]
 		e.Mapped = p[5] == 1
+		e.Unspec = Unspec(p[6])
+		if e.Unspec > UnspecMapped {
+			return e, malformed("unknown unspecified-address code %d", p[6])
+		}
 		switch e.Family {
 		case AFInet:
 			e.Addr = netip.AddrFrom4([4]byte(p[8:12]))

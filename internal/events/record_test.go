@@ -32,6 +32,12 @@ func netRecord(kind Kind, verdict Verdict, rule uint32, family uint16, addr []by
 	return b
 }
 
+// withUnspec sets a network record's unspecified-address code.
+func withUnspec(b []byte, u Unspec) []byte {
+	b[HeaderSize+6] = byte(u)
+	return b
+}
+
 func fileRecord(verdict Verdict, rule uint32, dev uint32, ino uint64) []byte {
 	b := make([]byte, FileSize)
 	b[0], b[1] = byte(KindFile), byte(verdict)
@@ -65,6 +71,8 @@ func TestOperatorLines(t *testing.T) {
 	v4 := []byte{10, 0, 0, 5}
 	v6 := netip.MustParseAddr("2001:db8::1").As16()
 	mapped := netip.MustParseAddr("::ffff:10.0.0.5").As16()
+	loop6 := netip.MustParseAddr("::1").As16()
+	mappedLoop := netip.MustParseAddr("::ffff:127.0.0.1").As16()
 	for _, tc := range []struct {
 		rec  []byte
 		want string
@@ -75,6 +83,14 @@ func TestOperatorLines(t *testing.T) {
 			"[PID 4242] 🛡️ BLOCKED SENDMSG: dst=[2001:db8::1]:53 proto=tcp cgroup=4026532987 rule_id=41 family=inet6 comm=curl tid=4243"},
 		{netRecord(KindConnect, VerdictAudit, 40, AFInet6, mapped[:], 22, true),
 			"[PID 4242] 🔎 AUDIT CONNECT: dst=[::ffff:10.0.0.5]:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet6 mapped_ipv4=true comm=curl tid=4243"},
+		// An unspecified destination names the loopback address judged
+		// in its place and what was asked for.
+		{withUnspec(netRecord(KindConnect, VerdictBlocked, 40, AFInet, []byte{127, 0, 0, 1}, 22, false), UnspecV4),
+			"[PID 4242] 🛡️ BLOCKED CONNECT: dst=127.0.0.1:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet requested=0.0.0.0 comm=curl tid=4243"},
+		{withUnspec(netRecord(KindSendmsg, VerdictBlocked, 41, AFInet6, loop6[:], 53, false), UnspecV6),
+			"[PID 4242] 🛡️ BLOCKED SENDMSG: dst=[::1]:53 proto=tcp cgroup=4026532987 rule_id=41 family=inet6 requested=:: comm=curl tid=4243"},
+		{withUnspec(netRecord(KindConnect, VerdictBlocked, 40, AFInet6, mappedLoop[:], 22, true), UnspecMapped),
+			"[PID 4242] 🛡️ BLOCKED CONNECT: dst=[::ffff:127.0.0.1]:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet6 mapped_ipv4=true requested=::ffff:0.0.0.0 comm=curl tid=4243"},
 		{fileRecord(VerdictBlocked, 7, 2050, 918273),
 			"[PID 4242] 🛡️ BLOCKED FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242"},
 		{fileRecord(VerdictAudit, 7, 2050, 918273),
@@ -151,6 +167,7 @@ func TestMalformed(t *testing.T) {
 			binary.LittleEndian.PutUint16(b[HeaderSize:], 77)
 			return b
 		}(),
+		"bad unspec": withUnspec(bytes.Clone(good), 4),
 		"bad path len": func() []byte {
 			b := traceRecord(KindTraceOpen, "c", "p")
 			binary.LittleEndian.PutUint16(b[HeaderSize+8:], 5000)

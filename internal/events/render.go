@@ -140,6 +140,10 @@ func AppendText(b []byte, e Event) []byte {
 		if e.Mapped {
 			b = append(b, " mapped_ipv4=true"...)
 		}
+		if e.Unspec != UnspecNone {
+			b = append(b, " requested="...)
+			b = append(b, e.Unspec.String()...)
+		}
 	case KindFile:
 		b = append(b, "dev="...)
 		b = strconv.AppendUint(b, uint64(e.Dev), 10)
@@ -236,6 +240,9 @@ type JSONEvent struct {
 	DstAddr    string `json:"dst_addr,omitempty"`
 	DstPort    uint16 `json:"dst_port,omitempty"`
 	MappedIPv4 bool   `json:"mapped_ipv4,omitempty"`
+	// RequestedAddr: the unspecified address the caller asked for, which
+	// the kernel turns into the local DstAddr judged in its place.
+	RequestedAddr string `json:"requested_addr,omitempty"`
 
 	Dev      *uint32 `json:"dev,omitempty"`
 	Ino      *uint64 `json:"ino,omitempty"`
@@ -264,6 +271,7 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 		j.DstAddr = e.Addr.String()
 		j.DstPort = e.Port
 		j.MappedIPv4 = e.Mapped
+		j.RequestedAddr = e.Unspec.String()
 	case KindFile:
 		dev, ino := e.Dev, e.Ino
 		j.Dev, j.Ino = &dev, &ino
@@ -322,6 +330,11 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 		}
 		if e.Mapped {
 			b = append(b, `,"mapped_ipv4":true`...)
+		}
+		if e.Unspec != UnspecNone {
+			b = append(b, `,"requested_addr":"`...)
+			b = append(b, e.Unspec.String()...)
+			b = append(b, '"')
 		}
 	case KindFile:
 		b = append(b, `,"dev":`...)

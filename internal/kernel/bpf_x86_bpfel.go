@@ -68,7 +68,8 @@ type bpfAssayNetEvent struct {
 	Port     uint16
 	Protocol uint8
 	Mapped   uint8
-	Pad      [2]uint8
+	Unspec   uint8
+	Pad      uint8
 	Addr     [16]uint8
 }
 

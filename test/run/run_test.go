@@ -572,3 +572,36 @@ func TestRunHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestRunUnspecifiedAddresses: under `assay run`, connecting to 0.0.0.0 or
+// :: (which the kernel turns into loopback) is judged as the loopback
+// address it becomes, and the event names both.
+func TestRunUnspecifiedAddresses(t *testing.T) {
+	e := newEnv(t)
+	ln4, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln4.Close()
+	ln6, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln6.Close()
+	p4, p6 := ln4.Addr().(*net.TCPAddr).Port, ln6.Addr().(*net.TCPAddr).Port
+	pol := e.policy("version: 1\nnetwork:\n  deny_cidrs: [{cidr: 127.0.0.0/8, id: 50}, {cidr: \"::1/128\", id: 51}]\n")
+	a4, a6 := fmt.Sprintf("0.0.0.0:%d", p4), fmt.Sprintf("[::]:%d", p6)
+	r := e.run(nil, "--policy", pol, "--", "@", "connect", a4, a6)
+	want := fmt.Sprintf("connect %s EPERM\nconnect %s EPERM\n", a4, a6)
+	if r.status != 0 || r.stdout != want {
+		t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.status, r.stdout, want, r.stderr)
+	}
+	for _, re := range []string{
+		fmt.Sprintf(`BLOCKED CONNECT: dst=127\.0\.0\.1:%d proto=tcp cgroup=\d+ rule_id=50 family=inet requested=0\.0\.0\.0 `, p4),
+		fmt.Sprintf(`BLOCKED CONNECT: dst=\[::1\]:%d proto=tcp cgroup=\d+ rule_id=51 family=inet6 requested=:: `, p6),
+	} {
+		if !regexp.MustCompile(re).MatchString(r.stderr) {
+			t.Errorf("stderr lacks %s:\n%s", re, r.stderr)
+		}
+	}
+}

@@ -6,6 +6,14 @@
  * RULE_NOT_IN_ALLOW. An IPv4-mapped IPv6 destination (::ffff:a.b.c.d) is
  * judged by the IPv4 rules.
  *
+ * The unspecified addresses (0.0.0.0, ::, ::ffff:0.0.0.0) are judged as the
+ * local address the kernel turns them into after these hooks ran: for IPv4
+ * routing makes the destination the socket's source address (bound, or
+ * IP_PKTINFO for sendmsg) or, without one, 127.0.0.1; for IPv6, :: becomes
+ * ::1, or ::ffff:127.0.0.1 on a socket bound to an IPv4-mapped address.
+ * Where two candidates are possible both are judged, and a refusal by either
+ * refuses the call (fail closed); the event names the address judged.
+ *
  * Every rule map is an array of two maps, one per policy generation. */
 #pragma once
 
@@ -27,9 +35,19 @@ struct assay_net_event {
 	__u16 port;   /* host byte order */
 	__u8 protocol;
 	__u8 mapped; /* 1: IPv4-mapped IPv6 destination, judged as IPv4 */
-	__u8 _pad[2];
+	__u8 unspec; /* the caller asked for an unspecified address: UNSPEC_* */
+	__u8 _pad;
 	__u8 addr[16]; /* IPv4 in the first 4 bytes */
 };
+
+/* assay_net_event.unspec: what the caller asked for (the event's address
+ * is the one judged in its place). */
+#define UNSPEC_NONE 0
+#define UNSPEC_V4 1     /* 0.0.0.0 */
+#define UNSPEC_V6 2     /* :: */
+#define UNSPEC_MAPPED 3 /* ::ffff:0.0.0.0 */
+
+#define LOOPBACK4 0x7f000001 /* 127.0.0.1, host byte order */
 
 /* Port -> rule id; 0: no rule. An array: one load, no hashing. */
 struct {
@@ -119,8 +137,31 @@ static __always_inline __u32 judge_v6(const struct assay_settings *s, const stru
 	return 0;
 }
 
+/* judge_unspec4 judges 0.0.0.0 as routing resolves it
+ * (ip_route_output_key: daddr = saddr, or 127.0.0.1 without a source): src
+ * is the source the call will use (network byte order, 0 if none). A socket
+ * whose source is a broadcast or multicast address gets 127.0.0.1 although
+ * src is set, so both candidates are judged; *addr is set to the one
+ * reported (the first refused, else the source). */
+static __always_inline __u32 judge_unspec4(const struct assay_settings *s, const struct net_rules *r, __u32 src,
+					   __u16 port, __u32 *addr)
+{
+	__u32 lo = bpf_htonl(LOOPBACK4);
+	__u32 rule;
+	*addr = src ? src : lo;
+	if (src && src != lo) {
+		rule = judge_v4(s, r, src, port);
+		if (rule)
+			return rule;
+	}
+	rule = judge_v4(s, r, lo, port);
+	if (rule)
+		*addr = lo;
+	return rule;
+}
+
 static __always_inline void emit_net(__u8 kind, __u8 verdict, __u32 rule, __u16 family, __u8 protocol, __u16 port,
-				     __u8 mapped, const __u32 *addr_words, int nwords)
+				     __u8 mapped, __u8 unspec, const __u32 *addr_words, int nwords)
 {
 	if (!event_budget(PATH_SOCKET))
 		return;
@@ -134,8 +175,8 @@ static __always_inline void emit_net(__u8 kind, __u8 verdict, __u32 rule, __u16 
 	e->port = port;
 	e->protocol = protocol;
 	e->mapped = mapped;
-	e->_pad[0] = 0;
-	e->_pad[1] = 0;
+	e->unspec = unspec;
+	e->_pad = 0;
 	__u32 *dst = (__u32 *)e->addr;
 	dst[0] = addr_words[0];
 	dst[1] = nwords > 1 ? addr_words[1] : 0;
@@ -148,19 +189,22 @@ static __always_inline void emit_net(__u8 kind, __u8 verdict, __u32 rule, __u16 
 /* verdict turns a matched rule into the program's return value: 1 lets the
  * call through, 0 makes the kernel return EPERM. */
 static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __u32 rule, __u16 family,
-				   __u8 protocol, __u16 port, __u8 mapped, const __u32 *addr_words, int nwords)
+				   __u8 protocol, __u16 port, __u8 mapped, __u8 unspec, const __u32 *addr_words,
+				   int nwords)
 {
 	if (!rule)
 		return 1;
 	if (s->audit) {
-		emit_net(kind, VERDICT_AUDIT, rule, family, protocol, port, mapped, addr_words, nwords);
+		emit_net(kind, VERDICT_AUDIT, rule, family, protocol, port, mapped, unspec, addr_words, nwords);
 		return 1;
 	}
-	emit_net(kind, VERDICT_BLOCKED, rule, family, protocol, port, mapped, addr_words, nwords);
+	emit_net(kind, VERDICT_BLOCKED, rule, family, protocol, port, mapped, unspec, addr_words, nwords);
 	return 0;
 }
 
-static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind)
+/* handle4 judges an IPv4 destination. src is the source address the call
+ * will use (network byte order, 0 if none yet), for 0.0.0.0. */
+static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 src)
 {
 	struct net_rules r;
 	int gen = policy_gen();
@@ -172,17 +216,30 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind)
 	__u32 addr = ctx->user_ip4;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u8 protocol = (__u8)ctx->protocol;
-	__u32 rule = judge_v4(s, &r, addr, port);
+	__u8 unspec = UNSPEC_NONE;
+	__u32 rule;
+	if (addr == 0) {
+		unspec = UNSPEC_V4;
+		rule = judge_unspec4(s, &r, src, port, &addr);
+	} else {
+		rule = judge_v4(s, &r, addr, port);
+	}
 	if (ctx->family == AF_INET6) {
 		/* An AF_INET6 UDP socket sending to ::ffff:a.b.c.d takes the
 		 * kernel's IPv4 path and lands here: report it as it was asked. */
 		__u32 w[4] = {0, 0, bpf_htonl(0x0000ffff), addr};
-		return verdict(s, kind, rule, AF_INET6, protocol, port, 1, w, 4);
+		if (unspec)
+			unspec = UNSPEC_MAPPED;
+		return verdict(s, kind, rule, AF_INET6, protocol, port, 1, unspec, w, 4);
 	}
-	return verdict(s, kind, rule, AF_INET, protocol, port, 0, &addr, 1);
+	return verdict(s, kind, rule, AF_INET, protocol, port, 0, unspec, &addr, 1);
 }
 
-static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind)
+/* handle6 judges an IPv6 destination. src4 is the IPv4 source the call
+ * would use for a mapped destination (network byte order, 0 if none);
+ * bound_mapped says the socket is bound to an IPv4-mapped address (then
+ * the kernel turns :: into ::ffff:127.0.0.1). */
+static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 src4, int bound_mapped)
 {
 	struct net_rules r;
 	int gen = policy_gen();
@@ -201,35 +258,79 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind)
 	__u32 rule;
 
 	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff)) {
-		rule = judge_v4(s, &r, w[3], port);
-		return verdict(s, kind, rule, AF_INET6, protocol, port, 1, w, 4);
+		__u32 a = w[3];
+		__u8 unspec = UNSPEC_NONE;
+		if (a == 0) {
+			unspec = UNSPEC_MAPPED;
+			rule = judge_unspec4(s, &r, src4, port, &a);
+			w[3] = a;
+		} else {
+			rule = judge_v4(s, &r, a, port);
+		}
+		return verdict(s, kind, rule, AF_INET6, protocol, port, 1, unspec, w, 4);
+	}
+	if (w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == 0) {
+		/* :: is ::1 (tcp_v6_connect, ip6_datagram_connect,
+		 * udpv6_sendmsg), or ::ffff:127.0.0.1 when the socket is bound
+		 * to a mapped address: judge that one first, then ::1 too. */
+		if (bound_mapped) {
+			__u32 lo = bpf_htonl(LOOPBACK4);
+			rule = judge_v4(s, &r, lo, port);
+			if (rule) {
+				__u32 m[4] = {0, 0, bpf_htonl(0x0000ffff), lo};
+				return verdict(s, kind, rule, AF_INET6, protocol, port, 1, UNSPEC_V6, m, 4);
+			}
+		}
+		w[3] = bpf_htonl(1);
+		struct assay_lpm_v6_key key = {.prefixlen = 128};
+		__builtin_memcpy(key.addr, w, 16);
+		rule = judge_v6(s, &r, &key, port);
+		return verdict(s, kind, rule, AF_INET6, protocol, port, 0, UNSPEC_V6, w, 4);
 	}
 	struct assay_lpm_v6_key key = {.prefixlen = 128};
 	__builtin_memcpy(key.addr, w, 16);
 	rule = judge_v6(s, &r, &key, port);
-	return verdict(s, kind, rule, AF_INET6, protocol, port, 0, w, 4);
+	return verdict(s, kind, rule, AF_INET6, protocol, port, 0, UNSPEC_NONE, w, 4);
+}
+
+/* The socket's bound addresses (bpf_sock: src_ip4 is inet_rcv_saddr, which
+ * for an AF_INET6 socket is the IPv4 part of a mapped bound address). */
+static __always_inline __u32 sock_src4(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	return sk ? sk->src_ip4 : 0;
+}
+
+static __always_inline int sock_bound_mapped(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return 0;
+	return sk->src_ip6[0] == 0 && sk->src_ip6[1] == 0 && sk->src_ip6[2] == bpf_htonl(0x0000ffff);
 }
 
 SEC("cgroup/connect4")
 int connect4(struct bpf_sock_addr *ctx)
 {
-	return handle4(ctx, EV_CONNECT);
+	return handle4(ctx, EV_CONNECT, sock_src4(ctx));
 }
 
 SEC("cgroup/connect6")
 int connect6(struct bpf_sock_addr *ctx)
 {
-	return handle6(ctx, EV_CONNECT);
+	return handle6(ctx, EV_CONNECT, sock_src4(ctx), sock_bound_mapped(ctx));
 }
 
 SEC("cgroup/sendmsg4")
 int sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return handle4(ctx, EV_SENDMSG);
+	/* msg_src_ip4 is the source udp_sendmsg will route with: the bound
+	 * address, or IP_PKTINFO's. */
+	return handle4(ctx, EV_SENDMSG, ctx->msg_src_ip4);
 }
 
 SEC("cgroup/sendmsg6")
 int sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return handle6(ctx, EV_SENDMSG);
+	return handle6(ctx, EV_SENDMSG, sock_src4(ctx), sock_bound_mapped(ctx));
 }
