@@ -88,8 +88,8 @@ func probeNet(r *ProbeResult, args []string) error {
 // the layouts of include/uapi/linux/io_uring.h.
 type uringParams struct {
 	SqEntries, CqEntries, Flags, SqThreadCPU, SqThreadIdle, Features, WqFd uint32
-	Resv                                                                 [3]uint32
-	SqOff                                                                struct {
+	Resv                                                                   [3]uint32
+	SqOff                                                                  struct {
 		Head, Tail, RingMask, RingEntries, Flags, Dropped, Array, Resv1 uint32
 		UserAddr                                                        uint64
 	}
