@@ -175,5 +175,57 @@ func Main(m *testing.M) {
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
 	}
+	if public.dir != "" {
+		os.RemoveAll(public.dir)
+	}
 	os.Exit(code)
+}
+
+var public struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// PublicExecutable returns a copy of this test binary that any user can
+// execute (go test's own directory is 0700): `assay run` starts its
+// command as an unprivileged user. Removed when [Main] returns.
+func PublicExecutable(t testing.TB) string {
+	t.Helper()
+	public.once.Do(func() {
+		exe, err := os.Executable()
+		if err != nil {
+			public.err = err
+			return
+		}
+		data, err := os.ReadFile(exe)
+		if err != nil {
+			public.err = err
+			return
+		}
+		if public.dir, public.err = os.MkdirTemp("", "assaytest-exe-"); public.err != nil {
+			return
+		}
+		if public.err = os.Chmod(public.dir, 0o755); public.err != nil {
+			return
+		}
+		public.path = filepath.Join(public.dir, filepath.Base(exe))
+		public.err = os.WriteFile(public.path, data, 0o755)
+	})
+	if public.err != nil {
+		t.Fatalf("public copy of the test binary: %v", public.err)
+	}
+	return public.path
+}
+
+// PublicDir makes a t.TempDir() (and the per-test directory above it)
+// searchable and readable by everyone, for a command that `assay run`
+// starts as an unprivileged user.
+func PublicDir(t testing.TB, dir string) {
+	t.Helper()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -138,6 +138,7 @@ Start with 'assay doctor' (what this machine can enforce), then
 		newDoctorCmd(stdout, stderr),
 		newVersionCmd(stdout),
 		newShimCmd(stderr),
+		newInitCmd(stderr),
 	)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
@@ -292,6 +293,18 @@ func newShimCmd(stderr io.Writer) *cobra.Command {
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return exitWith(sandbox.Shim(args, stderr))
+		},
+	}
+}
+
+// newInitCmd is the hidden `assay __init`, see sandbox.Init.
+func newInitCmd(stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:                sandbox.InitCommand,
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return exitWith(sandbox.Init(args, stderr))
 		},
 	}
 }

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/sandbox"
@@ -21,7 +24,76 @@ type runFlags struct {
 	allowDegraded bool
 	trace         bool
 	ringSize      int
+	contain       containFlags
 }
+
+// ---- containment flags (issue #9): --user, --cap, --pass-fd, --seccomp,
+// --memory, --pids, --cpu ----
+
+type containFlags struct {
+	user    string
+	caps    []string
+	passFDs []int
+	seccomp string
+	memory  string
+	pids    int64
+	cpu     float64
+}
+
+func (c *containFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&c.user, "user", "", "run CMD as `USER[:GROUP]` (names or numbers; default: the sudo/pkexec caller, else nobody:nogroup)")
+	fl.StringArrayVar(&c.caps, "cap", nil, "keep capability `NAME` for CMD (repeatable, e.g. net_bind_service); all others are dropped")
+	fl.IntSliceVar(&c.passFDs, "pass-fd", nil, "pass descriptor `N` to CMD (repeatable); only 0, 1 and 2 are passed otherwise")
+	fl.StringVar(&c.seccomp, "seccomp", "on", "the default seccomp filter: on, or off (the report then says NOT CONTAINED)")
+	fl.StringVar(&c.memory, "memory", "", "limit CMD's cgroup to `BYTES` of memory (suffixes K, M, G; no swap)")
+	fl.Int64Var(&c.pids, "pids", 0, "limit CMD's cgroup to `N` processes and threads")
+	fl.Float64Var(&c.cpu, "cpu", 0, "limit CMD's cgroup to `CORES` CPUs (e.g. 0.5)")
+}
+
+func (c *containFlags) apply(o *sandbox.Options) error {
+	o.User = c.user
+	o.Caps = c.caps
+	o.PassFDs = c.passFDs
+	switch c.seccomp {
+	case "on":
+	case "off":
+		o.NoSeccomp = true
+	default:
+		return fmt.Errorf("--seccomp %q: on or off", c.seccomp)
+	}
+	if c.memory != "" {
+		n, err := parseBytes(c.memory)
+		if err != nil {
+			return fmt.Errorf("--memory %q: %w", c.memory, err)
+		}
+		o.Limits.Memory = n
+	}
+	o.Limits.Pids = c.pids
+	o.Limits.CPU = c.cpu
+	return o.Limits.Check()
+}
+
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, errors.New("give a positive number of bytes, optionally with K, M or G")
+	}
+	return n * mult, nil
+}
+
+// ---- end of containment flags ----
 
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f := &runFlags{output: "text"}
@@ -34,6 +106,12 @@ writes to stdout. The enforcement report, events and the summary go to
 stderr (events and summary to --events FILE if given). SIGINT, SIGTERM,
 SIGHUP (and SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH) are forwarded to CMD; when
 CMD exits, whatever is left in its cgroup is killed.
+
+CMD is contained: it runs as --user (default: the sudo or pkexec caller,
+else nobody:nogroup), without capabilities (but --cap), under no_new_privs
+and a seccomp filter (--seccomp), with descriptors 0, 1, 2 only (but
+--pass-fd), in a PID namespace that dies with assay, within --memory,
+--pids and --cpu. The report says NOT CONTAINED for what is turned off.
 
 Network rules are enforced with cgroup BPF programs, file rules with BPF
 LSM, or, where BPF LSM is unusable, with Landlock (path based: see the
@@ -70,6 +148,7 @@ CMD's own command line.` + exitStatusSection(`
 	fl.BoolVar(&f.allowDegraded, "allow-degraded", false, "start CMD even when some rules cannot be enforced on this kernel")
 	fl.BoolVar(&f.trace, "trace", false, "also report (never decide) the files CMD opens and the programs it executes")
 	fl.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
+	f.contain.register(fl)
 	return cmd
 }
 
@@ -91,10 +170,14 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 		defer ef.Close()
 		evw = ef
 	}
-	return exitWith(sandbox.Run(sandbox.Options{
+	o := sandbox.Options{
 		Policy: p, Audit: f.audit, Trace: f.trace, CgroupParent: f.cgroupParent,
 		AllowDegraded: f.allowDegraded, Format: format, RingBytes: f.ringSize,
 		Events: evw, Log: stderr,
 		Argv: argv, Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
-	}))
+	}
+	if err := f.contain.apply(&o); err != nil {
+		return fail(stderr, sandbox.ExitSetup, err)
+	}
+	return exitWith(sandbox.Run(o))
 }

@@ -42,6 +42,14 @@ type Options struct {
 	Out    io.Writer // events
 	Format events.Format
 
+	// Rules, when set, are the policy's rules already compiled (see
+	// Compile): `assay run` compiles once, so that a path cannot be swapped
+	// between its checks and the load.
+	Rules *kernel.Rules
+	// OnWriteErr, when set, is called once, with the first error writing
+	// events (from the reading goroutine).
+	OnWriteErr func(error)
+
 	// ScopeEmpty promises that Stop is only called once no task is left in
 	// the scopes (e.g. `assay run` removed its cgroup first): no in-scope
 	// program can still be running, so Stop skips its wait for in-flight
@@ -80,9 +88,14 @@ func Start(o Options) (*Session, error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
-	rules, err := Compile(o.Policy)
-	if err != nil {
-		return nil, err
+	var rules kernel.Rules
+	if o.Rules != nil {
+		rules = *o.Rules
+	} else {
+		var err error
+		if rules, err = Compile(o.Policy); err != nil {
+			return nil, err
+		}
 	}
 	if o.Policy.HasFileRules() {
 		if err := kernel.ProbeLSM(); err != nil {
@@ -256,8 +269,8 @@ func (s *Session) record(raw []byte, idle bool) {
 	if err == nil && idle {
 		err = s.renderer.Flush()
 	}
-	if err != nil {
-		s.writeErr.CompareAndSwap(nil, &err)
+	if err != nil && s.writeErr.CompareAndSwap(nil, &err) && s.opts.OnWriteErr != nil {
+		s.opts.OnWriteErr(err)
 	}
 }
 

@@ -54,6 +54,11 @@ type Report struct {
 	Audit bool
 	// Notes are extra lines for the operator (Landlock semantics, warnings).
 	Notes []string
+	// User is who the command runs as; Contain says how it is contained;
+	// NotContained lists the containments turned off, with what follows.
+	User         string
+	Contain      []string
+	NotContained []string
 	// Cgroup and CgroupID name the command's cgroup, once created.
 	Cgroup   string
 	CgroupID uint64
@@ -189,6 +194,12 @@ func (r Report) WriteText(w io.Writer, header string) error {
 	if len(r.Rules) == 0 {
 		b.WriteString("assay:   (the policy has no rules)\n")
 	}
+	for _, c := range r.Contain {
+		b.WriteString("assay: contained: " + c + "\n")
+	}
+	for _, n := range r.NotContained {
+		b.WriteString("assay: NOT CONTAINED: " + n + "\n")
+	}
 	for _, n := range r.Notes {
 		b.WriteString("assay: " + n + "\n")
 	}
@@ -214,6 +225,9 @@ type jsonReport struct {
 	Files    string       `json:"files_mechanism,omitempty"`
 	Rules    []RuleReport `json:"rules"`
 	Notes    []string     `json:"notes,omitempty"`
+	User     string       `json:"user,omitempty"`
+	Contain  []string     `json:"contained,omitempty"`
+	NotCont  []string     `json:"not_contained,omitempty"`
 }
 
 // WriteJSON writes the report as one JSON object line.
@@ -222,7 +236,7 @@ func (r Report) WriteJSON(w io.Writer) error {
 	if rules == nil {
 		rules = []RuleReport{}
 	}
-	out, err := json.Marshal(jsonReport{Type: "enforcement", Cgroup: r.Cgroup, CgroupID: r.CgroupID, Audit: r.Audit, Files: r.Files, Rules: rules, Notes: r.Notes})
+	out, err := json.Marshal(jsonReport{Type: "enforcement", Cgroup: r.Cgroup, CgroupID: r.CgroupID, Audit: r.Audit, Files: r.Files, Rules: rules, Notes: r.Notes, User: r.User, Contain: r.Contain, NotCont: r.NotContained})
 	if err != nil {
 		return err
 	}

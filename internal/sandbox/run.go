@@ -1,27 +1,33 @@
 // Package sandbox runs a command under a policy: `assay run`. It creates a
 // fresh leaf cgroup, loads and attaches enforcement for it (package
-// monitor), and starts the command directly inside it with
-// clone3(CLONE_INTO_CGROUP), so that no instruction of the command runs
-// unenforced. When BPF LSM is unusable, file rules are enforced with
-// Landlock (package landlock) by a shim: assay starts itself (`assay
-// __exec`) in the cgroup, the shim restricts itself and execs the command.
+// monitor), and starts the command inside it, contained: as an unprivileged
+// user, without capabilities, under no_new_privs, a seccomp filter and
+// Landlock, in a PID namespace of its own, with only the descriptors it is
+// given (see shim.go for the launch, user.go for the identity).
+//
+// Threat model: the command and everything it starts are hostile; assay and
+// the operator are not.
 //
 // # Process model
 //
 //   - The command gets assay's standard streams directly (no copying);
 //     assay never writes to stdout. The enforcement report, events and the
 //     summary go to stderr (events and summary to --events FILE if given).
-//   - The command stays in assay's process group. SIGINT, SIGTERM, SIGHUP,
-//     SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH sent to assay are forwarded to
-//     it; a signal that assay inherited as ignored is neither caught nor
-//     forwarded (so `nohup assay run ...` keeps SIGHUP ignored for the
-//     command). A terminal's Ctrl-C reaches the command directly (same
-//     process group) and also through forwarding, so it may see SIGINT twice.
-//   - The command's direct process gets PR_SET_PDEATHSIG(SIGKILL): if assay
-//     dies, so does it. See cgroups.go for what remains after SIGKILL.
-//   - When the command exits, the cgroup is removed, which kills whatever
-//     is left in it (daemonized descendants), then every program is
-//     detached and the summary written.
+//   - assay starts `assay __init` with clone3(CLONE_INTO_CGROUP|CLONE_NEWPID)
+//     and PR_SET_PDEATHSIG(SIGKILL): no instruction of the command runs
+//     outside the cgroup, and when assay dies, even by SIGKILL, init dies
+//     and the kernel kills everything in the namespace (shim.go).
+//   - The command stays in assay's process group and session (a terminal
+//     keeps working; TIOCSTI and TIOCLINUX are refused by seccomp).
+//     SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH sent
+//     to assay are forwarded to it (through init); a signal that assay
+//     inherited as ignored is neither caught nor forwarded, and stays
+//     ignored for the command (`nohup assay run ...`). A terminal's Ctrl-C
+//     reaches the command directly (same process group) and also through
+//     forwarding, so it may see SIGINT twice.
+//   - When the command exits, init exits with its status and the kernel
+//     kills whatever is left in the namespace; then the cgroup is removed,
+//     every program detached and the summary written.
 //
 // # Enforcement and fail-closed
 //
@@ -31,7 +37,10 @@
 // report is printed to stderr (and, with --output json, written as a
 // {"type":"enforcement"} object first in the event stream). If any rule is
 // NOT ENFORCED the command is not started, unless --allow-degraded. Failing
-// to attach the network programs is always an error.
+// to attach the network programs is always an error. The report also says
+// how the command is contained, and NOT CONTAINED for each containment the
+// operator turned off (--user root, --seccomp=off, a --cap other than
+// net_bind_service).
 //
 // # Events
 //
@@ -40,22 +49,9 @@
 //   - File rules enforced with BPF LSM: blocks (or audits) reported.
 //   - File rules enforced with Landlock: denials are NOT in the event
 //     stream; the command sees EACCES. With --trace the tracepoint path
-//     reports every open the command's processes attempt (the path as
-//     passed to the syscall, before any decision, so attempts on denied
-//     files show up, without a verdict) and every program executed. On
-//     Landlock ABI 7 and later the kernel audit log records the denials
-//     (LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON) when audit is enabled
-//     (audit=1, auditd); it is not on the development hosts.
-//   - Only the standard streams are passed to the command: other
-//     descriptors assay inherited are not.
-//
-// # Privileges
-//
-// The command runs with assay's own credentials. When that means root with
-// CAP_SYS_ADMIN (see privilegedChild) assay warns at start, in one line: such
-// a process can move itself out of its cgroup, detach the programs or
-// change the policy. Confine unprivileged tool servers (e.g. `assay run --
-// setpriv --reuid=65534 --regid=65534 --clear-groups CMD`).
+//     reports every open the command's processes attempt and every program
+//     executed. On Landlock ABI 7 and later the kernel audit log records
+//     the denials when audit is enabled.
 //
 // # Exit status
 //
@@ -79,9 +75,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
@@ -89,6 +85,7 @@ import (
 	"github.com/assaymcp/assay/internal/landlock"
 	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,8 +94,7 @@ const (
 	ExitSetup       = 125
 	ExitCannotExec  = 126
 	ExitNotFound    = 127
-	ShimCommand     = "__exec" // the hidden subcommand of the Landlock shim
-	shimRulesetFD   = 3
+	ShimCommand     = "__exec" // the hidden subcommand of the shim
 	signalExitShift = 128
 )
 
@@ -111,6 +107,17 @@ type Options struct {
 	AllowDegraded bool
 	Format        events.Format
 	RingBytes     int // 0 for the default
+
+	// Containment. User is --user USER[:GROUP] ("" for the default, see
+	// DefaultUser, which reads Getenv: os.Getenv when nil). Caps are the
+	// --cap names kept; NoSeccomp is --seccomp=off; PassFDs the --pass-fd
+	// descriptors.
+	User      string
+	Getenv    func(string) string
+	Caps      []string
+	NoSeccomp bool
+	PassFDs   []int
+	Limits    Limits
 
 	// Events receives events and the summary; Log the report and messages.
 	Events io.Writer
@@ -125,28 +132,66 @@ type Options struct {
 // forwarded are the signals passed on to the command.
 var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
 
-// Probe finds out what the kernel offers for the file rules of p.
+// Probe finds out what the kernel offers for the file rules of p, and
+// Landlock's ABI for scoping.
 func Probe(p *policy.Policy, audit bool) Env {
 	env := Env{Audit: audit}
+	env.LandlockABI, env.Landlock = landlock.ABI()
 	if !p.HasFileRules() {
 		return env
 	}
 	env.BPFLSM = kernel.ProbeLSM()
-	if env.BPFLSM != nil {
-		env.LandlockABI, env.Landlock = landlock.ABI()
-	}
 	return env
+}
+
+// launch is one `assay run` on its way: prepare fills it, launch starts
+// the command, supervise waits for it, teardown cleans up.
+type launch struct {
+	o        Options
+	path     string
+	rules    kernel.Rules
+	env      Env
+	rep      Report
+	cfg      shimConfig
+	rs       *landlock.Ruleset
+	leaf     cgroup.Scope
+	sess     *monitor.Session
+	cmd      *exec.Cmd
+	control  *os.File // write end: signals for init
+	sigs     chan os.Signal
+	pipes    chan os.Signal
+	writeErr chan error
 }
 
 // Run runs the command and returns assay's exit status. Failures are
 // printed to o.Log as one "assay: ..." line.
 func Run(o Options) int {
-	fail := func(status int, err error) int {
-		fmt.Fprintln(o.Log, "assay: "+strings.TrimSpace(err.Error()))
-		return status
+	l := &launch{o: o}
+	defer l.release()
+	if status, err := l.prepare(); err != nil {
+		return l.fail(status, err)
 	}
+	if status, err := l.start(); err != nil {
+		l.teardown()
+		return l.fail(status, err)
+	}
+	status := l.supervise()
+	l.teardown()
+	return status
+}
+
+func (l *launch) fail(status int, err error) int {
+	fmt.Fprintln(l.o.Log, "assay: "+strings.TrimSpace(err.Error()))
+	return status
+}
+
+// prepare checks everything that can be checked before a cgroup exists,
+// then creates the cgroup: the policy (compiled once), the kernel's
+// mechanisms, the containment, the Landlock ruleset.
+func (l *launch) prepare() (int, error) {
+	o := l.o
 	if len(o.Argv) == 0 {
-		return fail(ExitSetup, errors.New("no command: give it after --, e.g. assay run -- my-mcp-server"))
+		return ExitSetup, errors.New("no command: give it after --, e.g. assay run -- my-mcp-server")
 	}
 	path, err := exec.LookPath(o.Argv[0])
 	if err != nil {
@@ -154,46 +199,43 @@ func Run(o Options) int {
 		if errors.Is(err, fs.ErrPermission) {
 			status = ExitCannotExec
 		}
-		return fail(status, err)
+		return status, err
 	}
+	l.path = path
 	if err := monitor.CheckPrivileges(); err != nil {
-		return fail(ExitSetup, err)
+		return ExitSetup, err
 	}
-	// Resolve every file rule now: a rule is never silently dropped.
-	if _, err := monitor.Compile(o.Policy); err != nil {
-		return fail(ExitSetup, err)
+	// Resolve every file rule now, once: a rule is never silently dropped,
+	// and what is checked is what is loaded.
+	if l.rules, err = monitor.Compile(o.Policy); err != nil {
+		return ExitSetup, err
 	}
-	audit := policy.EffectiveMode(o.Policy, o.Audit) == policy.ModeAudit
-	env := Probe(o.Policy, audit)
-	rep := Decide(o.Policy, env)
-	if err := rep.Check(o.AllowDegraded); err != nil {
-		rep.WriteText(o.Log, "enforcement report for "+o.Policy.File+" ("+o.Policy.Summary()+"):")
-		return fail(ExitSetup, err)
+	audit := o.Audit || o.Policy.Mode == policy.ModeAudit
+	l.env = Probe(o.Policy, audit)
+	l.rep = Decide(o.Policy, l.env)
+	if err := l.contain(); err != nil {
+		return ExitSetup, err
 	}
-	if privilegedChild() {
-		fmt.Fprintf(o.Log, "assay: warning: %s will run as root with CAP_SYS_ADMIN, which can move it out of its cgroup and detach or change the enforcement; run it as an unprivileged user (e.g. assay run -- setpriv --reuid=65534 --regid=65534 --clear-groups %s)\n", o.Argv[0], o.Argv[0])
+	if err := l.rep.Check(o.AllowDegraded); err != nil {
+		l.rep.WriteText(o.Log, "enforcement report for "+o.Policy.File+" ("+o.Policy.Summary()+"):")
+		return ExitSetup, err
 	}
-
-	var rs *landlock.Ruleset
-	if rep.Files == MechLandlock {
+	if l.rep.Files == MechLandlock {
 		var paths []string
 		for _, f := range o.Policy.FileDeny {
 			paths = append(paths, f.Path)
 		}
-		rs, err = landlock.Deny(env.LandlockABI, paths)
-		if err != nil {
-			return fail(ExitSetup, err)
+		if l.rs, err = landlock.Deny(l.env.LandlockABI, paths); err != nil {
+			return ExitSetup, err
 		}
-		defer rs.Close()
-		rep.Notes = append(rep.Notes, landlockNotes(rs)...)
+		l.rep.Notes = append(l.rep.Notes, landlockNotes(l.rs)...)
 	}
-
-	// Network rules (and file rules with BPF LSM) go to the kernel session.
-	kp := *o.Policy
-	if rep.Files != MechBPFLSM {
-		kp.FileDeny = nil
+	if l.rep.Files != MechBPFLSM {
+		l.rules.Files = nil // Landlock (or nothing) enforces them
 	}
-
+	if err := o.Limits.Check(); err != nil {
+		return ExitSetup, err
+	}
 	var parent cgroup.Scope
 	if o.CgroupParent == "" {
 		parent, err = cgroup.Root()
@@ -201,11 +243,11 @@ func Run(o Options) int {
 		parent, err = cgroup.Resolve(o.CgroupParent)
 	}
 	if err != nil {
-		return fail(ExitSetup, err)
+		return ExitSetup, err
 	}
 	stale, err := SweepStale(parent)
 	if err != nil {
-		return fail(ExitSetup, err)
+		return ExitSetup, err
 	}
 	for _, s := range stale {
 		msg := fmt.Sprintf("assay: removed stale cgroup %s (its assay, pid %d, is gone; killed %d leftover process(es))", s.Path, s.Creator, len(s.PIDs))
@@ -214,95 +256,197 @@ func Run(o Options) int {
 		}
 		fmt.Fprintln(o.Log, msg)
 	}
+	if err := o.Limits.Enable(parent); err != nil {
+		return ExitSetup, err
+	}
 	self, err := selfIdentity()
 	if err != nil {
-		return fail(ExitSetup, err)
+		return ExitSetup, err
 	}
-	leaf, err := cgroup.CreateLeaf(parent.Path, self.prefix())
-	if err != nil {
-		return fail(ExitSetup, err)
+	if l.leaf, err = cgroup.CreateLeaf(parent.Path, self.prefix()); err != nil {
+		return ExitSetup, err
 	}
-	removeLeaf := func() error { return cgroup.Remove(leaf) }
+	if err := o.Limits.Apply(l.leaf); err != nil {
+		l.removeLeaf()
+		return ExitSetup, err
+	}
+	l.rep.Contain = append(l.rep.Contain, o.Limits.Describe()...)
+	return 0, nil
+}
 
-	// Catch the forwarded signals before anything runs in the cgroup, so
-	// none is lost; inherited "ignore" dispositions are kept.
-	sigs := make(chan os.Signal, 16)
-	for _, s := range forwarded {
-		if !signal.Ignored(s) {
-			signal.Notify(sigs, s)
+// contain decides the command's identity, capabilities, filter and
+// descriptors, and records them in the report.
+func (l *launch) contain() error {
+	o := l.o
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var cred Cred
+	var err error
+	if o.User != "" {
+		cred, err = ParseUser(o.User)
+	} else {
+		var note string
+		cred, note, err = DefaultUser(getenv)
+		if note != "" {
+			fmt.Fprintf(o.Log, "assay: %s %s\n", o.Argv[0], note)
 		}
 	}
-	defer signal.Stop(sigs)
+	if err != nil {
+		return err
+	}
+	var caps []int
+	for _, name := range o.Caps {
+		c, err := ParseCap(name)
+		if err != nil {
+			return err
+		}
+		caps = append(caps, c)
+	}
+	for _, fd := range o.PassFDs {
+		if fd < 3 {
+			return fmt.Errorf("--pass-fd %d: 0, 1 and 2 are always passed", fd)
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return fmt.Errorf("--pass-fd %d: descriptor %d is not open in assay: %w", fd, fd, err)
+		}
+	}
+	l.cfg = shimConfig{Cred: cred, Caps: caps, Seccomp: !o.NoSeccomp, PassFDs: o.PassFDs, RulesetFD: -1}
+	r := &l.rep
+	r.User = cred.String()
+	capText := "no capabilities"
+	if len(caps) > 0 {
+		var names []string
+		for _, c := range caps {
+			names = append(names, CapName(c))
+		}
+		capText = "capabilities " + strings.Join(names, ",") + " only"
+	}
+	fds := "descriptors 0, 1, 2"
+	for _, fd := range o.PassFDs {
+		fds += ", " + strconv.Itoa(fd)
+	}
+	r.Contain = append(r.Contain, "runs as "+cred.String()+"; "+capText+"; no_new_privs; "+fds+"; own PID namespace (killed with assay)")
+	if cred.Root() {
+		r.NotContained = append(r.NotContained, "runs as root (--user root): it owns root's files (including cgroup.procs, so it can leave its cgroup), can signal root's processes outside Landlock's scope and read files through root-run helpers such as core_pattern")
+	}
+	for _, c := range caps {
+		if !harmlessCaps[c] {
+			r.NotContained = append(r.NotContained, "keeps "+CapName(c)+" (--cap): the kernel checks it instead of the rules assay relies on")
+		}
+	}
+	if o.NoSeccomp {
+		r.NotContained = append(r.NotContained, "--seccomp=off: bpf, ptrace, pidfd_getfd, mount, user namespaces, keyrings, TIOCSTI and the other calls of the filter are open to it")
+	} else {
+		var names []string
+		for _, rule := range seccomp.Refused {
+			names = append(names, rule.Names...)
+		}
+		r.Contain = append(r.Contain, fmt.Sprintf("seccomp: %d system calls refused or restricted (%s); other architectures' entry points refused", len(names), strings.Join(names, " ")))
+	}
+	if l.env.LandlockABI >= 6 {
+		l.cfg.ScopeABI = l.env.LandlockABI
+		r.Contain = append(r.Contain, "landlock scope: no abstract Unix socket and no signal outside the sandbox")
+	} else {
+		r.Notes = append(r.Notes, fmt.Sprintf("landlock scoping unavailable (ABI %d, needs 6): abstract Unix sockets outside the sandbox stay reachable (%s)", l.env.LandlockABI, oneLine(l.env.Landlock)))
+	}
+	return nil
+}
+
+// start starts enforcement, prints the report and starts the command.
+func (l *launch) start() (int, error) {
+	o := l.o
+	// Catch the forwarded signals before anything runs in the cgroup, so
+	// none is lost; inherited "ignore" dispositions are kept.
+	l.sigs = make(chan os.Signal, 16)
+	for _, s := range forwarded {
+		if !signal.Ignored(s) {
+			signal.Notify(l.sigs, s)
+			l.cfg.Default = append(l.cfg.Default, int(s.(syscall.Signal)))
+		}
+	}
 	// A closed stderr must not kill assay before it cleans up: with SIGPIPE
 	// caught, writes fail with EPIPE instead. (Caught, not ignored: an
 	// ignored disposition would be inherited by the command.)
-	pipes := make(chan os.Signal, 1)
+	l.pipes = make(chan os.Signal, 1)
 	if !signal.Ignored(syscall.SIGPIPE) {
-		signal.Notify(pipes, syscall.SIGPIPE)
-		defer signal.Stop(pipes)
+		signal.Notify(l.pipes, syscall.SIGPIPE)
 	}
-
-	sess, err := monitor.Start(monitor.Options{
-		Policy: &kp, Audit: o.Audit, Scopes: []cgroup.Scope{leaf}, Trace: o.Trace,
+	l.writeErr = make(chan error, 1)
+	var err error
+	// The session gets the file rules only when BPF LSM enforces them.
+	kp := *o.Policy
+	if l.rep.Files != MechBPFLSM {
+		kp.FileDeny = nil
+	}
+	l.sess, err = monitor.Start(monitor.Options{
+		Policy: &kp, Rules: &l.rules, Audit: o.Audit, Scopes: []cgroup.Scope{l.leaf}, Trace: o.Trace,
 		RingBytes: o.RingBytes, Out: o.Events, Format: o.Format,
+		OnWriteErr: func(err error) { l.writeErr <- err },
 		// The session is stopped only after the cgroup was removed (or
 		// never held a task). Should removal fail, records in flight at
 		// detach may be counted but not delivered.
 		ScopeEmpty: true,
 	})
 	if err != nil {
-		removeLeaf()
-		return fail(ExitSetup, err)
+		return ExitSetup, err
 	}
-	stop := func() {
-		sum, err := sess.Stop()
-		if err != nil {
-			fmt.Fprintln(o.Log, "assay: stopping: "+err.Error())
-		}
-		// After a failed write the events go nowhere: the summary goes
-		// to the log instead, so that the counts are never lost with them.
-		out := o.Events
-		if werr := sess.WriteErr(); werr != nil {
-			fmt.Fprintln(o.Log, "assay: writing events failed: "+werr.Error()+"; the summary follows")
-			out = o.Log
-		}
-		if o.Format == events.JSON {
-			sum.WriteJSON(out)
-		} else {
-			sum.WriteText(out)
-		}
-	}
-
-	rep.Cgroup, rep.CgroupID = leaf.Path, leaf.ID
-	rep.WriteText(o.Log, fmt.Sprintf("enforcement report for %s (%s) in cgroup %s:", o.Policy.File, o.Policy.Summary(), leaf.Path))
+	l.rep.Cgroup, l.rep.CgroupID = l.leaf.Path, l.leaf.ID
+	l.rep.WriteText(o.Log, fmt.Sprintf("enforcement report for %s (%s) in cgroup %s:", o.Policy.File, o.Policy.Summary(), l.leaf.Path))
 	if o.Format == events.JSON {
-		rep.WriteJSON(o.Events)
+		l.rep.WriteJSON(o.Events)
 	}
 
-	cmd := &exec.Cmd{Path: path, Args: o.Argv, Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr}
-	if rs != nil {
+	// Descriptors of init: the --pass-fd ones at their own numbers, then
+	// the Landlock ruleset and the control pipe above them.
+	top := 2
+	for _, fd := range o.PassFDs {
+		top = max(top, fd)
+	}
+	extra := make([]*os.File, top-2)
+	for _, fd := range o.PassFDs {
+		extra[fd-3] = os.NewFile(uintptr(fd), "pass-fd-"+strconv.Itoa(fd))
+	}
+	if l.rs != nil {
+		l.cfg.RulesetFD = 3 + len(extra)
+		extra = append(extra, l.rs.File())
+	}
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		return ExitSetup, err
+	}
+	defer cr.Close()
+	l.control = cw
+	l.cfg.ControlFD = 3 + len(extra)
+	extra = append(extra, cr)
+	cfg, err := jsonConfig(l.cfg)
+	if err != nil {
+		return ExitSetup, err
+	}
+	l.cmd = &exec.Cmd{
 		// The shim is this very binary: /proc/self/exe cannot be swapped
 		// under us by a rename of the file.
-		cmd.Path = "/proc/self/exe"
-		cmd.Args = append([]string{"assay", ShimCommand, path}, o.Argv...)
-		cmd.ExtraFiles = []*os.File{rs.File()}
+		Path:  "/proc/self/exe",
+		Args:  append([]string{"assay", InitCommand, cfg, l.path}, o.Argv...),
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
+		ExtraFiles: extra,
 	}
-	cgfd, err := leaf.Open()
+	cgfd, err := l.leaf.Open()
 	if err != nil {
-		removeLeaf()
-		stop()
-		return fail(ExitSetup, err)
+		return ExitSetup, err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd()), Pdeathsig: syscall.SIGKILL}
+	defer cgfd.Close()
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{
+		UseCgroupFD: true, CgroupFD: int(cgfd.Fd()),
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
+		Pdeathsig:  syscall.SIGKILL,
+	}
 	// PDEATHSIG fires when the thread that forked exits: keep this
-	// goroutine on its thread until the command is reaped.
+	// goroutine on its thread until init is reaped (supervise unlocks).
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	err = cmd.Start()
-	cgfd.Close()
-	if err != nil {
-		removeLeaf()
-		stop()
+	if err := l.cmd.Start(); err != nil {
+		runtime.UnlockOSThread()
 		status := ExitCannotExec
 		if errors.Is(err, fs.ErrNotExist) {
 			status = ExitNotFound
@@ -311,38 +455,85 @@ func Run(o Options) int {
 			err = fmt.Errorf("%w (starting a process directly in a cgroup needs clone3 with CLONE_INTO_CGROUP, Linux 5.7 or later)", err)
 			status = ExitSetup
 		}
-		return fail(status, fmt.Errorf("cannot start %s: %w", o.Argv[0], err))
+		return status, fmt.Errorf("cannot start %s: %w", o.Argv[0], err)
 	}
-	if rs != nil {
-		rs.Close() // the shim has its own copy
+	if l.rs != nil {
+		l.rs.Close() // init has its own copy
+		l.rs = nil
 	}
+	return 0, nil
+}
 
+// supervise forwards signals and reports a failed event write until the
+// command (init) exits; it returns the command's status.
+func (l *launch) supervise() int {
+	defer runtime.UnlockOSThread()
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	writeWarned := false
-	var waitErr error
-wait:
+	go func() { done <- l.cmd.Wait() }()
 	for {
 		select {
-		case s := <-sigs:
-			_ = cmd.Process.Signal(s)
-		case <-tick.C:
-			if werr := sess.WriteErr(); werr != nil && !writeWarned {
-				writeWarned = true
-				fmt.Fprintf(o.Log, "assay: writing events failed (%v): later events are lost; %s stays enforced until it exits\n", werr, o.Argv[0])
-			}
-		case waitErr = <-done:
-			break wait
+		case s := <-l.sigs:
+			// One byte per signal; init passes it on to the command.
+			_, _ = l.control.Write([]byte{byte(s.(syscall.Signal))})
+		case werr := <-l.writeErr:
+			fmt.Fprintf(l.o.Log, "assay: writing events failed (%v): later events are lost; %s stays enforced until it exits\n", werr, l.o.Argv[0])
+		case err := <-done:
+			return exitStatus(l.cmd.ProcessState, err)
 		}
 	}
-	status := exitStatus(cmd.ProcessState, waitErr)
-	if err := removeLeaf(); err != nil {
-		fmt.Fprintln(o.Log, "assay: "+err.Error())
+}
+
+// teardown removes the cgroup (killing what is left in it), stops the
+// session and writes the summary.
+func (l *launch) teardown() {
+	if err := l.removeLeaf(); err != nil {
+		fmt.Fprintln(l.o.Log, "assay: "+err.Error())
 	}
-	stop()
-	return status
+	if l.sess == nil {
+		return
+	}
+	sum, err := l.sess.Stop()
+	if err != nil {
+		fmt.Fprintln(l.o.Log, "assay: stopping: "+err.Error())
+	}
+	// After a failed write the events go nowhere: the summary goes to the
+	// log instead, so that the counts are never lost with them.
+	out := l.o.Events
+	if werr := l.sess.WriteErr(); werr != nil {
+		fmt.Fprintln(l.o.Log, "assay: writing events failed: "+werr.Error()+"; the summary follows")
+		out = l.o.Log
+	}
+	if l.o.Format == events.JSON {
+		sum.WriteJSON(out)
+	} else {
+		sum.WriteText(out)
+	}
+	l.sess = nil
+}
+
+func (l *launch) removeLeaf() error {
+	if l.leaf.Path == "" {
+		return nil
+	}
+	err := cgroup.Remove(l.leaf)
+	l.leaf = cgroup.Scope{}
+	return err
+}
+
+// release frees what prepare and start hold.
+func (l *launch) release() {
+	if l.rs != nil {
+		l.rs.Close()
+	}
+	if l.control != nil {
+		l.control.Close()
+	}
+	if l.sigs != nil {
+		signal.Stop(l.sigs)
+	}
+	if l.pipes != nil {
+		signal.Stop(l.pipes)
+	}
 }
 
 func exitStatus(ps *os.ProcessState, err error) int {
@@ -366,34 +557,4 @@ func landlockNotes(rs *landlock.Ruleset) []string {
 	}
 	notes = append(notes, "landlock: denials are answered with EACCES and are not in assay's event stream (with --trace the open attempts are); the kernel audit log records them when audit is enabled")
 	return notes
-}
-
-// Shim is `assay __exec PATH ARGV0 ARGS...`: started by Run inside the
-// cgroup with a Landlock ruleset on descriptor 3, it restricts itself and
-// execs PATH with ARGV0 ARGS... . It only returns on failure.
-func Shim(args []string, stderr io.Writer) int {
-	if len(args) < 2 {
-		fmt.Fprintln(stderr, "assay: __exec is internal to `assay run`")
-		return ExitSetup
-	}
-	path, argv := args[0], args[1:]
-	// Landlock and no_new_privs apply to the calling thread: restrict and
-	// exec from the same, locked, thread.
-	runtime.LockOSThread()
-	abi, err := landlock.ABI()
-	if err != nil {
-		fmt.Fprintln(stderr, "assay: "+err.Error())
-		return ExitSetup
-	}
-	if err := landlock.RestrictSelf(shimRulesetFD, abi); err != nil {
-		fmt.Fprintln(stderr, "assay: landlock: "+err.Error())
-		return ExitSetup
-	}
-	unix.Close(shimRulesetFD)
-	err = syscall.Exec(path, argv, os.Environ())
-	fmt.Fprintf(stderr, "assay: cannot execute %s: %v\n", path, err)
-	if errors.Is(err, syscall.ENOENT) {
-		return ExitNotFound
-	}
-	return ExitCannotExec
 }

@@ -242,11 +242,10 @@ func TestEventsDiskFull(t *testing.T) {
 	_, addr := listen(t)
 	port := addr[strings.LastIndexByte(addr, ':')+1:]
 	pol := writePolicy(t, "version: 1\nnetwork:\n  deny_ports: [{port: %s, id: 93}]\n", port)
-	stop := filepath.Join(t.TempDir(), "stop")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stopDir := t.TempDir()
+	assaytest.PublicDir(t, stopDir) // the command (nobody) looks for the stop file
+	stop := filepath.Join(stopDir, "stop")
+	exe := assaytest.PublicExecutable(t)
 	eventsFile := filepath.Join(tiny, "events.log")
 	cmd := assaytest.Command(t, "run", "--policy", pol, "--events", eventsFile, "--cgroup-parent", parent.Path, "--",
 		exe, stop, "tcp4", addr)

@@ -3,7 +3,6 @@ package reliability_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -234,36 +233,5 @@ func TestCannotLeaveScope(t *testing.T) {
 	res := m.Stop()
 	if evs := eventsOf(res.Events, r.PID); len(evs) != 1 || evs[0].RuleID != 60 || evs[0].CgroupID != child.ID {
 		t.Errorf("events of the nobody probe %+v; want one, rule 60, cgroup %d", evs, child.ID)
-	}
-}
-
-// TestRunWarnsPrivileged: `assay run` warns, in one stderr line, when the
-// command would run as root with CAP_SYS_ADMIN; not when CAP_SYS_ADMIN is
-// out of its bounding and inheritable sets.
-func TestRunWarnsPrivileged(t *testing.T) {
-	assaytest.Privileged(t)
-	t.Parallel()
-	pol := writePolicy(t, "version: 1\nnetwork:\n  deny_ports: [{port: 9, id: 52}]\n")
-	const warning = "assay: warning: true will run as root with CAP_SYS_ADMIN"
-	res := assaytest.Run(t, "run", "--policy", pol, "--", "true")
-	n := 0
-	for _, l := range res.Stderr {
-		if strings.HasPrefix(l, warning) {
-			n++
-			t.Logf("%s", l)
-		}
-	}
-	if res.ExitCode != 0 || n != 1 {
-		t.Errorf("as root: status %d, %d warning lines, want 0 and 1; stderr:\n%s", res.ExitCode, n, res.StderrText())
-	}
-
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("no setpriv (util-linux): cannot drop CAP_SYS_ADMIN from the bounding set")
-	}
-	cmd := exec.Command(setpriv, "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", assaytest.Binary(t), "run", "--policy", pol, "--", "true")
-	res = assaytest.RunCmd(t, cmd)
-	if res.ExitCode != 0 || hasLine(res.Stderr, "assay: warning:") {
-		t.Errorf("without CAP_SYS_ADMIN in the bounding set: status %d; stderr:\n%s", res.ExitCode, res.StderrText())
 	}
 }

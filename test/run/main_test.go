@@ -29,7 +29,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var assayBin string
+var (
+	assayBin string
+	// helperBin is a copy of this test binary that the command's
+	// unprivileged user can execute (go test's own directory is 0700).
+	helperBin string
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv("ASSAY_RUN_HELPER") == "1" {
@@ -39,16 +44,25 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
-	if p := os.Getenv("ASSAY_BIN"); p != "" {
-		assayBin = p
-		return m.Run()
-	}
 	dir, err := os.MkdirTemp("", "assay-run-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	helperBin = filepath.Join(dir, "helper")
+	if err := copyFile(os.Args[0], helperBin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if p := os.Getenv("ASSAY_BIN"); p != "" {
+		assayBin = p
+		return m.Run()
+	}
 	assayBin = filepath.Join(dir, "assay")
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	if p, err := exec.LookPath("go"); err == nil {
@@ -61,6 +75,25 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// publicDir makes a t.TempDir() (and the per-test directory above it)
+// searchable and readable by the command's unprivileged user.
+func publicDir(t *testing.T, dir string) {
+	t.Helper()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o755)
 }
 
 // ---- the helper (the command run under assay) ----
@@ -153,6 +186,28 @@ func helper(args []string) int {
 		err := syscall.Exec(args[0], args, os.Environ())
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
+	case "status": // identity, capabilities, no_new_privs, seccomp, descriptors, HOME/USER
+		data, _ := os.ReadFile("/proc/self/status")
+		for _, l := range strings.Split(string(data), "\n") {
+			k, v, _ := strings.Cut(l, ":")
+			switch k {
+			case "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp":
+				fmt.Printf("%s %s\n", k, strings.Join(strings.Fields(v), " "))
+			}
+		}
+		ents, _ := os.ReadDir("/proc/self/fd")
+		var fds []string
+		for _, e := range ents {
+			// 0-2, and files (not the Go runtime's epoll, pipes and
+			// cgroup CPU limit files).
+			t, err := os.Readlink("/proc/self/fd/" + e.Name())
+			if err == nil && (e.Name() <= "2" && len(e.Name()) == 1 || strings.HasPrefix(t, "/") && !strings.HasPrefix(t, "/proc/") && !strings.HasPrefix(t, "/sys/fs/cgroup/")) {
+				fds = append(fds, e.Name())
+			}
+		}
+		fmt.Printf("fds %s\n", strings.Join(fds, " "))
+		fmt.Printf("HOME %s\nUSER %s\n", os.Getenv("HOME"), os.Getenv("USER"))
+		return 0
 	case "files": // OP:PATH ... with OP read, list, exec
 		for _, a := range args {
 			op, p, _ := strings.Cut(a, ":")
@@ -225,7 +280,9 @@ func newEnv(t *testing.T) *env {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	return &env{t: t, parent: p, dir: t.TempDir()}
+	dir := t.TempDir()
+	publicDir(t, dir)
+	return &env{t: t, parent: p, dir: dir}
 }
 
 // policy writes a policy file and returns its path.
@@ -245,7 +302,7 @@ func (e *env) command(args ...string) *exec.Cmd {
 	full := []string{"run", "--cgroup-parent", e.parent.Path}
 	for _, a := range args {
 		if a == "@" {
-			full = append(full, os.Args[0])
+			full = append(full, helperBin)
 			continue
 		}
 		full = append(full, a)
