@@ -2,6 +2,7 @@ package mcptest
 
 import (
 	"fmt"
+	"github.com/assaymcp/assay/internal/assaytest"
 	"net"
 	"net/http"
 	"os"
@@ -74,6 +75,9 @@ type FilesConfig struct {
 // 0 when the client closes the session.
 func FilesScenario(t *testing.T, c FilesConfig) {
 	root := t.TempDir()
+	// The server runs as an unprivileged user: it must be able to read the
+	// tree it serves.
+	assaytest.PublicDir(t, root)
 	notes := filepath.Join(root, "notes.txt")
 	other := filepath.Join(root, "sub", "other.txt")
 	secret := filepath.Join(root, "secret.txt")

@@ -198,6 +198,10 @@ type Report struct {
 	Files    string       `json:"files_mechanism"`
 	Rules    []ReportRule `json:"rules"`
 	Notes    []string     `json:"notes"`
+	// How the server is contained (assay run's report).
+	User         string   `json:"user"`
+	Contained    []string `json:"contained"`
+	NotContained []string `json:"not_contained"`
 }
 
 // ReportRule is one rule of the enforcement report.

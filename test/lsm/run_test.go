@@ -17,6 +17,7 @@ import (
 // FILE event names the rule, and an allowed file reads.
 func TestRunWithBPFLSM(t *testing.T) {
 	dir := t.TempDir()
+	assaytest.PublicDir(t, dir) // the command runs as nobody
 	secret := filepath.Join(dir, "secret")
 	public := filepath.Join(dir, "public")
 	writeFile(t, secret, "s3cret")

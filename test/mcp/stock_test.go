@@ -29,6 +29,7 @@ func TestStockCommandTransport(t *testing.T) {
 	t.Parallel()
 
 	root := t.TempDir()
+	assaytest.PublicDir(t, root) // the server runs unprivileged
 	allowed, denied := filepath.Join(root, "readme.md"), filepath.Join(root, ".env")
 	for p, content := range map[string]string{allowed: "# hello\n", denied: "API_KEY=sk-not-real\n"} {
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {

@@ -243,7 +243,10 @@ func TestEventsDiskFull(t *testing.T) {
 	port := addr[strings.LastIndexByte(addr, ':')+1:]
 	pol := writePolicy(t, "version: 1\nnetwork:\n  deny_ports: [{port: %s, id: 93}]\n", port)
 	stopDir := t.TempDir()
-	assaytest.PublicDir(t, stopDir) // the command (nobody) looks for the stop file
+	assaytest.PublicDir(t, stopDir) // the command (nobody) writes STOP.ready, looks for STOP
+	if err := os.Chmod(stopDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	stop := filepath.Join(stopDir, "stop")
 	exe := assaytest.PublicExecutable(t)
 	eventsFile := filepath.Join(tiny, "events.log")
