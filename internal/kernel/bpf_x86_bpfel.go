@@ -61,6 +61,24 @@ type bpfAssayLpmV6Key struct {
 	Addr      [16]uint8
 }
 
+type bpfAssayNet2V4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Port      [2]uint8
+	Proto     uint8
+	Addr      [4]uint8
+	Pad       uint8
+}
+
+type bpfAssayNet2V6Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Port      [2]uint8
+	Proto     uint8
+	Addr      [16]uint8
+	Pad       uint8
+}
+
 type bpfAssayNetEvent struct {
 	_        structs.HostLayout
 	H        bpfAssayEventHeader
@@ -94,7 +112,7 @@ type bpfAssaySettings struct {
 	Audit       uint32
 	AllowActive uint32
 	HasDirRules uint32
-	Pad         uint32
+	Net2        uint32
 }
 
 type bpfAssayTraceEvent struct {
@@ -120,6 +138,10 @@ const (
 	bpfMapDenyV6            = "deny_v6"
 	bpfMapEvents            = "events"
 	bpfMapFileRules         = "file_rules"
+	bpfMapNet2AllowV4       = "net2_allow_v4"
+	bpfMapNet2AllowV6       = "net2_allow_v6"
+	bpfMapNet2DenyV4        = "net2_deny_v4"
+	bpfMapNet2DenyV6        = "net2_deny_v6"
 	bpfMapRate              = "rate"
 	bpfMapScope             = "scope"
 	bpfMapSettings          = "settings"
@@ -139,6 +161,8 @@ const (
 	bpfVarUnusedFileKey     = "unused_file_key"
 	bpfVarUnusedLpmV4Key    = "unused_lpm_v4_key"
 	bpfVarUnusedLpmV6Key    = "unused_lpm_v6_key"
+	bpfVarUnusedNet2V4Key   = "unused_net2_v4_key"
+	bpfVarUnusedNet2V6Key   = "unused_net2_v6_key"
 	bpfVarUnusedNetEvent    = "unused_net_event"
 	bpfVarUnusedRate        = "unused_rate"
 	bpfVarUnusedTraceEvent  = "unused_trace_event"
@@ -211,6 +235,10 @@ type bpfMapSpecs struct {
 	DenyV6      *ebpf.MapSpec `ebpf:"deny_v6"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	FileRules   *ebpf.MapSpec `ebpf:"file_rules"`
+	Net2AllowV4 *ebpf.MapSpec `ebpf:"net2_allow_v4"`
+	Net2AllowV6 *ebpf.MapSpec `ebpf:"net2_allow_v6"`
+	Net2DenyV4  *ebpf.MapSpec `ebpf:"net2_deny_v4"`
+	Net2DenyV6  *ebpf.MapSpec `ebpf:"net2_deny_v6"`
 	Rate        *ebpf.MapSpec `ebpf:"rate"`
 	Scope       *ebpf.MapSpec `ebpf:"scope"`
 	Settings    *ebpf.MapSpec `ebpf:"settings"`
@@ -226,6 +254,8 @@ type bpfVariableSpecs struct {
 	UnusedFileKey     *ebpf.VariableSpec `ebpf:"unused_file_key"`
 	UnusedLpmV4Key    *ebpf.VariableSpec `ebpf:"unused_lpm_v4_key"`
 	UnusedLpmV6Key    *ebpf.VariableSpec `ebpf:"unused_lpm_v6_key"`
+	UnusedNet2V4Key   *ebpf.VariableSpec `ebpf:"unused_net2_v4_key"`
+	UnusedNet2V6Key   *ebpf.VariableSpec `ebpf:"unused_net2_v6_key"`
 	UnusedNetEvent    *ebpf.VariableSpec `ebpf:"unused_net_event"`
 	UnusedRate        *ebpf.VariableSpec `ebpf:"unused_rate"`
 	UnusedTraceEvent  *ebpf.VariableSpec `ebpf:"unused_trace_event"`
@@ -260,6 +290,10 @@ type bpfMaps struct {
 	DenyV6      *ebpf.Map `ebpf:"deny_v6"`
 	Events      *ebpf.Map `ebpf:"events"`
 	FileRules   *ebpf.Map `ebpf:"file_rules"`
+	Net2AllowV4 *ebpf.Map `ebpf:"net2_allow_v4"`
+	Net2AllowV6 *ebpf.Map `ebpf:"net2_allow_v6"`
+	Net2DenyV4  *ebpf.Map `ebpf:"net2_deny_v4"`
+	Net2DenyV6  *ebpf.Map `ebpf:"net2_deny_v6"`
 	Rate        *ebpf.Map `ebpf:"rate"`
 	Scope       *ebpf.Map `ebpf:"scope"`
 	Settings    *ebpf.Map `ebpf:"settings"`
@@ -277,6 +311,10 @@ func (m *bpfMaps) Close() error {
 		m.DenyV6,
 		m.Events,
 		m.FileRules,
+		m.Net2AllowV4,
+		m.Net2AllowV6,
+		m.Net2DenyV4,
+		m.Net2DenyV6,
 		m.Rate,
 		m.Scope,
 		m.Settings,
@@ -293,6 +331,8 @@ type bpfVariables struct {
 	UnusedFileKey     *ebpf.Variable `ebpf:"unused_file_key"`
 	UnusedLpmV4Key    *ebpf.Variable `ebpf:"unused_lpm_v4_key"`
 	UnusedLpmV6Key    *ebpf.Variable `ebpf:"unused_lpm_v6_key"`
+	UnusedNet2V4Key   *ebpf.Variable `ebpf:"unused_net2_v4_key"`
+	UnusedNet2V6Key   *ebpf.Variable `ebpf:"unused_net2_v6_key"`
 	UnusedNetEvent    *ebpf.Variable `ebpf:"unused_net_event"`
 	UnusedRate        *ebpf.Variable `ebpf:"unused_rate"`
 	UnusedTraceEvent  *ebpf.Variable `ebpf:"unused_trace_event"`

@@ -73,7 +73,8 @@ var (
 )
 
 // The maps holding one policy generation each (arrays of two maps).
-var ruleMapNames = []string{bpfMapDenyPorts, bpfMapDenyV4, bpfMapAllowV4, bpfMapDenyV6, bpfMapAllowV6, bpfMapFileRules}
+var ruleMapNames = []string{bpfMapDenyPorts, bpfMapDenyV4, bpfMapAllowV4, bpfMapDenyV6, bpfMapAllowV6, bpfMapFileRules,
+	bpfMapNet2DenyV4, bpfMapNet2AllowV4, bpfMapNet2DenyV6, bpfMapNet2AllowV6}
 
 // LoadSpec returns the embedded BPF object, or the one at path.
 func LoadSpec(path string) (*ebpf.CollectionSpec, error) {
@@ -295,6 +296,18 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 	if err != nil {
 		return err
 	}
+	var n2 Net2
+	if r.Net2 != nil {
+		n2 = *r.Net2
+	}
+	n2d4, n2d4IDs, n2d6, n2d6IDs, err := net2Keys(n2.Deny)
+	if err != nil {
+		return err
+	}
+	n2a4, n2a4IDs, n2a6, n2a6IDs, err := net2Keys(n2.Allow)
+	if err != nil {
+		return err
+	}
 	inner := map[string]*ebpf.Map{}
 	defer func() {
 		// The outer maps keep their own references.
@@ -305,6 +318,7 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 	sizes := map[string]int{
 		bpfMapDenyPorts: 0, bpfMapDenyV4: len(v4d), bpfMapAllowV4: len(v4a),
 		bpfMapDenyV6: len(v6d), bpfMapAllowV6: len(v6a), bpfMapFileRules: len(r.Files),
+		bpfMapNet2DenyV4: len(n2d4), bpfMapNet2AllowV4: len(n2a4), bpfMapNet2DenyV6: len(n2d6), bpfMapNet2AllowV6: len(n2a6),
 	}
 	for _, name := range ruleMapNames {
 		ms := inst.spec.Maps[name].InnerMap.Copy()
@@ -338,6 +352,10 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 		{bpfMapAllowV4, updateIf(inner[bpfMapAllowV4], v4a, v4aIDs)},
 		{bpfMapDenyV6, updateIf(inner[bpfMapDenyV6], v6d, v6dIDs)},
 		{bpfMapAllowV6, updateIf(inner[bpfMapAllowV6], v6a, v6aIDs)},
+		{bpfMapNet2DenyV4, updateIf(inner[bpfMapNet2DenyV4], n2d4, n2d4IDs)},
+		{bpfMapNet2AllowV4, updateIf(inner[bpfMapNet2AllowV4], n2a4, n2a4IDs)},
+		{bpfMapNet2DenyV6, updateIf(inner[bpfMapNet2DenyV6], n2d6, n2d6IDs)},
+		{bpfMapNet2AllowV6, updateIf(inner[bpfMapNet2AllowV6], n2a6, n2a6IDs)},
 	} {
 		if f.err != nil {
 			return fmt.Errorf("fill %s: %w", f.name, f.err)
@@ -365,13 +383,19 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 	if r.hasDirRules() {
 		st.HasDirRules = 1
 	}
+	if r.Net2 != nil {
+		st.Net2 = net2Active
+		if r.Net2.DefaultDeny {
+			st.Net2 |= net2DefaultDeny
+		}
+	}
 	// Settings first, then the maps: the generation is inactive, so the
 	// order only matters for readability.
 	if err := inst.maps[bpfMapSettings].Put(gen, &st); err != nil {
 		return fmt.Errorf("fill settings: %w", err)
 	}
 	// Each write waits for an RCU grace period in the kernel; concurrent
-	// writers share grace periods, so write the six slots at once.
+	// writers share grace periods, so write every slot at once.
 	errs := make([]error, len(ruleMapNames))
 	var wg sync.WaitGroup
 	for i, name := range ruleMapNames {

@@ -18,6 +18,7 @@ type Rules struct {
 	DenyCIDRs  []CIDR
 	AllowCIDRs []CIDR
 	Files      []File
+	Net2       *Net2 // version 2 network rules; nil for version 1 policies
 }
 
 // CIDR is one prefix and the id of its rule.
@@ -37,7 +38,8 @@ type File struct {
 
 // HasNetwork reports whether any network rule is present.
 func (r *Rules) HasNetwork() bool {
-	return len(r.DenyPorts) > 0 || len(r.DenyCIDRs) > 0 || len(r.AllowCIDRs) > 0
+	return len(r.DenyPorts) > 0 || len(r.DenyCIDRs) > 0 || len(r.AllowCIDRs) > 0 ||
+		(r.Net2 != nil && (len(r.Net2.Deny) > 0 || r.Net2.DefaultDeny))
 }
 
 // HasFiles reports whether any file rule is present.

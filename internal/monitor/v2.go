@@ -7,8 +7,57 @@ import (
 	"github.com/assaymcp/assay/internal/policy"
 )
 
-// compileV2 turns a version 2 policy into kernel rules. Until each part
-// has its enforcement, it refuses the policy rather than dropping rules.
+// compileV2 turns a version 2 policy into kernel rules: the network section
+// for the cgroup programs. File rules are refused here until BPF LSM
+// enforces them (the Landlock fallback of `assay run` takes them apart
+// from the kernel rules).
 func compileV2(p *policy.Policy) (kernel.Rules, error) {
-	return kernel.Rules{}, fmt.Errorf("%s: version 2 policies are checked (assay policy check) but this build does not enforce them yet", p.File)
+	r := kernel.Rules{DenyPorts: map[uint16]uint32{}}
+	if p.HasFileRules() {
+		return r, fmt.Errorf("%s: version 2 file rules are not enforced with BPF LSM by this build (assay run enforces them with Landlock)", p.File)
+	}
+	r.Net2 = CompileNet2(p)
+	return r, nil
+}
+
+// CompileNet2 returns the kernel form of a version 2 network section, nil
+// when the policy has none.
+func CompileNet2(p *policy.Policy) *kernel.Net2 {
+	if !p.NetworkSet {
+		return nil
+	}
+	n := &kernel.Net2{DefaultDeny: p.NetDefault == policy.DefaultDeny}
+	n.Deny = net2Entries(p.NetDeny)
+	n.Allow = net2Entries(p.NetAllow)
+	return n
+}
+
+// net2Entries expands entries to one per port. When two entries share a
+// key, the first keeps it, as policy.NetVerdict reports the first match.
+func net2Entries(rs []policy.NetRule) []kernel.Net2Entry {
+	var out []kernel.Net2Entry
+	seen := map[kernel.Net2Entry]bool{}
+	add := func(e kernel.Net2Entry) {
+		k := e
+		k.ID = 0
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	for _, r := range rs {
+		e := kernel.Net2Entry{Proto: uint8(r.Proto), ID: r.ID}
+		if !r.AnyAddr {
+			e.Prefix = r.Prefix
+		}
+		if len(r.Ports) == 0 {
+			add(e)
+			continue
+		}
+		for _, port := range r.Ports {
+			e.Port = port
+			add(e)
+		}
+	}
+	return out
 }

@@ -224,6 +224,9 @@ func helper(args []string) int {
 		}
 		return 0
 	}
+	if st, ok := helperV2(mode, args); ok {
+		return st
+	}
 	fmt.Fprintln(os.Stderr, "helper: unknown mode", mode)
 	return 2
 }

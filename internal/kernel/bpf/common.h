@@ -54,7 +54,7 @@ struct assay_settings {
 	__u32 audit;         /* 1: report, never block */
 	__u32 allow_active;  /* 1: allow_cidrs is non-empty */
 	__u32 has_dir_rules; /* 1: walk ancestors on file_open */
-	__u32 _pad;
+	__u32 net2;          /* NET2_* bits (net2.h): version 2 network rules */
 };
 
 struct assay_rate {

@@ -18,6 +18,7 @@
 #pragma once
 
 #include "common.h"
+#include "net2.h"
 
 struct assay_lpm_v4_key {
 	__u32 prefixlen;
@@ -84,6 +85,8 @@ LPM_MAP(allow_v6, assay_lpm_v6_key);
 /* The rule maps of one generation. Any missing: the caller fails closed. */
 struct net_rules {
 	void *ports, *deny4, *allow4, *deny6, *allow6;
+	void *n2deny4, *n2allow4, *n2deny6, *n2allow6; /* version 2 (net2.h) */
+	__u8 proto;                                    /* the socket's protocol, for version 2 */
 };
 
 static __always_inline int net_rules(__u32 gen, struct net_rules *r)
@@ -93,7 +96,13 @@ static __always_inline int net_rules(__u32 gen, struct net_rules *r)
 	r->allow4 = bpf_map_lookup_elem(&allow_v4, &gen);
 	r->deny6 = bpf_map_lookup_elem(&deny_v6, &gen);
 	r->allow6 = bpf_map_lookup_elem(&allow_v6, &gen);
-	return r->ports && r->deny4 && r->allow4 && r->deny6 && r->allow6;
+	r->n2deny4 = bpf_map_lookup_elem(&net2_deny_v4, &gen);
+	r->n2allow4 = bpf_map_lookup_elem(&net2_allow_v4, &gen);
+	r->n2deny6 = bpf_map_lookup_elem(&net2_deny_v6, &gen);
+	r->n2allow6 = bpf_map_lookup_elem(&net2_allow_v6, &gen);
+	r->proto = 0;
+	return r->ports && r->deny4 && r->allow4 && r->deny6 && r->allow6 && r->n2deny4 && r->n2allow4 &&
+	       r->n2deny6 && r->n2allow6;
 }
 
 static __always_inline __u32 port_rule(const struct net_rules *r, __u16 port)
@@ -117,6 +126,8 @@ static __always_inline __u32 judge_v4(const struct assay_settings *s, const stru
 	id = bpf_map_lookup_elem(r->deny4, &key);
 	if (id)
 		return *id;
+	if (s->net2 & NET2_ACTIVE)
+		return judge2_v4(s, r->n2deny4, r->n2allow4, addr, port, r->proto);
 	if (s->allow_active && !bpf_map_lookup_elem(r->allow4, &key))
 		return RULE_NOT_IN_ALLOW;
 	return 0;
@@ -132,6 +143,8 @@ static __always_inline __u32 judge_v6(const struct assay_settings *s, const stru
 	id = bpf_map_lookup_elem(r->deny6, key);
 	if (id)
 		return *id;
+	if (s->net2 & NET2_ACTIVE)
+		return judge2_v6(s, r->n2deny6, r->n2allow6, key->addr, port, r->proto);
 	if (s->allow_active && !bpf_map_lookup_elem(r->allow6, key))
 		return RULE_NOT_IN_ALLOW;
 	return 0;
@@ -213,6 +226,7 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 	struct assay_settings *s = get_settings(gen);
 	if (!s || !net_rules(gen, &r))
 		return 0;
+	r.proto = (__u8)ctx->protocol;
 	__u32 addr = ctx->user_ip4;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u8 protocol = (__u8)ctx->protocol;
@@ -248,6 +262,7 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 	struct assay_settings *s = get_settings(gen);
 	if (!s || !net_rules(gen, &r))
 		return 0;
+	r.proto = (__u8)ctx->protocol;
 	__u32 w[4];
 	w[0] = ctx->user_ip6[0];
 	w[1] = ctx->user_ip6[1];
