@@ -65,6 +65,7 @@ type Monitor struct {
 	mu      sync.Mutex
 	stdout  []string
 	stderr  []string
+	untimed []string // event lines without a timestamp (a bug)
 	nEvents int
 	changed chan struct{} // closed (and replaced) whenever a line arrives
 
@@ -141,8 +142,11 @@ func (m *Monitor) read(r io.Reader, into *[]string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		line := sc.Text()
+		line, untimed := untimeLine(sc.Text())
 		m.mu.Lock()
+		if untimed {
+			m.untimed = append(m.untimed, line)
+		}
 		*into = append(*into, line)
 		if into == &m.stdout && isEventLine(line) {
 			m.nEvents++
@@ -347,7 +351,50 @@ func (m *Monitor) wait(timeout time.Duration) Result {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.untimed) > 0 {
+		m.t.Errorf("%d event lines without a timestamp, e.g. %q", len(m.untimed), m.untimed[0])
+	}
 	return parseResult(m.t, m.stdout, m.stderr, m.cmd.ProcessState.ExitCode())
+}
+
+// StripTime splits the timestamp off a text event line
+// ("2026-11-29T17:20:42.123456Z [PID 4242] ..."): it returns the line from
+// "[PID " on and the time, or the line unchanged and ok=false when it does
+// not start with an RFC 3339 UTC time with microseconds and an event.
+func StripTime(line string) (rest string, ts time.Time, ok bool) {
+	i := strings.IndexByte(line, ' ')
+	if i < 0 || !strings.HasPrefix(line[i+1:], "[PID ") {
+		return line, time.Time{}, false
+	}
+	ts, err := time.Parse(events.TextTime, line[:i])
+	if err != nil || !strings.HasSuffix(line[:i], "Z") {
+		return line, time.Time{}, false
+	}
+	return line[i+1:], ts, true
+}
+
+// untimeLine strips the timestamp off an event line (see StripTime), so
+// that tests compare what follows it; untimed reports an event line
+// without one.
+func untimeLine(line string) (out string, untimed bool) {
+	if rest, _, ok := StripTime(line); ok {
+		return rest, false
+	}
+	return line, strings.HasPrefix(line, "[PID ")
+}
+
+// untimeLines is untimeLine for every line; it fails the test on an event
+// line without a timestamp.
+func untimeLines(t testing.TB, lines []string) []string {
+	t.Helper()
+	for i, l := range lines {
+		var untimed bool
+		lines[i], untimed = untimeLine(l)
+		if untimed {
+			t.Errorf("an event line without a timestamp: %q", l)
+		}
+	}
+	return lines
 }
 
 // Command returns an unstarted command running the assay binary with args.
@@ -396,7 +443,7 @@ func RunCmd(t testing.TB, cmd *exec.Cmd) Result {
 		<-done
 		t.Errorf("%q did not exit within %v: killed", cmd.Args, StopTimeout)
 	}
-	return parseResult(t, splitLines(stdout.String()), splitLines(stderr.String()), cmd.ProcessState.ExitCode())
+	return parseResult(t, untimeLines(t, splitLines(stdout.String())), untimeLines(t, splitLines(stderr.String())), cmd.ProcessState.ExitCode())
 }
 
 func splitLines(s string) []string {
@@ -449,6 +496,9 @@ func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
 			if err := json.Unmarshal([]byte(line), &e); err != nil {
 				t.Errorf("bad JSON event: %v\n%s", err, line)
 				continue
+			}
+			if _, err := time.Parse(events.JSONTime, e.Time); err != nil || !strings.HasSuffix(e.Time, "Z") || e.Schema != events.SchemaVersion {
+				t.Errorf("JSON event without an RFC 3339 UTC time with nanoseconds or schema %d: %s", events.SchemaVersion, line)
 			}
 			r.EventLines = append(r.EventLines, line)
 			r.Events = append(r.Events, e)

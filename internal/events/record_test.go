@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // netRecord builds a record as the kernel lays it out.
@@ -198,5 +199,39 @@ func TestSummary(t *testing.T) {
 	Summary{}.WriteText(&b)
 	if strings.Contains(b.String(), "pressure") {
 		t.Errorf("pressure warning without drops: %q", b.String())
+	}
+}
+
+// TestTimestamps: text lines start with the event's kernel time as RFC 3339
+// UTC with microseconds, JSON carries it with nanoseconds, and both follow
+// the clock pairing the renderer was last given (Anchor).
+func TestTimestamps(t *testing.T) {
+	var buf bytes.Buffer
+	r := NewRenderer(&buf, Text, nil, 0)
+	wall := time.Date(2026, 11, 29, 17, 20, 42, 0, time.FixedZone("CET", 3600))
+	r.Anchor(wall, 5_000_000_000)
+	e := Event{Kind: KindConnect, Verdict: VerdictBlocked, RuleID: 40, PID: 1, TID: 1, MonoNS: 5_000_000_000 + 123_456_789,
+		Family: AFInet, Protocol: 6, Port: 22, Addr: netip.MustParseAddr("10.0.0.5"), Comm: "curl"}
+	if err := r.Event(e); err != nil {
+		t.Fatal(err)
+	}
+	r.Flush()
+	want := "2026-11-29T16:20:42.123456Z [PID 1] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=0 rule_id=40 family=inet comm=curl tid=1\n"
+	if buf.String() != want {
+		t.Errorf("got  %q\nwant %q", buf.String(), want)
+	}
+	j := NewRenderer(nil, JSON, nil, 0)
+	j.Anchor(wall, 5_000_000_000)
+	e.MonoNS = 5_000_000_000 - 1_000 // before the pairing
+	var got JSONEvent
+	if err := json.Unmarshal(j.appendJSON(nil, e), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Time != "2026-11-29T16:20:41.999999000Z" || got.Schema != SchemaVersion {
+		t.Errorf("JSON time %q schema %d", got.Time, got.Schema)
+	}
+	e.MonoNS = 5_000_000_000
+	if got := j.ToJSON(e).Time; got != "2026-11-29T16:20:42.000000000Z" {
+		t.Errorf("ToJSON time %q: want all nine digits", got)
 	}
 }

@@ -40,7 +40,8 @@ type Renderer struct {
 	w        *bufio.Writer
 	format   Format
 	rulePath RulePath
-	// monoToWall converts bpf_ktime_get_ns to wall-clock time.
+	// wall(mono) = wallAtMono + (mono - monoAtWall): kernel timestamps
+	// (bpf_ktime_get_ns, CLOCK_MONOTONIC) to wall-clock time; see Anchor.
 	wallAtMono time.Time
 	monoAtWall uint64
 
@@ -57,6 +58,16 @@ func NewRenderer(w io.Writer, f Format, rulePath RulePath, nowMono uint64) *Rend
 	}
 	return &Renderer{w: bufio.NewWriterSize(w, 64<<10), format: f, rulePath: rulePath, wallAtMono: time.Now(), monoAtWall: nowMono}
 }
+
+// Anchor resets the pairing of wall-clock time and CLOCK_MONOTONIC used to
+// date events (both read now, by the caller), so that a wall clock stepped
+// after the renderer was made (NTP, an operator) is followed.
+func (r *Renderer) Anchor(wall time.Time, mono uint64) {
+	r.wallAtMono, r.monoAtWall = wall, mono
+}
+
+// Time is the wall-clock time of a kernel timestamp (CLOCK_MONOTONIC ns).
+func (r *Renderer) Time(mono uint64) time.Time { return r.wall(mono).UTC() }
 
 // Record decodes and writes one raw record. A malformed record is counted
 // and skipped; the error returned is a write error.
@@ -76,6 +87,8 @@ func (r *Renderer) Event(e Event) error {
 	if r.format == JSON {
 		r.buf = r.appendJSON(r.buf, e)
 	} else {
+		r.buf = r.wall(e.MonoNS).UTC().AppendFormat(r.buf, TextTime)
+		r.buf = append(r.buf, ' ')
 		r.buf = AppendText(r.buf, e)
 	}
 	r.buf = append(r.buf, '\n')
@@ -105,7 +118,8 @@ func Label(e Event) string {
 	return action + " " + strings.ToUpper(e.Kind.String())
 }
 
-// AppendText appends the operator line (without newline):
+// AppendText appends the operator line (without newline and without the
+// timestamp the renderer writes before it, "2026-11-29T17:20:42.123456Z "):
 //
 //	[PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242
 //	[PID 4242] 🛡️ BLOCKED SENDMSG: dst=[::ffff:10.0.0.5]:53 proto=udp cgroup=4026532987 rule_id=41 family=inet6 mapped_ipv4=true comm=dig tid=4242
@@ -223,10 +237,22 @@ func protoName(p uint8) string {
 	return strconv.Itoa(int(p))
 }
 
+// Time formats: RFC 3339 in UTC with a fixed number of fractional digits,
+// microseconds in text lines, nanoseconds in JSON.
+const (
+	TextTime = "2006-01-02T15:04:05.000000Z07:00"
+	JSONTime = "2006-01-02T15:04:05.000000000Z07:00"
+)
+
+// SchemaVersion is the "schema" field of every JSON line assay writes: the
+// version of docs/events.schema.json that describes it.
+const SchemaVersion = 1
+
 // JSONEvent is the --output json form of an event; see the README.
 type JSONEvent struct {
+	Schema   int    `json:"schema"`
 	Type     string `json:"type"` // "event"
-	Time     string `json:"time"` // RFC 3339, nanoseconds
+	Time     string `json:"time"` // RFC 3339, UTC, nanoseconds
 	Kind     string `json:"kind"` // connect | sendmsg | file | open | exec
 	Verdict  string `json:"verdict"`
 	RuleID   uint32 `json:"rule_id,omitempty"`
@@ -258,7 +284,7 @@ type JSONEvent struct {
 // ToJSON converts an event to its JSON form.
 func (r *Renderer) ToJSON(e Event) JSONEvent {
 	j := JSONEvent{
-		Type: "event", Time: r.wall(e.MonoNS).UTC().Format(time.RFC3339Nano), Kind: e.Kind.String(),
+		Schema: SchemaVersion, Type: "event", Time: r.wall(e.MonoNS).UTC().Format(JSONTime), Kind: e.Kind.String(),
 		Verdict: e.Verdict.String(), RuleID: e.RuleID, PID: e.PID, TID: e.TID, Comm: e.Comm, CgroupID: e.CgroupID,
 	}
 	switch e.Kind {
@@ -293,8 +319,10 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 // pipeline's hot spot (figure 4 of docs/BENCHMARKS.md); a test checks that
 // both give the same object.
 func (r *Renderer) appendJSON(b []byte, e Event) []byte {
-	b = append(b, `{"type":"event","time":"`...)
-	b = r.wall(e.MonoNS).UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `{"schema":`...)
+	b = strconv.AppendInt(b, SchemaVersion, 10)
+	b = append(b, `,"type":"event","time":"`...)
+	b = r.wall(e.MonoNS).UTC().AppendFormat(b, JSONTime)
 	b = append(b, `","kind":"`...)
 	b = append(b, e.Kind.String()...)
 	b = append(b, `","verdict":"`...)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 )
 
 // PathCounts are one event path's counters.
@@ -62,7 +63,9 @@ func (s Summary) WriteText(w io.Writer) error {
 }
 
 type jsonSummary struct {
+	Schema    int                   `json:"schema"`
 	Type      string                `json:"type"` // "summary"
+	Time      string                `json:"time"`
 	Paths     map[string]PathCounts `json:"paths"`
 	Received  uint64                `json:"received"`
 	Malformed uint64                `json:"malformed"`
@@ -72,7 +75,9 @@ type jsonSummary struct {
 // WriteJSON writes the exit summary as one JSON object line.
 func (s Summary) WriteJSON(w io.Writer) error {
 	out, _ := json.Marshal(jsonSummary{
+		Schema:    SchemaVersion,
 		Type:      "summary",
+		Time:      time.Now().UTC().Format(JSONTime),
 		Paths:     map[string]PathCounts{"tracepoint": s.Tracepoint, "lsm": s.LSM, "socket": s.Socket},
 		Received:  s.Received,
 		Malformed: s.Malformed,

@@ -163,9 +163,9 @@ func TestCommandTransportRecordsStrayBytes(t *testing.T) {
 func TestParseOutputs(t *testing.T) {
 	var r Result
 	parseJSONEvents(&r, []string{
-		`{"type":"enforcement","cgroup":"/sys/fs/cgroup/x","cgroup_id":9,"audit":false,"files_mechanism":"bpf-lsm","rules":[{"id":7,"kind":"deny_path","rule":"/s","mechanism":"bpf-lsm"}]}`,
-		`{"type":"event","time":"2026-11-26T01:02:03.456789012Z","kind":"file","verdict":"blocked","rule_id":7,"pid":42,"tid":43,"comm":"cat","cgroup_id":9,"dev":2050,"ino":918273,"op":"open","rule_path":"/s"}`,
-		`{"type":"summary","paths":{"tracepoint":{"emitted":0,"dropped":0,"suppressed":0},"lsm":{"emitted":1,"dropped":0,"suppressed":0},"socket":{"emitted":0,"dropped":0,"suppressed":0}},"received":1,"malformed":0,"ring_buffer_pressure":false}`,
+		`{"schema":1,"type":"enforcement","time":"2026-11-26T01:02:03.000000000Z","cgroup":"/sys/fs/cgroup/x","cgroup_id":9,"audit":false,"files_mechanism":"bpf-lsm","rules":[{"id":7,"kind":"deny_path","rule":"/s","mechanism":"bpf-lsm"}]}`,
+		`{"schema":1,"type":"event","time":"2026-11-26T01:02:03.456789012Z","kind":"file","verdict":"blocked","rule_id":7,"pid":42,"tid":43,"comm":"cat","cgroup_id":9,"dev":2050,"ino":918273,"op":"open","rule_path":"/s"}`,
+		`{"schema":1,"type":"summary","time":"2026-11-26T01:02:04.000000000Z","paths":{"tracepoint":{"emitted":0,"dropped":0,"suppressed":0},"lsm":{"emitted":1,"dropped":0,"suppressed":0},"socket":{"emitted":0,"dropped":0,"suppressed":0}},"received":1,"malformed":0,"ring_buffer_pressure":false}`,
 	})
 	if len(r.Problems) != 0 || !r.HasReport || !r.HasSummary || len(r.Events) != 1 {
 		t.Fatalf("%+v", r)
@@ -177,8 +177,9 @@ func TestParseOutputs(t *testing.T) {
 		t.Errorf("%+v", e)
 	}
 	var bad Result
-	parseJSONEvents(&bad, []string{`{"type":"event","new_field":1}`, `not json`, `{"type":"what"}`})
-	if len(bad.Problems) != 3 {
+	parseJSONEvents(&bad, []string{`{"schema":1,"time":"2026-11-26T01:02:03.456789012Z","type":"event","new_field":1}`, `not json`,
+		`{"schema":1,"time":"2026-11-26T01:02:03.456789012Z","type":"what"}`, `{"type":"summary","paths":{}}`})
+	if len(bad.Problems) != 4 {
 		t.Errorf("problems %q", bad.Problems)
 	}
 
@@ -189,9 +190,9 @@ func TestParseOutputs(t *testing.T) {
 		"assay:   rule 40  deny_port  22          cgroup-bpf",
 		"assay:   rule 41  deny_cidr  10.0.0.0/8  cgroup-bpf (audit)",
 		"server says hello",
-		"[PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4243",
-		"[PID 4242] 🛡️ BLOCKED FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242",
-		"[PID 4242] 🛡️ BLOCKED SENDMSG: dst=[::ffff:10.0.0.5]:53 proto=udp cgroup=4026532987 rule_id=41 family=inet6 mapped_ipv4=true comm=dig tid=4242",
+		"2026-11-26T01:02:03.456789Z [PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4243",
+		"2026-11-26T01:02:03.456789Z [PID 4242] 🛡️ BLOCKED FILE: dev=2050 ino=918273 cgroup=4026532987 rule_id=7 op=open comm=cat tid=4242",
+		"2026-11-26T01:02:03.456789Z [PID 4242] 🛡️ BLOCKED SENDMSG: dst=[::ffff:10.0.0.5]:53 proto=udp cgroup=4026532987 rule_id=41 family=inet6 mapped_ipv4=true comm=dig tid=4242",
 		"Tracepoint ringbuf: emitted=0 dropped=0",
 		"LSM ringbuf: emitted=1 dropped=0",
 		"Socket ringbuf: emitted=2 dropped=0",
@@ -205,7 +206,7 @@ func TestParseOutputs(t *testing.T) {
 		t.Fatalf("%+v", tr)
 	}
 	c, f, u := tr.Events[0], tr.Events[1], tr.Events[2]
-	if c.Kind != "connect" || c.Verdict != "blocked" || c.RuleID != 40 || c.DstAddr != "10.0.0.5" || c.DstPort != 22 ||
+	if c.Time != "2026-11-26T01:02:03.456789000Z" || c.Kind != "connect" || c.Verdict != "blocked" || c.RuleID != 40 || c.DstAddr != "10.0.0.5" || c.DstPort != 22 ||
 		c.PID != 4242 || c.TID != 4243 || c.Comm != "curl" || c.CgroupID != 4026532987 || c.Family != "inet" || c.Protocol != "tcp" {
 		t.Errorf("connect %+v", c)
 	}

@@ -191,7 +191,9 @@ type Result struct {
 
 // Report mirrors the {"type":"enforcement"} line of `assay run --output json`.
 type Report struct {
+	Schema   int          `json:"schema"`
 	Type     string       `json:"type"`
+	Time     string       `json:"time"`
 	Cgroup   string       `json:"cgroup"`
 	CgroupID uint64       `json:"cgroup_id"`
 	Audit    bool         `json:"audit"`
@@ -278,11 +280,16 @@ type jsonSummary struct {
 func parseJSONEvents(r *Result, ls []string) {
 	for _, line := range ls {
 		var head struct {
-			Type string `json:"type"`
+			Schema int    `json:"schema"`
+			Type   string `json:"type"`
+			Time   string `json:"time"`
 		}
 		if err := json.Unmarshal([]byte(line), &head); err != nil {
 			r.Problems = append(r.Problems, fmt.Sprintf("not JSON (%v): %q", err, line))
 			continue
+		}
+		if _, err := time.Parse(events.JSONTime, head.Time); err != nil || !strings.HasSuffix(head.Time, "Z") || head.Schema != events.SchemaVersion {
+			r.Problems = append(r.Problems, fmt.Sprintf("no RFC 3339 UTC time with nanoseconds or not schema %d: %s", events.SchemaVersion, line))
 		}
 		var err error
 		switch head.Type {
@@ -325,8 +332,8 @@ func strictUnmarshal(line string, v any) error {
 	return dec.Decode(v)
 }
 
-// [PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242
-var textEventRE = regexp.MustCompile(`^\[PID ([0-9]+)\] \S+ (BLOCKED|AUDIT) (CONNECT|SENDMSG|FILE): (.*)$`)
+// 2026-11-29T17:20:42.123456Z [PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242
+var textEventRE = regexp.MustCompile(`^(\S+) \[PID ([0-9]+)\] \S+ (BLOCKED|AUDIT) (CONNECT|SENDMSG|FILE): (.*)$`)
 var textSummaryRE = regexp.MustCompile(`^(Tracepoint|LSM|Socket) ringbuf: emitted=([0-9]+) dropped=([0-9]+)( suppressed=[0-9]+)?$`)
 
 func parseTextEvents(r *Result, stderr []string) {
@@ -335,10 +342,15 @@ func parseTextEvents(r *Result, stderr []string) {
 		if m := textEventRE.FindStringSubmatch(line); m != nil {
 			e := Event{Line: line}
 			e.Type = "event"
-			e.PID = uint32(atoi(m[1]))
-			e.Verdict = map[string]string{"BLOCKED": "blocked", "AUDIT": "audit"}[m[2]]
-			e.Kind = strings.ToLower(m[3])
-			for _, f := range strings.Fields(m[4]) {
+			if ts, err := time.Parse(events.TextTime, m[1]); err == nil && strings.HasSuffix(m[1], "Z") {
+				e.Time = ts.Format(events.JSONTime)
+			} else {
+				r.Problems = append(r.Problems, fmt.Sprintf("event line without an RFC 3339 UTC time with microseconds: %s", line))
+			}
+			e.PID = uint32(atoi(m[2]))
+			e.Verdict = map[string]string{"BLOCKED": "blocked", "AUDIT": "audit"}[m[3]]
+			e.Kind = strings.ToLower(m[4])
+			for _, f := range strings.Fields(m[5]) {
 				k, v, _ := strings.Cut(f, "=")
 				switch k {
 				case "rule_id":

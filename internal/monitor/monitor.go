@@ -63,11 +63,13 @@ type Session struct {
 	inst     *kernel.Instance
 	stream   *kernel.Stream
 	renderer *events.Renderer
-	writeErr atomic.Pointer[error]
-	pol      atomic.Pointer[policy.Policy] // the policy in force, after a reload
-	paths    atomic.Pointer[rulePaths]     // file rule paths by id, for pol
-	mu       sync.Mutex
-	stopped  bool
+	// sinceAnchor counts records since the renderer's clocks were paired.
+	sinceAnchor int
+	writeErr    atomic.Pointer[error]
+	pol         atomic.Pointer[policy.Policy] // the policy in force, after a reload
+	paths       atomic.Pointer[rulePaths]     // file rule paths by id, for pol
+	mu          sync.Mutex
+	stopped     bool
 	// Rules is the number of rules loaded into the kernel.
 	Rules int
 }
@@ -264,6 +266,12 @@ func (s *Session) rulePath(id uint32) string {
 func (s *Session) record(raw []byte, idle bool) {
 	if s.writeErr.Load() != nil {
 		return
+	}
+	// Re-pair the clocks now and then, so that event times follow a
+	// stepped wall clock (the pairing is per renderer, see events.Anchor).
+	if s.sinceAnchor++; idle || s.sinceAnchor >= 4096 {
+		s.sinceAnchor = 0
+		s.renderer.Anchor(time.Now(), monotonicNow())
 	}
 	err := s.renderer.Record(raw)
 	if err == nil && idle {

@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/policy"
 	"golang.org/x/sys/unix"
@@ -218,7 +220,9 @@ func quoteRule(s string) string {
 }
 
 type jsonReport struct {
+	Schema   int          `json:"schema"`
 	Type     string       `json:"type"` // "enforcement"
+	Time     string       `json:"time"`
 	Cgroup   string       `json:"cgroup,omitempty"`
 	CgroupID uint64       `json:"cgroup_id,omitempty"`
 	Audit    bool         `json:"audit"`
@@ -236,7 +240,7 @@ func (r Report) WriteJSON(w io.Writer) error {
 	if rules == nil {
 		rules = []RuleReport{}
 	}
-	out, err := json.Marshal(jsonReport{Type: "enforcement", Cgroup: r.Cgroup, CgroupID: r.CgroupID, Audit: r.Audit, Files: r.Files, Rules: rules, Notes: r.Notes, User: r.User, Contain: r.Contain, NotCont: r.NotContained})
+	out, err := json.Marshal(jsonReport{Schema: events.SchemaVersion, Type: "enforcement", Time: time.Now().UTC().Format(events.JSONTime), Cgroup: r.Cgroup, CgroupID: r.CgroupID, Audit: r.Audit, Files: r.Files, Rules: rules, Notes: r.Notes, User: r.User, Contain: r.Contain, NotCont: r.NotContained})
 	if err != nil {
 		return err
 	}

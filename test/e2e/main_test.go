@@ -134,7 +134,7 @@ type netEvent struct {
 
 func (w netEvent) json(cg cgroup.Scope, r assaytest.ProbeResult) events.JSONEvent {
 	return events.JSONEvent{
-		Type: "event", Kind: w.kind, Verdict: w.verdict, RuleID: w.rule,
+		Schema: events.SchemaVersion, Type: "event", Kind: w.kind, Verdict: w.verdict, RuleID: w.rule,
 		PID: uint32(r.PID), TID: uint32(r.TID), Comm: r.Comm, CgroupID: cg.ID,
 		Family: w.family, Protocol: w.proto, DstAddr: w.dst, DstPort: w.port, MappedIPv4: w.mapped,
 	}
@@ -144,7 +144,7 @@ func (w netEvent) json(cg cgroup.Scope, r assaytest.ProbeResult) events.JSONEven
 // checks that its time is a valid, recent RFC 3339 time.
 func checkEvent(t *testing.T, got, want events.JSONEvent) {
 	t.Helper()
-	ts, err := time.Parse(time.RFC3339Nano, got.Time)
+	ts, err := time.Parse(events.JSONTime, got.Time)
 	if err != nil {
 		t.Errorf("event time %q: %v", got.Time, err)
 	} else if d := time.Since(ts); d < -time.Minute || d > 5*time.Minute {
