@@ -48,6 +48,12 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "/etc/hosts", Flags: 0x80000, Ret: 3},
 		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "", Ret: -13},
 		{Kind: KindTraceExec, Verdict: VerdictObserved, Path: "/bin/\tsh"},
+		{Kind: KindConnect, Verdict: VerdictBlocked, RuleID: 40, Family: AFInet, Protocol: 6, Port: 22, Addr: netip.MustParseAddr("10.0.0.5"),
+			MCP: []MCPCall{{Method: "tools/call", Tool: "fetch", ID: json.RawMessage(`7`)}}},
+		{Kind: KindFile, Verdict: VerdictBlocked, RuleID: 7, Op: OpOpen,
+			MCP: []MCPCall{{Method: "tools/call", Tool: "read\n\"file", ID: json.RawMessage(`"a-1"`)}, {Method: "resources/read", ID: json.RawMessage(`8`)}}},
+		{Kind: KindTool, Verdict: VerdictBlocked, RuleID: 3, PID: 9, TID: 9, Tool: "write_file",
+			MCP: []MCPCall{{Method: "tools/call", Tool: "write_file", ID: json.RawMessage(`12`)}}},
 	} {
 		checkJSON(t, r, e)
 	}

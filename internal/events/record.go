@@ -30,6 +30,10 @@ const (
 	KindFile      Kind = 3
 	KindTraceOpen Kind = 4
 	KindTraceExec Kind = 5
+	// KindTool is a tools/call that assay itself refused (or, in audit
+	// mode, let through) under the policy's mcp.tools rules (`assay run
+	// --mcp`). It never comes from the kernel: Decode rejects it.
+	KindTool Kind = 64
 )
 
 func (k Kind) String() string {
@@ -44,6 +48,8 @@ func (k Kind) String() string {
 		return "open"
 	case KindTraceExec:
 		return "exec"
+	case KindTool:
+		return "tool"
 	}
 	return fmt.Sprintf("kind%d", uint8(k))
 }
@@ -153,6 +159,14 @@ type Event struct {
 	Path  string
 	Flags uint32
 	Ret   int32 // the open's result: an fd, or -errno
+
+	// Tool events: the tool's name.
+	Tool string
+
+	// MCP is the MCP context of the event (`assay run --mcp`): the
+	// requests the server had been sent and had not answered when the
+	// event happened, oldest first; none between requests.
+	MCP []MCPCall
 }
 
 // ErrMalformed marks a record that cannot be decoded.
@@ -190,7 +204,7 @@ func Decode(b []byte) (Event, error) {
 		want = FileSize
 	case KindTraceOpen, KindTraceExec:
 		want = TraceSize
-	default:
+	default: // KindTool included: it is never a kernel record
 		return e, malformed("unknown kind %d", e.Kind)
 	}
 	if size != want || len(b) < want {

@@ -235,3 +235,69 @@ func TestTimestamps(t *testing.T) {
 		t.Errorf("ToJSON time %q: want all nine digits", got)
 	}
 }
+
+// TestMCPContext: events carry the MCP requests in flight, in text as
+// " tool=NAME mcp_id=ID" pairs (" mcp_method=M mcp_id=ID" for other
+// requests), in JSON as one object or, for several, an array; a tool event
+// names its tool and rule.
+func TestMCPContext(t *testing.T) {
+	one := []MCPCall{{Method: "tools/call", Tool: "read_file", ID: json.RawMessage(`7`)}}
+	two := []MCPCall{one[0], {Method: "resources/read", ID: json.RawMessage(`"r 1"`)}}
+	conn := Event{Kind: KindConnect, Verdict: VerdictBlocked, RuleID: 40, PID: 1, TID: 1, Family: AFInet, Protocol: 6, Port: 22,
+		Addr: netip.MustParseAddr("10.0.0.5"), Comm: "node"}
+	for _, tc := range []struct {
+		e          Event
+		text, json string
+	}{
+		{conn, "[PID 1] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=0 rule_id=40 family=inet comm=node tid=1", ""},
+		{withMCP(conn, one), "[PID 1] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=0 rule_id=40 family=inet comm=node tid=1 tool=read_file mcp_id=7",
+			`"mcp":{"method":"tools/call","tool":"read_file","id":7}`},
+		{withMCP(conn, two), `[PID 1] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=0 rule_id=40 family=inet comm=node tid=1 tool=read_file mcp_id=7 mcp_method=resources/read mcp_id="r 1"`,
+			`"mcp":[{"method":"tools/call","tool":"read_file","id":7},{"method":"resources/read","id":"r 1"}]`},
+		{Event{Kind: KindTool, Verdict: VerdictBlocked, RuleID: 3, PID: 5, TID: 5, CgroupID: 9, Tool: "write_file",
+			MCP: []MCPCall{{Method: "tools/call", Tool: "write_file", ID: json.RawMessage(`12`)}}},
+			"[PID 5] 🛡️ BLOCKED TOOL: name=write_file cgroup=9 rule_id=3 tool=write_file mcp_id=12",
+			`"tool":"write_file","mcp":{"method":"tools/call","tool":"write_file","id":12}`},
+		{Event{Kind: KindTool, Verdict: VerdictAudit, RuleID: 1000100, Tool: "x y"}, `[PID 0] 🔎 AUDIT TOOL: name="x y" cgroup=0 rule_id=1000100`, `"tool":"x y"`},
+	} {
+		if got := string(AppendText(nil, tc.e)); got != tc.text {
+			t.Errorf("text\n got %s\nwant %s", got, tc.text)
+		}
+		r := NewRenderer(nil, JSON, nil, 0)
+		line := string(r.appendJSON(nil, tc.e))
+		if tc.json == "" {
+			if strings.Contains(line, `"mcp"`) {
+				t.Errorf("JSON without context has an mcp field: %s", line)
+			}
+		} else if !strings.Contains(line, tc.json) {
+			t.Errorf("JSON %s\nlacks %s", line, tc.json)
+		}
+		var back JSONEvent
+		if err := json.Unmarshal([]byte(line), &back); err != nil || len(back.MCP) != len(tc.e.MCP) {
+			t.Errorf("JSON %s: %v, %d calls back", line, err, len(back.MCP))
+		}
+	}
+	// The renderer asks for the context of each event's kernel time.
+	var buf bytes.Buffer
+	r := NewRenderer(&buf, Text, nil, 0)
+	r.SetMCP(func(mono uint64) []MCPCall {
+		if mono == 100 {
+			return one
+		}
+		return nil
+	})
+	conn.MonoNS = 100
+	r.Event(conn)
+	conn.MonoNS = 200
+	r.Event(conn)
+	r.Flush()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], " tid=1 tool=read_file mcp_id=7") || !strings.HasSuffix(lines[1], " tid=1") {
+		t.Errorf("lines %q", lines)
+	}
+	if _, err := Decode(append([]byte{byte(KindTool), byte(VerdictBlocked), HeaderSize, 0}, make([]byte, HeaderSize-4)...)); err == nil {
+		t.Error("a kernel record of kind tool decoded")
+	}
+}
+
+func withMCP(e Event, c []MCPCall) Event { e.MCP = c; return e }

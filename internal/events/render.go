@@ -45,6 +45,10 @@ type Renderer struct {
 	wallAtMono time.Time
 	monoAtWall uint64
 
+	// mcp, when set, gives the MCP context of an event from its kernel
+	// time (`assay run --mcp`).
+	mcp func(mono uint64) []MCPCall
+
 	Received  uint64 // records decoded and written
 	Malformed uint64 // records that could not be decoded
 	buf       []byte
@@ -66,6 +70,10 @@ func (r *Renderer) Anchor(wall time.Time, mono uint64) {
 	r.wallAtMono, r.monoAtWall = wall, mono
 }
 
+// SetMCP makes every event carry the MCP context f gives for its kernel
+// time (see Event.MCP); events that have one already keep it.
+func (r *Renderer) SetMCP(f func(mono uint64) []MCPCall) { r.mcp = f }
+
 // Time is the wall-clock time of a kernel timestamp (CLOCK_MONOTONIC ns).
 func (r *Renderer) Time(mono uint64) time.Time { return r.wall(mono).UTC() }
 
@@ -83,6 +91,9 @@ func (r *Renderer) Record(raw []byte) error {
 
 // Event writes one event.
 func (r *Renderer) Event(e Event) error {
+	if r.mcp != nil && e.MCP == nil && e.Kind != KindTool {
+		e.MCP = r.mcp(e.MonoNS)
+	}
 	r.buf = r.buf[:0]
 	if r.format == JSON {
 		r.buf = r.appendJSON(r.buf, e)
@@ -166,6 +177,9 @@ func AppendText(b []byte, e Event) []byte {
 		b = appendCommon(b, e)
 		b = append(b, " op="...)
 		b = append(b, e.Op.String()...)
+	case KindTool:
+		b = appendToolText(b, e)
+		return appendMCPText(b, e.MCP)
 	case KindTraceOpen, KindTraceExec:
 		b = append(b, "path="...)
 		b = appendValue(b, e.Path)
@@ -187,7 +201,7 @@ func AppendText(b []byte, e Event) []byte {
 	if e.Verdict == VerdictObserved {
 		b = append(b, " observation=trace"...)
 	}
-	return b
+	return appendMCPText(b, e.MCP)
 }
 
 func appendCommon(b []byte, e Event) []byte {
@@ -279,6 +293,9 @@ type JSONEvent struct {
 	Flags  *uint32 `json:"flags,omitempty"`
 	Ret    *int32  `json:"ret,omitempty"`    // open: the result, an fd or -errno
 	Result string  `json:"result,omitempty"` // open: "ok" or the errno name
+
+	Tool string     `json:"tool,omitempty"` // tool events: the tool's name
+	MCP  MCPContext `json:"mcp,omitempty"`  // the MCP requests in flight (assay run --mcp)
 }
 
 // ToJSON converts an event to its JSON form.
@@ -310,6 +327,11 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 			j.Flags, j.Ret = &f, &ret
 			j.Result = openResult(e.Ret)
 		}
+	case KindTool:
+		j.Tool = e.Tool
+	}
+	if len(e.MCP) > 0 {
+		j.MCP = MCPContext(e.MCP)
 	}
 	return j
 }
@@ -390,6 +412,13 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 			b = append(b, openResult(e.Ret)...)
 			b = append(b, '"')
 		}
+	case KindTool:
+		b = append(b, `,"tool":`...)
+		b = appendJSONString(b, e.Tool)
+	}
+	if len(e.MCP) > 0 {
+		b = append(b, `,"mcp":`...)
+		b = appendMCPJSON(b, e.MCP)
 	}
 	return append(b, '}')
 }
