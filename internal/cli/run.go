@@ -25,6 +25,7 @@ type runFlags struct {
 	trace         bool
 	ringSize      int
 	contain       containFlags
+	mcp           bool
 }
 
 // ---- containment flags (issue #9): --user, --cap, --pass-fd, --seccomp,
@@ -149,6 +150,7 @@ CMD's own command line.` + exitStatusSection(`
 	fl.BoolVar(&f.trace, "trace", false, "also report (never decide) the files CMD opens and the programs it executes")
 	fl.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
 	f.contain.register(fl)
+	fl.BoolVar(&f.mcp, "mcp", false, "CMD is an MCP stdio server: relay its stdin/stdout, name the tool call in flight on every event, apply the policy's mcp.tools rules")
 	return cmd
 }
 
@@ -175,6 +177,7 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 		AllowDegraded: f.allowDegraded, Format: format, RingBytes: f.ringSize,
 		Events: evw, Log: stderr,
 		Argv: argv, Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
+		MCP: f.mcp,
 	}
 	if err := f.contain.apply(&o); err != nil {
 		return fail(stderr, sandbox.ExitSetup, err)

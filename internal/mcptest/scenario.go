@@ -60,6 +60,9 @@ type FilesConfig struct {
 	// allowed reads as successful opens.
 	Trace bool
 	Env   []string
+	// MCP runs assay with --mcp: each blocked file event must then name
+	// the tools/call that caused it (tool and request id), and nothing else.
+	MCP bool
 }
 
 // FilesScenario runs a filesystem MCP server under `assay run` with a policy
@@ -96,6 +99,9 @@ files:
 	var flags []string
 	if c.Trace {
 		flags = append(flags, "--trace")
+	}
+	if c.MCP {
+		flags = append(flags, "--mcp")
 	}
 	s := Start(t, Options{Assay: c.Assay, Policy: policy, Output: c.Output, Flags: flags, Server: c.Server(root), Roots: []string{root}, Env: c.Env})
 
@@ -236,6 +242,11 @@ files:
 			}
 		}
 	}
+	if c.MCP && mech == MechBPFLSM && len(files) == 2 {
+		for i, p := range []string{secret, key} {
+			CheckMCPContext(t, files[i], CallIDs(t, r, tool, "path", p), tool)
+		}
+	}
 	checkSummary(t, r, uint64(len(files)), 0)
 }
 
@@ -246,6 +257,10 @@ type FetchConfig struct {
 	Output string   // JSON (default) or Text
 	Comm   string   // if set, the command name connect events must carry
 	Env    []string
+	// MCP runs assay with --mcp: each blocked connect event must then
+	// name the tools/call that caused it (tool and request id), and nothing
+	// else.
+	MCP bool
 }
 
 // FetchScenario runs a fetch MCP server under `assay run` with a policy
@@ -283,7 +298,11 @@ network:
   deny_cidrs: [{cidr: %s/32, id: %d}]
 `, denied.port, PortRuleID, DeniedCIDRAddr, CIDRRuleID))
 
-	s := Start(t, Options{Assay: c.Assay, Policy: policy, Output: c.Output, Server: c.Server, Env: c.Env})
+	var flags []string
+	if c.MCP {
+		flags = append(flags, "--mcp")
+	}
+	s := Start(t, Options{Assay: c.Assay, Policy: policy, Output: c.Output, Server: c.Server, Env: c.Env, Flags: flags})
 	if tools := s.ToolNames(); !slices.Contains(tools, testserver.FetchTool) {
 		t.Fatalf("tools/list has no %s: %q", testserver.FetchTool, tools)
 	}
@@ -352,6 +371,11 @@ network:
 		if !ok {
 			t.Errorf("event %d: %s\nwant BLOCKED CONNECT rule_id=%d dst=%s:%d proto=tcp family=inet%s", i+1, e.Line, w.id, w.addr, w.port,
 				alsoWant(c.Output, c.Comm, r.Report.CgroupID))
+		}
+	}
+	if c.MCP {
+		for i, l := range []*httpListener{denied, deniedAddr} {
+			CheckMCPContext(t, r.Events[i], CallIDs(t, r, testserver.FetchTool, "url", l.url), testserver.FetchTool)
 		}
 	}
 	checkSummary(t, r, 0, uint64(len(want)))

@@ -333,7 +333,7 @@ func strictUnmarshal(line string, v any) error {
 }
 
 // 2026-11-29T17:20:42.123456Z [PID 4242] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242
-var textEventRE = regexp.MustCompile(`^(\S+) \[PID ([0-9]+)\] \S+ (BLOCKED|AUDIT) (CONNECT|SENDMSG|FILE): (.*)$`)
+var textEventRE = regexp.MustCompile(`^(\S+) \[PID ([0-9]+)\] \S+ (BLOCKED|AUDIT) (CONNECT|SENDMSG|FILE|TOOL): (.*)$`)
 var textSummaryRE = regexp.MustCompile(`^(Tracepoint|LSM|Socket) ringbuf: emitted=([0-9]+) dropped=([0-9]+)( suppressed=[0-9]+)?$`)
 
 func parseTextEvents(r *Result, stderr []string) {
@@ -378,6 +378,20 @@ func parseTextEvents(r *Result, stderr []string) {
 				case "ino":
 					i := uint64(atoi(v))
 					e.Ino = &i
+				case "name":
+					e.Tool = unquote(v)
+				case "tool":
+					e.MCP = append(e.MCP, events.MCPCall{Method: "tools/call", Tool: unquote(v)})
+				case "mcp_method":
+					e.MCP = append(e.MCP, events.MCPCall{Method: unquote(v)})
+				case "mcp_id":
+					if n := len(e.MCP); n > 0 {
+						id, _ := json.Marshal(unquote(v))
+						if _, err := strconv.ParseFloat(v, 64); err == nil {
+							id = []byte(v)
+						}
+						e.MCP[n-1].ID = id
+					}
 				}
 			}
 			r.Events = append(r.Events, e)
@@ -413,6 +427,14 @@ func textReport(stderr []string) map[uint32]string {
 		}
 	}
 	return out
+}
+
+// unquote undoes the text output's quoting of a value.
+func unquote(v string) string {
+	if u, err := strconv.Unquote(v); err == nil {
+		return u
+	}
+	return v
 }
 
 func atoi(s string) uint64 {

@@ -55,6 +55,10 @@ type Options struct {
 	// program can still be running, so Stop skips its wait for in-flight
 	// submits (20 ms).
 	ScopeEmpty bool
+
+	// MCP, when set, gives the MCP context of an event from its kernel
+	// time (`assay run --mcp`, see package mcp).
+	MCP func(mono uint64) []events.MCPCall
 }
 
 // Session is enforcement in force.
@@ -63,6 +67,10 @@ type Session struct {
 	inst     *kernel.Instance
 	stream   *kernel.Stream
 	renderer *events.Renderer
+	// renderMu serializes the renderer between the stream and Emit;
+	// rendered is set once Stop wrote the last event.
+	renderMu sync.Mutex
+	rendered bool
 	// sinceAnchor counts records since the renderer's clocks were paired.
 	sinceAnchor int
 	writeErr    atomic.Pointer[error]
@@ -129,6 +137,9 @@ func Start(o Options) (*Session, error) {
 	}
 	s := &Session{opts: o, inst: inst, Rules: len(o.Policy.Rules())}
 	s.renderer = events.NewRenderer(o.Out, o.Format, s.rulePath, monotonicNow())
+	if o.MCP != nil {
+		s.renderer.SetMCP(o.MCP)
+	}
 	// Read before attaching, so that no event waits on a reader.
 	s.stream, err = inst.Stream(s.record)
 	if err != nil {
@@ -263,7 +274,27 @@ func (s *Session) rulePath(id uint32) string {
 	return rp.paths[id]
 }
 
+// Emit writes an event that did not come from the kernel (a tool call
+// refused by `assay run --mcp`) among the kernel's, and flushes it.
+func (s *Session) Emit(e events.Event) {
+	s.renderMu.Lock()
+	defer s.renderMu.Unlock()
+	if s.writeErr.Load() != nil || s.rendered {
+		return
+	}
+	s.renderer.Anchor(time.Now(), monotonicNow())
+	err := s.renderer.Event(e)
+	if err == nil {
+		err = s.renderer.Flush()
+	}
+	if err != nil {
+		s.writeErr.CompareAndSwap(nil, &err)
+	}
+}
+
 func (s *Session) record(raw []byte, idle bool) {
+	s.renderMu.Lock()
+	defer s.renderMu.Unlock()
 	if s.writeErr.Load() != nil {
 		return
 	}
@@ -323,11 +354,14 @@ func (s *Session) Stop() (events.Summary, error) {
 	sum.Tracepoint = events.PathCounts{Emitted: c.Emitted[kernel.PathTracepoint], Dropped: c.Dropped[kernel.PathTracepoint], Suppressed: c.Suppressed[kernel.PathTracepoint]}
 	sum.LSM = events.PathCounts{Emitted: c.Emitted[kernel.PathLSM], Dropped: c.Dropped[kernel.PathLSM], Suppressed: c.Suppressed[kernel.PathLSM]}
 	sum.Socket = events.PathCounts{Emitted: c.Emitted[kernel.PathSocket], Dropped: c.Dropped[kernel.PathSocket], Suppressed: c.Suppressed[kernel.PathSocket]}
+	s.renderMu.Lock()
+	s.rendered = true
 	sum.Received = s.renderer.Received
 	sum.Malformed = s.renderer.Malformed
 	if err := s.renderer.Flush(); err != nil {
 		s.writeErr.CompareAndSwap(nil, &err)
 	}
+	s.renderMu.Unlock()
 	return sum, errors.Join(errs...)
 }
 

@@ -83,6 +83,7 @@ import (
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/landlock"
+	"github.com/assaymcp/assay/internal/mcp"
 	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/seccomp"
@@ -127,6 +128,16 @@ type Options struct {
 	Argv           []string
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+
+	// MCP (`--mcp`): relay the command's stdin and stdout (an MCP stdio
+	// server) instead of handing it Stdin and Stdout; see mcp.go.
+	MCP bool
+	// ToolRules are the policy's tool rules (nil: none); only with MCP.
+	ToolRules mcp.ToolRules
+	// OnToolCall and OnToolDecision, when set, see every tools/call's
+	// outcome and every tool rule decision (metrics).
+	OnToolCall     func(tool, outcome string)
+	OnToolDecision func(mcp.Decision)
 }
 
 // forwarded are the signals passed on to the command.
@@ -161,6 +172,7 @@ type launch struct {
 	sigs     chan os.Signal
 	pipes    chan os.Signal
 	writeErr chan error
+	relay    *mcpRelay // --mcp
 }
 
 // Run runs the command and returns assay's exit status. Failures are
@@ -380,6 +392,11 @@ func (l *launch) start() (int, error) {
 	if l.rep.Files != MechBPFLSM {
 		kp.FileDeny = nil
 	}
+	if o.MCP {
+		if l.relay, err = newMCPRelay(o); err != nil {
+			return ExitSetup, err
+		}
+	}
 	l.sess, err = monitor.Start(monitor.Options{
 		Policy: &kp, Rules: &l.rules, Audit: o.Audit, Scopes: []cgroup.Scope{l.leaf}, Trace: o.Trace,
 		RingBytes: o.RingBytes, Out: o.Events, Format: o.Format,
@@ -388,6 +405,7 @@ func (l *launch) start() (int, error) {
 		// never held a task). Should removal fail, records in flight at
 		// detach may be counted but not delivered.
 		ScopeEmpty: true,
+		MCP:        l.relay.context(),
 	})
 	if err != nil {
 		return ExitSetup, err
@@ -432,6 +450,7 @@ func (l *launch) start() (int, error) {
 		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		ExtraFiles: extra,
 	}
+	l.relay.attach(l.cmd)
 	cgfd, err := l.leaf.Open()
 	if err != nil {
 		return ExitSetup, err
@@ -461,6 +480,7 @@ func (l *launch) start() (int, error) {
 		l.rs.Close() // init has its own copy
 		l.rs = nil
 	}
+	l.relay.start(l.sess, l.cmd.Process.Pid, l.leaf.ID, o.OnToolDecision)
 	return 0, nil
 }
 
@@ -489,6 +509,7 @@ func (l *launch) teardown() {
 	if err := l.removeLeaf(); err != nil {
 		fmt.Fprintln(l.o.Log, "assay: "+err.Error())
 	}
+	l.relay.wait(l.o.Log)
 	if l.sess == nil {
 		return
 	}
@@ -528,6 +549,7 @@ func (l *launch) release() {
 	if l.control != nil {
 		l.control.Close()
 	}
+	l.relay.abort()
 	if l.sigs != nil {
 		signal.Stop(l.sigs)
 	}

@@ -21,19 +21,30 @@ import (
 // command's cgroup and comm; the server keeps serving; stdout carries only
 // JSON-RPC. JSON events from --events FILE (with --trace: the denied opens
 // are also observed, with EPERM), and text events on stderr.
+//
+// With --mcp (assay relays the session), each BLOCKED FILE event also
+// names the read_file call that caused it: mcp.tool read_file and mcp.id
+// the id of that request, and no other call.
 func TestMCPFilesServer(t *testing.T) {
 	assay, server := assayBin(t), mcptest.ServerBinary(t)
 	for _, out := range []string{mcptest.JSON, mcptest.Text} {
-		t.Run(out, func(t *testing.T) {
-			mcptest.FilesScenario(t, mcptest.FilesConfig{
-				Assay:     assay,
-				Server:    func(root string) []string { return []string{server, "files", root} },
-				Output:    out,
-				Mechanism: mcptest.MechBPFLSM,
-				Comm:      "mcp-testserver",
-				Trace:     out == mcptest.JSON,
+		for _, relay := range []bool{false, true} {
+			name := out
+			if relay {
+				name += "/mcp"
+			}
+			t.Run(name, func(t *testing.T) {
+				mcptest.FilesScenario(t, mcptest.FilesConfig{
+					Assay:     assay,
+					Server:    func(root string) []string { return []string{server, "files", root} },
+					Output:    out,
+					Mechanism: mcptest.MechBPFLSM,
+					Comm:      "mcp-testserver",
+					Trace:     out == mcptest.JSON,
+					MCP:       relay,
+				})
 			})
-		})
+		}
 	}
 }
 
