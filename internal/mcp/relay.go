@@ -85,7 +85,15 @@ func (r *Relay) Run() error {
 		_ = r.fromClient()
 		_ = r.ServerIn.Close()
 	}()
-	return r.fromServer()
+	err := r.fromServer()
+	if err != nil {
+		// The client is gone: let the server see EPIPE rather than block
+		// on a full pipe nobody reads.
+		if c, ok := r.ServerOut.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	return err
 }
 
 // scan reads lines from rd: line gets every complete line (with its
