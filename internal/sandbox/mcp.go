@@ -22,9 +22,9 @@ const relayDrain = 10 * time.Second
 // mcpRelay is `assay run --mcp` (its methods do nothing on nil: no --mcp): the command's stdin and stdout are pipes
 // to assay, which relays them to its own (package mcp).
 type mcpRelay struct {
-	relay      *mcp.Relay
-	serverIn   *os.File // the command's ends, closed once it started
-	serverOut  *os.File
+	relay     *mcp.Relay
+	serverIn  *os.File // the command's ends, closed once it started
+	serverOut *os.File
 	done      chan error
 	started   bool
 }
