@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/sandbox"
 )
 
 func newPolicyCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -83,6 +84,18 @@ func runPolicyCheck(file string, stdout, stderr io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return fail(stderr, exitError, errors.New("write: "+err.Error()))
+	}
+	if p.Version == 2 {
+		// policy2: how `assay run` enforces each rule here.
+		rep, err := sandbox.CheckV2(p)
+		if err != nil {
+			return fail(stderr, exitError, err)
+		}
+		rep.WriteText(stdout, "enforcement by `assay run` on this machine:")
+		if n := rep.Unenforced(); n > 0 {
+			fmt.Fprintf(stdout, "note: %d rule(s) NOT ENFORCED here: assay run refuses to start unless --allow-degraded\n", n)
+		}
+		return nil
 	}
 	if p.HasFileRules() {
 		fmt.Fprintln(stdout, "note: file rules need BPF LSM at run time (see `assay monitor`); paths are resolved when the monitor starts")

@@ -73,7 +73,9 @@ type Report struct {
 // audit mode file rules without BPF LSM are MechNone.
 func Decide(p *policy.Policy, env Env) Report {
 	r := Report{Audit: env.Audit}
-	if p.HasFileRules() {
+	if p.Version == 2 && p.HasFileRules() {
+		decideV2Files(&r, p, env)
+	} else if p.HasFileRules() {
 		switch {
 		case env.BPFLSM == nil:
 			r.Files = MechBPFLSM
@@ -87,12 +89,18 @@ func Decide(p *policy.Policy, env Env) Report {
 	}
 	for _, rule := range p.Rules() {
 		rr := RuleReport{ID: rule.ID, Kind: rule.Kind, Rule: rule.Detail}
-		if rule.Kind != policy.KindDenyPath {
+		if !isFileKind(rule.Kind) {
 			rr.Mechanism = MechCgroupBPF
 			r.Rules = append(r.Rules, rr)
 			continue
 		}
 		rr.Mechanism = r.Files
+		switch {
+		case p.Version == 2:
+			rr.Reason = v2FileReason(env)
+			r.Rules = append(r.Rules, rr)
+			continue
+		}
 		switch r.Files {
 		case MechLandlock:
 			rr.Reason = "fallback, BPF LSM unavailable (" + short(env.BPFLSM) + ")"

@@ -219,7 +219,7 @@ func (l *launch) prepare() (int, error) {
 	}
 	// Resolve every file rule now, once: a rule is never silently dropped,
 	// and what is checked is what is loaded.
-	if l.rules, err = monitor.Compile(o.Policy); err != nil {
+	if l.rules, err = compileForRun(o.Policy); err != nil {
 		return ExitSetup, err
 	}
 	audit := o.Audit || o.Policy.Mode == policy.ModeAudit
@@ -228,11 +228,18 @@ func (l *launch) prepare() (int, error) {
 	if err := l.contain(); err != nil {
 		return ExitSetup, err
 	}
+	if l.rep.Files == MechLandlock && o.Policy.Version == 2 {
+		// Built before the check: a rule Landlock cannot enforce exactly
+		// is NOT ENFORCED.
+		if l.rs, l.cfg.ProcRules, err = landlockV2(&l.rep, o.Policy, l.env.LandlockABI); err != nil {
+			return ExitSetup, err
+		}
+	}
 	if err := l.rep.Check(o.AllowDegraded); err != nil {
 		l.rep.WriteText(o.Log, "enforcement report for "+o.Policy.File+" ("+o.Policy.Summary()+"):")
 		return ExitSetup, err
 	}
-	if l.rep.Files == MechLandlock {
+	if l.rep.Files == MechLandlock && o.Policy.Version != 2 {
 		var paths []string
 		for _, f := range o.Policy.FileDeny {
 			paths = append(paths, f.Path)
@@ -390,7 +397,7 @@ func (l *launch) start() (int, error) {
 	// The session gets the file rules only when BPF LSM enforces them.
 	kp := *o.Policy
 	if l.rep.Files != MechBPFLSM {
-		kp.FileDeny = nil
+		withoutFiles(&kp)
 	}
 	if o.MCP {
 		if l.relay, err = newMCPRelay(o); err != nil {

@@ -58,6 +58,9 @@ type shimConfig struct {
 	ScopeABI  int   `json:"scope_abi"`  // Landlock ABI for scoping, 0: none
 	ControlFD int   `json:"control_fd"` // init: signals to forward, one byte each
 	Default   []int `json:"default_signals,omitempty"`
+	// Policy v2: rules under /proc (path -> access), added by the shim in
+	// the sandbox's own /proc ("/proc/self": the command's own /proc/PID).
+	ProcRules map[string]int `json:"proc_rules,omitempty"`
 }
 
 func decodeConfig(args []string, stderr io.Writer) (shimConfig, string, []string, bool) {
@@ -186,6 +189,11 @@ func Shim(args []string, stderr io.Writer) int {
 		abi, err := landlock.ABI()
 		if err != nil {
 			return fail(err)
+		}
+		for p, access := range cfg.ProcRules {
+			if err := landlock.AddProc(cfg.RulesetFD, p, access, abi); err != nil {
+				return fail(err)
+			}
 		}
 		if err := landlock.RestrictSelf(cfg.RulesetFD, abi); err != nil {
 			return fail(fmt.Errorf("landlock: %w", err))

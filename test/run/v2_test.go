@@ -1,9 +1,13 @@
 package run_test
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +19,12 @@ import (
 // other modes.
 func helperV2(mode string, args []string) (status int, ok bool) {
 	switch mode {
+	case "fsops": // OP:PATH ...: print "OP:PATH RESULT"; see fsOp
+		for _, a := range args {
+			op, p, _ := strings.Cut(a, ":")
+			fmt.Printf("%s %s\n", a, errName(fsOp(op, p)))
+		}
+		return 0, true
 	case "net2": // PROTO:ADDR:PORT ...: connect (tcp) or sendto (udp), print "ARG RESULT"
 		for _, a := range args {
 			proto, ap, _ := strings.Cut(a, ":")
@@ -174,6 +184,278 @@ network:
 	} {
 		if !regexp.MustCompile(re).MatchString(r.stderr) {
 			t.Errorf("report lacks %s:\n%s", re, r.stderr)
+		}
+	}
+}
+
+// fsOp runs one file operation on p with plain system calls.
+func fsOp(op, p string) error {
+	switch op {
+	case "read":
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	case "write":
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0)
+		if err == nil {
+			_, err = unix.Write(fd, []byte("w"))
+			unix.Close(fd)
+		}
+		return err
+	case "create":
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	case "mkdir":
+		return unix.Mkdir(p, 0o755)
+	case "delete":
+		return unix.Unlink(p)
+	case "rename":
+		return unix.Rename(p, p+".moved")
+	case "truncate":
+		return unix.Truncate(p, 0)
+	case "chmod":
+		return unix.Chmod(p, 0o640)
+	case "list":
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			_, err = unix.Getdents(fd, make([]byte, 4096))
+			unix.Close(fd)
+		}
+		return err
+	case "exec":
+		err := exec.Command(p).Run()
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			return errno
+		}
+		return err
+	case "mmapx": // map a file for execution
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		b, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE)
+		if err == nil {
+			unix.Munmap(b)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown op %s", op)
+}
+
+// fsTree makes a directory tree owned by the command's user (nobody),
+// each file holding a copy of an executable.
+func fsTree(t *testing.T, files ...string) string {
+	t.Helper()
+	root, err := os.MkdirTemp("", "assay-v2-files-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	exe, err := os.ReadFile("/usr/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		p := filepath.Join(root, f)
+		if strings.HasSuffix(f, "/") {
+			os.MkdirAll(p, 0o755)
+			continue
+		}
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, exe, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, 65534, 65534)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(root, 0o755)
+	return root
+}
+
+// TestRunFilesV2Landlock is the file table of version 2 with Landlock on
+// the host (no BPF LSM here): every operation in an r, rw and rx tree, a
+// denied file in a readable tree, a read-only file in an rx tree, an
+// allowed directory inside a denied one, paths outside every rule under
+// default deny; the command runs as nobody and owns the files, so every
+// refusal here is Landlock's (EACCES), not the file modes'.
+func TestRunFilesV2Landlock(t *testing.T) {
+	e := newEnv(t)
+	if lsmWorks() {
+		t.Skip("BPF LSM works here; this is the Landlock table")
+	}
+	T := fsTree(t, "r/f", "r/secret", "r/sub/g", "rw/f", "rw/sub/g", "rx/f", "rx/ronly", "denied/f", "denied/open/f", "outside/f")
+	pol := e.policy(fmt.Sprintf(`version: 2
+files:
+  default: deny
+  allow:
+    - {path: %[1]s/r/, access: r, id: 1}
+    - {path: %[1]s/rw/, access: rw, id: 2}
+    - {path: %[1]s/rx/, access: rx, id: 3}
+    - {path: %[1]s/rx/ronly, access: r, id: 4}
+    - {path: %[1]s/denied/open/, access: rw, id: 5}
+    - {path: %[2]s/, access: rx, id: 6}
+  deny:
+    - {path: %[1]s/r/secret, id: 7}
+    - {path: %[1]s/denied/, id: 8}
+`, T, filepath.Dir(helperBin)))
+	type row struct{ op, path, want string }
+	rows := []row{
+		// r tree
+		{"read", "r/f", "ok"}, {"list", "r", "ok"}, {"read", "r/sub/g", "ok"},
+		{"write", "r/f", "EACCES"}, {"create", "r/new", "EACCES"}, {"mkdir", "r/newdir", "EACCES"},
+		{"delete", "r/sub/g", "EACCES"}, {"rename", "r/f", "EACCES"}, {"truncate", "r/f", "EACCES"},
+		{"exec", "r/f", "EACCES"},
+		{"chmod", "r/f", "ok"}, // not controlled by Landlock (reported)
+		{"mmapx", "r/f", "ok"}, // not controlled by Landlock (reported)
+		// a denied file in the r tree
+		{"read", "r/secret", "EACCES"}, {"exec", "r/secret", "EACCES"}, {"write", "r/secret", "EACCES"},
+		// rw tree
+		{"read", "rw/f", "ok"}, {"write", "rw/f", "ok"}, {"create", "rw/new", "ok"}, {"mkdir", "rw/newdir", "ok"},
+		{"read", "rw/new", "ok"}, {"truncate", "rw/f", "ok"}, {"rename", "rw/sub/g", "ok"}, {"delete", "rw/new", "ok"},
+		{"chmod", "rw/f", "ok"}, {"list", "rw", "ok"},
+		{"exec", "rw/f", "EACCES"},
+		// rx tree
+		{"read", "rx/f", "ok"}, {"exec", "rx/f", "ok"}, {"mmapx", "rx/f", "ok"},
+		{"write", "rx/f", "EACCES"}, {"create", "rx/new", "EACCES"}, {"delete", "rx/f", "EACCES"},
+		{"rename", "rx/f", "EACCES"}, {"truncate", "rx/f", "EACCES"},
+		// a read-only file in the rx tree
+		{"read", "rx/ronly", "ok"}, {"exec", "rx/ronly", "EACCES"},
+		// an allowed directory inside a denied one
+		{"read", "denied/open/f", "ok"}, {"write", "denied/open/f", "ok"}, {"create", "denied/open/new", "ok"},
+		{"read", "denied/f", "EACCES"}, {"list", "denied", "EACCES"}, {"create", "denied/new", "EACCES"},
+		// outside every rule: default deny
+		{"read", "outside/f", "EACCES"}, {"list", "outside", "EACCES"}, {"create", "outside/new", "EACCES"},
+		{"exec", "outside/f", "EACCES"},
+	}
+	args := []string{"--policy", pol, "--", "@", "fsops"}
+	var want strings.Builder
+	for _, r := range rows {
+		a := r.op + ":" + filepath.Join(T, r.path)
+		args = append(args, a)
+		fmt.Fprintf(&want, "%s %s\n", a, r.want)
+	}
+	res := e.run(nil, args...)
+	if res.status != 0 || res.stdout != want.String() {
+		t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", res.status, res.stdout, want.String(), res.stderr)
+	}
+	for _, re := range []string{
+		`(?m)^assay:   rule 7\s+deny_path\s+\S+/r/secret\s+landlock: BPF LSM unavailable`,
+		`(?m)^assay:   rule 4\s+allow_path\s+\S+/rx/ronly \(r\)\s+landlock`,
+		`(?m)^assay:   rule 1000002\s+files_default\s+.*landlock`,
+		`(?m)^assay: landlock: not controlled: chmod`,
+	} {
+		if !regexp.MustCompile(re).MatchString(res.stderr) {
+			t.Errorf("report lacks %s:\n%s", re, res.stderr)
+		}
+	}
+}
+
+// TestRunFilesV2NotExact: a rule Landlock cannot enforce exactly is NOT
+// ENFORCED, the command does not start, and with --allow-degraded it runs
+// without it; a parent directory is never made read-only instead.
+func TestRunFilesV2NotExact(t *testing.T) {
+	e := newEnv(t)
+	if lsmWorks() {
+		t.Skip("BPF LSM works here; this is the Landlock table")
+	}
+	T := fsTree(t, "rw/f", "rw/.env", "r/dir/f", "other/f")
+	for _, tc := range []struct {
+		name, policy, rule, reason string
+		ops                        []string // op:path, want with --allow-degraded
+	}{
+		{"denied file in a writable tree", fmt.Sprintf(`version: 2
+files:
+  default: deny
+  allow: [{path: %[1]s/rw/, access: rw, id: 1}, {path: %[2]s/, access: rx, id: 2}]
+  deny: [{path: %[1]s/rw/.env, id: 3}]
+`, T, filepath.Dir(helperBin)), "3", "inside a writable tree", []string{"read:rw/.env ok", "create:rw/new ok", "write:rw/f ok"}},
+		{"denied directory in a readable tree", fmt.Sprintf(`version: 2
+files:
+  default: deny
+  allow: [{path: %[1]s/r/, access: r, id: 1}, {path: %[2]s/, access: rx, id: 2}]
+  deny: [{path: %[1]s/r/dir/, id: 3}]
+`, T, filepath.Dir(helperBin)), "3", "listed", []string{"read:r/dir/f ok", "list:r ok"}},
+		{"default allow with a deny", fmt.Sprintf(`version: 2
+files:
+  default: allow
+  deny: [{path: %[1]s/other/, id: 3}]
+`, T), "3", "inside a writable tree", []string{"read:other/f ok", "create:rw/new2 ok"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol := e.policy(tc.policy)
+			re := regexp.MustCompile(`(?m)^assay:   rule ` + tc.rule + `\s+deny_path\s+\S+\s+NOT ENFORCED: .*` + regexp.QuoteMeta(tc.reason))
+			res := e.run(nil, "--policy", pol, "--", "@", "fsops", "read:"+T+"/rw/f")
+			if res.status != 125 || res.stdout != "" || !re.MatchString(res.stderr) || !strings.Contains(res.stderr, "--allow-degraded") {
+				t.Fatalf("status %d (want 125), stdout %q, stderr (want %s):\n%s", res.status, res.stdout, re, res.stderr)
+			}
+			args := []string{"--policy", pol, "--allow-degraded", "--", "@", "fsops"}
+			var want strings.Builder
+			for _, o := range tc.ops {
+				op, w, _ := strings.Cut(o, " ")
+				kind, p, _ := strings.Cut(op, ":")
+				a := kind + ":" + filepath.Join(T, p)
+				args = append(args, a)
+				fmt.Fprintf(&want, "%s %s\n", a, w)
+			}
+			res = e.run(nil, args...)
+			if res.status != 0 || res.stdout != want.String() {
+				t.Fatalf("--allow-degraded: status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", res.status, res.stdout, want.String(), res.stderr)
+			}
+		})
+	}
+}
+
+// TestRunBaselineRuntime starts node and python under default deny with the
+// runtime baseline alone (and the helper's directory), and shows that the
+// baseline is not the whole machine.
+func TestRunBaselineRuntime(t *testing.T) {
+	e := newEnv(t)
+	if lsmWorks() {
+		t.Skip("BPF LSM works here; this is the Landlock table")
+	}
+	pol := e.policy(fmt.Sprintf("version: 2\nfiles:\n  default: deny\n  allow: [{path: %s/, access: rx}]\n", filepath.Dir(helperBin)))
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is needed (scripts/install-deps.sh)")
+	}
+	python := "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Fatal("python3 is needed at /usr/bin/python3 (scripts/install-deps.sh)")
+	}
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{node, "-e", `const os = require("os"); console.log("node", os.cpus().length > 0, require("crypto").randomBytes(4).length, Intl.DateTimeFormat().resolvedOptions().timeZone.length > 0)`}, "node true 4 true\n"},
+		{[]string{python, "-c", `import os, ssl, json, locale; print("python", len(os.urandom(4)), ssl.OPENSSL_VERSION[:7])`}, "python 4 OpenSSL\n"},
+		{[]string{python, "-c", `
+import os
+for p in ["/etc/shadow", "/root", "/tmp", "/home"]:
+    try:
+        os.listdir(p) if os.path.isdir(p) else open(p).read()
+        print(p, "ok")
+    except PermissionError:
+        print(p, "EACCES")
+`}, "/etc/shadow EACCES\n/root EACCES\n/tmp EACCES\n/home EACCES\n"},
+	} {
+		args := append([]string{"--policy", pol, "--"}, c.argv...)
+		res := e.run(nil, args...)
+		if res.status != 0 || res.stdout != c.want {
+			t.Errorf("%s: status %d, stdout %q, want %q\nstderr:\n%s", c.argv[0], res.status, res.stdout, c.want, res.stderr)
 		}
 	}
 }

@@ -1,0 +1,173 @@
+package sandbox
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/assaymcp/assay/internal/kernel"
+	"github.com/assaymcp/assay/internal/landlock"
+	"github.com/assaymcp/assay/internal/monitor"
+	"github.com/assaymcp/assay/internal/policy"
+)
+
+// Version 2 file rules under `assay run`: enforced with Landlock's allow
+// model (landlock.Allow), with or without BPF LSM (this build has no BPF
+// LSM enforcement of version 2 file rules). A rule Landlock cannot enforce
+// exactly is NOT ENFORCED in the report (so the command does not start
+// unless --allow-degraded).
+
+// isFileKind reports whether a report rule kind is a file rule.
+func isFileKind(kind string) bool {
+	switch kind {
+	case policy.KindDenyPath, policy.KindAllowPath, policy.KindFilesDefault, policy.KindBaselinePath:
+		return true
+	}
+	return false
+}
+
+// compileForRun resolves what the kernel session will enforce, failing
+// early on a rule that cannot be resolved. Version 2 file rules are
+// resolved by Landlock later.
+func compileForRun(p *policy.Policy) (kernel.Rules, error) {
+	if p.Version == 2 {
+		np := *p
+		withoutFiles(&np)
+		p = &np
+	}
+	return monitor.Compile(p)
+}
+
+// withoutFiles drops the file rules of a policy (they are enforced by
+// Landlock, not by the kernel session).
+func withoutFiles(p *policy.Policy) {
+	p.FileDeny, p.FileAllow = nil, nil
+	p.FilesSet, p.FileDefault, p.Baseline = false, policy.DefaultAllow, policy.BaselineNone
+}
+
+// decideV2Files sets the mechanism of version 2 file rules: Landlock in
+// enforce mode, NOT ENFORCED in audit mode or without Landlock.
+func decideV2Files(r *Report, p *policy.Policy, env Env) {
+	switch {
+	case env.Audit:
+		r.Files = MechNone
+	case env.LandlockABI > 0:
+		r.Files = MechLandlock
+	default:
+		r.Files = MechNone
+	}
+	if p.Baseline == policy.BaselineRuntime {
+		n := len(policy.RuntimeBaseline())
+		r.Rules = append(r.Rules, RuleReport{ID: policy.BaselineFirstID, Kind: policy.KindBaselinePath,
+			Rule: fmt.Sprintf("runtime baseline (%d paths, see assay policy baseline)", n), Mechanism: r.Files, Reason: v2FileReason(env)})
+	}
+}
+
+// v2FileReason explains the mechanism of a version 2 file rule.
+func v2FileReason(env Env) string {
+	switch {
+	case env.Audit:
+		return "audit mode: Landlock cannot report without blocking, and this build has no BPF LSM enforcement of version 2 file rules"
+	case env.LandlockABI > 0 && env.BPFLSM == nil:
+		return "this build enforces version 2 file rules with Landlock only"
+	case env.LandlockABI > 0:
+		return "BPF LSM unavailable (" + short(env.BPFLSM) + ")"
+	}
+	return "Landlock unavailable (" + short(env.Landlock) + ")"
+}
+
+// landlockV2 builds the Landlock ruleset of a version 2 policy and marks
+// the rules it cannot enforce exactly as NOT ENFORCED in the report. It
+// returns the ruleset and the rules under /proc, which the shim adds in
+// the sandbox's own /proc (assay's /proc is another file system).
+func landlockV2(rep *Report, p *policy.Policy, abi int) (*landlock.Ruleset, map[string]int, error) {
+	var rules []landlock.PathRule
+	var proc map[string]int
+	for _, r := range p.FileRules() {
+		if r.Path == "/proc" || strings.HasPrefix(r.Path, "/proc/") {
+			if proc == nil {
+				proc = map[string]int{}
+			}
+			proc[r.Path] = int(r.Access)
+			continue
+		}
+		rules = append(rules, landlock.PathRule{Path: r.Path, Access: int(r.Access), ID: r.ID})
+	}
+	def := 0
+	if p.FileDefault == policy.DefaultAllow {
+		def = int(policy.AccessAll)
+	}
+	res, err := landlock.Allow(abi, def, rules)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: files: %w", p.File, err)
+	}
+	status := res.Status
+	// Rules under /proc are added as grants only: one with fewer rights
+	// than the rule (or default) above it is not enforced.
+	for _, r := range p.FileRules() {
+		if _, ok := proc[r.Path]; !ok {
+			continue
+		}
+		above := def
+		for cur := path.Dir(r.Path); ; cur = path.Dir(cur) {
+			if a, ok := proc[cur]; ok {
+				above = a
+				break
+			}
+			if cur == "/" {
+				break
+			}
+		}
+		if above&^int(r.Access) != 0 {
+			status = append(status, landlock.RuleStatus{ID: r.ID, Path: r.Path, Reason: "under /proc Landlock rules are grants only: a rule with fewer rights than the rule above it cannot be enforced"})
+		}
+	}
+	for _, st := range status {
+		if st.Enforced {
+			continue
+		}
+		found := false
+		for i := range rep.Rules {
+			if rep.Rules[i].ID == st.ID {
+				rep.Rules[i].Mechanism, rep.Rules[i].Reason = MechNone, st.Reason
+				found = true
+			}
+		}
+		if !found { // a baseline rule
+			rep.Rules = append(rep.Rules, RuleReport{ID: st.ID, Kind: policy.KindBaselinePath, Rule: st.Path, Mechanism: MechNone, Reason: st.Reason})
+		}
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("landlock: ABI %d, %d rules: the version 2 allow model (nearest rule wins)", res.ABI, res.Rules))
+	if len(res.Split) > 0 {
+		rep.Notes = append(rep.Notes, "landlock: entries granted one by one (to keep a rule with fewer rights inside a tree) in: "+strings.Join(res.Split, " ")+"; entries created there later by other processes get only the reduced rights")
+	}
+	rep.Notes = append(rep.Notes,
+		"landlock: not controlled: chmod/chown/utimes (attribute changes), mmap(PROT_EXEC) of a readable file, stat; rules follow paths, not inodes (hard links and bind mounts elsewhere keep their own rules)",
+		"landlock: refusals are answered with EACCES and are not in assay's event stream (with --trace the open attempts are)")
+	if _, ok := proc[policy.ProcSelf]; ok {
+		rep.Notes = append(rep.Notes, "landlock: /proc/self is the started process's own /proc/PID: its child processes cannot read theirs")
+	}
+	if len(proc) > 0 {
+		rep.Notes = append(rep.Notes, "landlock: rules under /proc are added in the sandbox's own /proc by the started process, as nearest-rule grants only (a restriction under /proc is not enforced there)")
+	}
+	return res.Ruleset, proc, nil
+}
+
+// CheckV2 says how `assay run` would enforce each rule of a version 2
+// policy on this machine, resolving the paths as run does (for `assay
+// policy check`). Probing BPF LSM needs root.
+func CheckV2(p *policy.Policy) (Report, error) {
+	if _, err := compileForRun(p); err != nil {
+		return Report{}, err
+	}
+	env := Probe(p, policy.EffectiveMode(p, false) == policy.ModeAudit)
+	rep := Decide(p, env)
+	if rep.Files == MechLandlock {
+		rs, _, err := landlockV2(&rep, p, env.LandlockABI)
+		if err != nil {
+			return rep, err
+		}
+		rs.Close()
+	}
+	return rep, nil
+}
