@@ -142,7 +142,9 @@ func Allow(abi int, def int, rules []PathRule) (*AllowResult, error) {
 	for p := range b.nodes {
 		paths = append(paths, p)
 	}
-	sort.Slice(paths, func(i, j int) bool { return depth(paths[i]) < depth(paths[j]) || (depth(paths[i]) == depth(paths[j]) && paths[i] < paths[j]) })
+	sort.Slice(paths, func(i, j int) bool {
+		return depth(paths[i]) < depth(paths[j]) || (depth(paths[i]) == depth(paths[j]) && paths[i] < paths[j])
+	})
 	root.eff = Rights(root.access, handled)
 	root.writable = root.access&Write != 0
 	grants := map[string]uint64{}
