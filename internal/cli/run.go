@@ -1,17 +1,16 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/sandbox"
 )
 
@@ -63,35 +62,15 @@ func (c *containFlags) apply(o *sandbox.Options) error {
 		return fmt.Errorf("--seccomp %q: on or off", c.seccomp)
 	}
 	if c.memory != "" {
-		n, err := parseBytes(c.memory)
-		if err != nil {
-			return fmt.Errorf("--memory %q: %w", c.memory, err)
+		n, ok := policy.ParseBytes(c.memory)
+		if !ok {
+			return fmt.Errorf("--memory %q: give a positive number of bytes, optionally with K, M or G", c.memory)
 		}
 		o.Limits.Memory = n
 	}
 	o.Limits.Pids = c.pids
 	o.Limits.CPU = c.cpu
 	return o.Limits.Check()
-}
-
-func parseBytes(s string) (int64, error) {
-	mult := int64(1)
-	switch strings.ToUpper(s[len(s)-1:]) {
-	case "K":
-		mult = 1 << 10
-	case "M":
-		mult = 1 << 20
-	case "G":
-		mult = 1 << 30
-	}
-	if mult > 1 {
-		s = s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, errors.New("give a positive number of bytes, optionally with K, M or G")
-	}
-	return n * mult, nil
 }
 
 // ---- end of containment flags ----

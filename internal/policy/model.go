@@ -141,6 +141,7 @@ type Policy struct {
 	DenyCIDRs  []CIDRRule
 	FileDeny   []FileRule
 	Digest     string // hex sha256 of the raw file bytes
+	Limits     Limits // resource limits for `assay run` (limits.go)
 
 	// Version 2 (see v2.go). Version 1 policies leave these zero:
 	// FileDefault allow, Baseline none, no allow rules.

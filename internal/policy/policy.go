@@ -14,6 +14,10 @@
 //	  deny:
 //	    - {path: /var/lib/private-demo/credentials.txt, id: 7}
 //	    - path: /home/agent/.ssh/  # trailing slash: a directory and its whole subtree
+//	limits:                    # optional, `assay run` only (see limits.go)
+//	  memory: 512M
+//	  pids: 256
+//	  cpu: 0.5
 //
 // Parsing is strict: unknown fields, wrong types, duplicate mapping keys,
 // YAML anchors and aliases, more than one YAML document and nesting deeper
@@ -221,7 +225,7 @@ func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
 		return ps.errf(version.Line, "version", "unknown version %s: this assay understands versions 1 and 2", text)
 	}
 
-	fs, err := ps.fields(n, "", "version", "mode", "network", "files")
+	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits")
 	if err != nil {
 		return err
 	}
@@ -229,6 +233,10 @@ func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
 		switch f.name {
 		case "mode":
 			if err := ps.mode(f, pol); err != nil {
+				return err
+			}
+		case "limits":
+			if err := ps.limits(f.val, f.path, pol); err != nil {
 				return err
 			}
 		case "network":

@@ -735,7 +735,7 @@ func (ps *parser) netEntries(items []*yaml.Node, path string) ([]NetRule, *Error
 // rootV2 parses the fields of a version 2 policy.
 func (ps *parser) rootV2(n *yaml.Node, pol *Policy) *Error {
 	pol.Version = 2
-	fs, err := ps.fields(n, "", "version", "mode", "network", "files")
+	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits")
 	if err != nil {
 		return err
 	}
@@ -743,6 +743,10 @@ func (ps *parser) rootV2(n *yaml.Node, pol *Policy) *Error {
 		switch f.name {
 		case "mode":
 			if err := ps.mode(f, pol); err != nil {
+				return err
+			}
+		case "limits":
+			if err := ps.limits(f.val, f.path, pol); err != nil {
 				return err
 			}
 		case "network":

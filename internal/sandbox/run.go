@@ -252,6 +252,18 @@ func (l *launch) prepare() (int, error) {
 	if l.rep.Files != MechBPFLSM {
 		l.rules.Files = nil // Landlock (or nothing) enforces them
 	}
+	// The policy's limits, each overridden by its flag.
+	pl := o.Policy.Limits
+	if l.o.Limits.Memory == 0 {
+		l.o.Limits.Memory = pl.Memory
+	}
+	if l.o.Limits.Pids == 0 {
+		l.o.Limits.Pids = pl.Pids
+	}
+	if l.o.Limits.CPU == 0 {
+		l.o.Limits.CPU = pl.CPU
+	}
+	o = l.o
 	if err := o.Limits.Check(); err != nil {
 		return ExitSetup, err
 	}
