@@ -139,6 +139,7 @@ Start with 'assay doctor' (what this machine can enforce), then
 		newVersionCmd(stdout),
 		newShimCmd(stderr),
 		newInitCmd(stderr),
+		newWatchCmd(stderr),
 	)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
@@ -305,6 +306,18 @@ func newInitCmd(stderr io.Writer) *cobra.Command {
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return exitWith(sandbox.Init(args, stderr))
+		},
+	}
+}
+
+// newWatchCmd is the hidden `assay __watch`, see sandbox.Watch.
+func newWatchCmd(stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:                sandbox.WatchCommand,
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return exitWith(sandbox.Watch(args, stderr))
 		},
 	}
 }

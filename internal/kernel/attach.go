@@ -130,6 +130,22 @@ func (inst *Instance) Detach() error {
 	return errors.Join(errs...)
 }
 
+// LinkFDs returns the descriptors of the instance's links (owned by the
+// instance: dup them to hand them on). A process holding a duplicate keeps
+// the link, and so the enforcement, attached until it closes it. ok is
+// false when a link is not a BPF link with a descriptor (legacy
+// attachment).
+func (inst *Instance) LinkFDs() (fds []int, ok bool) {
+	for _, l := range inst.links {
+		f, isFD := l.link.(interface{ FD() int })
+		if !isFD {
+			return nil, false
+		}
+		fds = append(fds, f.FD())
+	}
+	return fds, true
+}
+
 // release closes this process's handles on the links, leaving pinned links
 // attached.
 func (inst *Instance) release() error {

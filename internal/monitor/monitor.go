@@ -220,6 +220,10 @@ func (s *Session) Reload(p *policy.Policy) error {
 	return nil
 }
 
+// LinkFDs returns the descriptors of the session's links (see
+// kernel.Instance.LinkFDs).
+func (s *Session) LinkFDs() ([]int, bool) { return s.inst.LinkFDs() }
+
 // Pinned reports whether the session's instance outlives it.
 func (s *Session) Pinned() bool { return s.inst.Pinned() }
 

@@ -173,6 +173,7 @@ type launch struct {
 	pipes    chan os.Signal
 	writeErr chan error
 	relay    *mcpRelay // --mcp
+	watch    *watchdog
 }
 
 // Run runs the command and returns assay's exit status. Failures are
@@ -380,7 +381,11 @@ func (l *launch) contain() error {
 		l.cfg.ScopeABI = l.env.LandlockABI
 		r.Contain = append(r.Contain, "landlock scope: no abstract Unix socket and no signal outside the sandbox")
 	} else {
-		r.Notes = append(r.Notes, fmt.Sprintf("landlock scoping unavailable (ABI %d, needs 6): abstract Unix sockets outside the sandbox stay reachable (%s)", l.env.LandlockABI, oneLine(l.env.Landlock)))
+		why := "the kernel's Landlock is older"
+		if l.env.Landlock != nil {
+			why = oneLine(l.env.Landlock)
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("landlock scoping unavailable (ABI %d, needs 6): abstract Unix sockets outside the sandbox stay reachable (%s); signals stay confined by the PID namespace", l.env.LandlockABI, why))
 	}
 	return nil
 }
@@ -427,6 +432,15 @@ func (l *launch) start() (int, error) {
 		MCP:        l.relay.context(),
 	})
 	if err != nil {
+		return ExitSetup, err
+	}
+	// The watchdog holds the links until the sandbox is empty, should
+	// assay die (watch.go).
+	fds, ok := l.sess.LinkFDs()
+	if !ok {
+		return ExitSetup, errors.New("the kernel attached a program without a BPF link: the enforcement could not outlive assay; Linux 5.7 or later is needed")
+	}
+	if l.watch, err = startWatchdog(l.leaf, fds); err != nil {
 		return ExitSetup, err
 	}
 	l.rep.Cgroup, l.rep.CgroupID = l.leaf.Path, l.leaf.ID
@@ -529,6 +543,12 @@ func (l *launch) teardown() {
 		fmt.Fprintln(l.o.Log, "assay: "+err.Error())
 	}
 	l.relay.wait(l.o.Log)
+	if l.watch != nil {
+		if err := l.watch.stop(); err != nil {
+			fmt.Fprintln(l.o.Log, "assay: "+err.Error())
+		}
+		l.watch = nil
+	}
 	if l.sess == nil {
 		return
 	}

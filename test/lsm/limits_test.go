@@ -19,10 +19,10 @@ import (
 // memory.max and cpu.max.
 func TestRunForkBomb(t *testing.T) {
 	script := `m=$(grep cgroup2 /proc/self/mountinfo | head -1 | cut -d' ' -f5); cg=$m$(grep '^0::' /proc/self/cgroup | cut -d: -f3)
-i=0; while [ $i -lt 100 ]; do sleep 20 2>/dev/null & i=$((i+1)); done 2>/dev/null
-echo current $(cat $cg/pids.current) max $(cat $cg/pids.max)
-grep '^max' $cg/pids.events
-echo memory $(cat $cg/memory.max) cpu $(cat $cg/cpu.max)`
+sh -c 'i=0; while [ $i -lt 100 ]; do sleep 20 & i=$((i+1)); done' 2>/dev/null
+read cur < $cg/pids.current; read max < $cg/pids.max; echo current $cur max $max
+while read k v; do [ "$k" = max ] && echo max $v; done < $cg/pids.events
+read mem < $cg/memory.max; read cpu < $cg/cpu.max; echo memory $mem cpu $cpu`
 	cmd := exec.Command(assaytest.Binary(t), "run", "--pids", "20", "--memory", "64M", "--cpu", "0.5", "--", "/bin/busybox", "sh", "-c", script)
 	res := assaytest.RunCmd(t, cmd)
 	out := strings.Join(res.Stdout, "\n")

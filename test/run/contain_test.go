@@ -154,9 +154,10 @@ func TestRunDescriptors(t *testing.T) {
 // forkBomb starts 100 background sleeps (a bounded fork bomb) and prints
 // what the cgroup says: pids.current and the pids.events "max" count.
 const forkBomb = `m=$(grep cgroup2 /proc/self/mountinfo | head -1 | cut -d' ' -f5); cg=$m$(grep '^0::' /proc/self/cgroup | cut -d: -f3)
-i=0; while [ $i -lt 100 ]; do sleep 20 2>/dev/null & i=$((i+1)); done 2>/dev/null
-echo current $(cat $cg/pids.current) max $(cat $cg/pids.max)
-grep '^max' $cg/pids.events`
+sh -c 'i=0; while [ $i -lt 100 ]; do sleep 20 & i=$((i+1)); done' 2>/dev/null
+read cur < $cg/pids.current; read max < $cg/pids.max; echo current $cur max $max
+while read k v; do [ "$k" = max ] && echo max $v; done < $cg/pids.events
+read mem < $cg/memory.max; read cpu < $cg/cpu.max; echo memory $mem cpu $cpu`
 
 // TestRunLimits: --pids, --memory, --cpu and the policy's limits section
 // reach the command's cgroup, and a fork bomb stays within pids.max. Where
@@ -217,5 +218,36 @@ func TestRunLimitsPolicyErrors(t *testing.T) {
 		if r.status != 125 || !strings.Contains(r.stderr, want) {
 			t.Errorf("%q: status %d, stderr %q, want 125 and %q", text, r.status, r.stderr, want)
 		}
+	}
+}
+
+// TestRunKeepsIgnoredSignals: a signal assay inherited as ignored (nohup)
+// stays ignored for the command; the others get their default action,
+// although assay's init ignores them.
+func TestRunKeepsIgnoredSignals(t *testing.T) {
+	e := newEnv(t)
+	run := func(trap string) uint64 {
+		t.Helper()
+		args := []string{"-c", trap + `exec "$@"`, "sh", assayBin, "run", "--cgroup-parent", e.parent.Path, "--policy", e.policy(netPolicy), "--", helperBin, "status"}
+		cmd := exec.Command("sh", args...)
+		cmd.Env = append(withoutInvoker(os.Environ()), "ASSAY_RUN_HELPER=1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		var mask uint64
+		for _, l := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(l, "SigIgn "); ok {
+				fmt.Sscanf(v, "%x", &mask)
+			}
+		}
+		return mask
+	}
+	const hup, intr, term = 1 << 0, 1 << 1, 1 << 14
+	if m := run(""); m&(hup|intr|term) != 0 {
+		t.Errorf("SigIgn %x: SIGHUP, SIGINT or SIGTERM ignored by the command", m)
+	}
+	if m := run("trap '' HUP; "); m&hup == 0 || m&(intr|term) != 0 {
+		t.Errorf("with SIGHUP ignored for assay: SigIgn %x, want SIGHUP only", m)
 	}
 }

@@ -44,6 +44,17 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	// A signal this process inherited as ignored (nohup, a CI runner, a
+	// background job without job control) would be inherited by assay,
+	// which by design neither catches nor forwards it: the forwarding tests
+	// then wait in vain (the TestRunForwardsSignals/SIGHUP "flake"). A
+	// handler here, never read, keeps ignoring them in this process while
+	// exec gives assay the default disposition.
+	for _, s := range []os.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM} {
+		if signal.Ignored(s) {
+			signal.Notify(make(chan os.Signal, 1), s)
+		}
+	}
 	dir, err := os.MkdirTemp("", "assay-run-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -186,12 +197,30 @@ func helper(args []string) int {
 		err := syscall.Exec(args[0], args, os.Environ())
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
+	case "connect-spin": // connect to ADDR in a loop from a grandchild, forever
+		if len(args) > 0 && args[0] == "child" {
+			addr := args[1]
+			for i := 0; ; i++ {
+				c, err := net.DialTimeout("tcp", addr, time.Second)
+				if err == nil {
+					c.Close()
+					fmt.Println("connected")
+				}
+				if i == 0 {
+					fmt.Println("ready")
+				}
+			}
+		}
+		cmd := exec.Command(os.Args[0], "connect-spin", "child", args[0])
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.Run()
+		return 0
 	case "status": // identity, capabilities, no_new_privs, seccomp, descriptors, HOME/USER
 		data, _ := os.ReadFile("/proc/self/status")
 		for _, l := range strings.Split(string(data), "\n") {
 			k, v, _ := strings.Cut(l, ":")
 			switch k {
-			case "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp":
+			case "SigIgn", "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp":
 				fmt.Printf("%s %s\n", k, strings.Join(strings.Fields(v), " "))
 			}
 		}

@@ -354,8 +354,8 @@ func TestRunForwardsSignals(t *testing.T) {
 // TestRunSIGKILL: when assay is killed with SIGKILL, nothing of the
 // sandbox keeps running: init dies with assay (PR_SET_PDEATHSIG) and the
 // kernel kills the rest of its PID namespace, a grandchild included. The
-// empty cgroup stays and the next `assay run` under the same parent removes
-// it.
+// watchdog keeps the programs attached until the cgroup is empty, then
+// removes it and lets them go.
 func TestRunSIGKILL(t *testing.T) {
 	e := newEnv(t)
 	pol := e.policy(netPolicy)
@@ -385,21 +385,51 @@ func TestRunSIGKILL(t *testing.T) {
 			t.Errorf("process %d of the sandbox survived assay's SIGKILL", p)
 		}
 	}
-	if _, err := os.Stat(leaf.Path); err != nil {
-		t.Fatalf("cgroup %s: %v (expected it to remain after SIGKILL)", leaf.Path, err)
+	if !gone(leaf.Path) {
+		t.Errorf("cgroup %s not removed by the watchdog", leaf.Path)
 	}
 	programsFreed(t, ids)
 
 	r := e.run(nil, "--policy", pol, "--", "true")
-	if r.status != 0 {
+	if r.status != 0 || strings.Contains(r.stderr, "stale") {
 		t.Fatalf("next assay run: status %d\n%s", r.status, r.stderr)
 	}
-	want := fmt.Sprintf("assay: removed stale cgroup %s (its assay, pid %d, is gone; killed 0 leftover process(es))", leaf.Path, s.cmd.Process.Pid)
-	if !strings.Contains(r.stderr, want) {
-		t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+}
+
+// TestRunSIGKILLNoWindow: a grandchild spinning on connect to a denied port
+// while assay is killed with SIGKILL never gets through: the watchdog holds
+// the programs until the PID namespace is dead.
+func TestRunSIGKILLNoWindow(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !gone(leaf.Path) {
-		t.Errorf("stale cgroup %s not removed", leaf.Path)
+	defer ln.Close()
+	accepted := make(chan struct{}, 1024)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			accepted <- struct{}{}
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	pol := e.policy(fmt.Sprintf("version: 1\nnetwork:\n  deny_ports: [{port: %d, id: 5}]\n", port))
+	for round := 0; round < 5; round++ {
+		s := e.start("--policy", pol, "--", "@", "connect-spin", ln.Addr().String())
+		s.cmd.Process.Signal(syscall.SIGKILL)
+		if status, _ := s.wait(t); status != 137 {
+			t.Fatalf("assay status %d, want 137", status)
+		}
+	}
+	select {
+	case <-accepted:
+		t.Errorf("a connect to the denied port got through while assay died")
+	case <-time.After(200 * time.Millisecond):
 	}
 }
 

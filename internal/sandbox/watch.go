@@ -1,0 +1,144 @@
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/assaymcp/assay/internal/cgroup"
+	"golang.org/x/sys/unix"
+)
+
+// # The watchdog: enforcement outlives assay until the sandbox is empty
+//
+// When assay dies (even by SIGKILL), the PID namespace dies with it (see
+// shim.go), but assay's BPF links close as it exits, a moment before the
+// kernel has killed every process of the namespace. So that no instruction
+// of the sandbox runs in that moment without the programs, `assay run`
+// starts a watchdog (`assay __watch LEAF`) outside the sandbox, in its own
+// session, ignoring the terminal's signals, holding duplicates of every
+// link and the read end of a pipe whose write end only assay holds. When
+// the pipe reports EOF (assay exited or died), the watchdog kills the
+// sandbox's cgroup (cgroup.kill), waits until the cgroup is empty (its
+// cgroup.events says "populated 0"), removes it, and only then exits,
+// closing the links. At a normal exit assay has already removed the cgroup
+// and waits for the watchdog before it detaches. The command cannot signal
+// the watchdog: another user, another PID namespace, Landlock's signal
+// scope.
+
+// WatchCommand is the hidden subcommand of the watchdog.
+const WatchCommand = "__watch"
+
+// watchdog is a started watchdog.
+type watchdog struct {
+	cmd  *exec.Cmd
+	done *os.File // write end: closed to let the watchdog go
+}
+
+// startWatchdog starts the watchdog for leaf, holding linkFDs.
+func startWatchdog(leaf cgroup.Scope, linkFDs []int) (*watchdog, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	extra := []*os.File{r}
+	for _, fd := range linkFDs {
+		extra = append(extra, os.NewFile(uintptr(fd), "link"))
+	}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{"assay", WatchCommand, leaf.Path, strconv.FormatUint(leaf.ID, 10)},
+		ExtraFiles:  extra,
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("starting the watchdog: %w", err)
+	}
+	return &watchdog{cmd: cmd, done: w}, nil
+}
+
+// stop lets the watchdog go and waits for it (bounded: it only waits for
+// an empty cgroup).
+func (wd *watchdog) stop() error {
+	wd.done.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- wd.cmd.Wait() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(30 * time.Second):
+		wd.cmd.Process.Kill()
+		return errors.New("the watchdog did not exit in 30s: killed")
+	}
+}
+
+// Watch is `assay __watch LEAF ID` (see above); descriptor 3 is the pipe,
+// 4 and above the links. It returns when the sandbox is gone.
+func Watch(args []string, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprintln(stderr, "assay: __watch is internal to `assay run`")
+		return ExitSetup
+	}
+	signal.Ignore(forwarded...)
+	signal.Ignore(syscall.SIGPIPE)
+	pipe := os.NewFile(3, "pipe")
+	_, _ = io.Copy(io.Discard, pipe) // until assay is gone or done
+	leaf := args[0]
+	id, _ := strconv.ParseUint(args[1], 10, 64)
+	// Only the cgroup assay created: the same directory inode.
+	var st unix.Stat_t
+	if err := unix.Stat(leaf, &st); err != nil || st.Ino != id {
+		return 0 // removed already (assay's normal exit)
+	}
+	// Kill what is left (the PID namespace normally has by now), wait for
+	// the cgroup to be empty, remove it. The links close when this
+	// process exits.
+	_ = os.WriteFile(filepath.Join(leaf, "cgroup.kill"), []byte("1"), 0)
+	deadline := time.Now().Add(20 * time.Second)
+	for !emptyCgroup(leaf) {
+		if time.Now().After(deadline) {
+			fmt.Fprintf(stderr, "assay: watchdog: cgroup %s still holds processes after 20s; its enforcement ends now\n", leaf)
+			return 1
+		}
+		waitEvents(leaf)
+	}
+	if err := cgroup.Remove(cgroup.Scope{Path: leaf, ID: id}); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintln(stderr, "assay: watchdog:", err)
+	}
+	return 0
+}
+
+// emptyCgroup reports whether cgroup.events says "populated 0" (or the
+// cgroup is gone).
+func emptyCgroup(dir string) bool {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+	if err != nil {
+		return true
+	}
+	return bytes.Contains(data, []byte("populated 0"))
+}
+
+// waitEvents waits for a change of cgroup.events (the kernel notifies
+// poll with POLLPRI), at most 100 ms.
+func waitEvents(dir string) {
+	f, err := os.Open(filepath.Join(dir, "cgroup.events"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	buf := make([]byte, 256)
+	_, _ = f.Read(buf)
+	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLPRI}}
+	_, _ = unix.Poll(fds, 100)
+}
