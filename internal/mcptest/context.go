@@ -9,8 +9,9 @@ import (
 )
 
 // CallIDs returns the ids of the tools/call requests for tool the client
-// sent in a session (r.Stdin) whose argument arg was value, in order.
-func CallIDs(t testing.TB, r Result, tool, arg, value string) []json.RawMessage {
+// sent in a session (r.Stdin) whose argument arg was value (any, when arg
+// is ""), in order.
+func CallIDs(t testing.TB, r Result, tool, arg string, value any) []json.RawMessage {
 	t.Helper()
 	msgs, err := ParseStream(r.Stdin)
 	if err != nil {
@@ -28,7 +29,7 @@ func CallIDs(t testing.TB, r Result, tool, arg, value string) []json.RawMessage 
 		if err := json.Unmarshal(m.Params, &p); err != nil {
 			t.Fatalf("tools/call params %s: %v", m.Params, err)
 		}
-		if p.Name == tool && p.Arguments[arg] == value {
+		if p.Name == tool && (arg == "" || p.Arguments[arg] == value) {
 			ids = append(ids, m.ID)
 		}
 	}

@@ -417,7 +417,7 @@ func parseTextEvents(r *Result, stderr []string) {
 }
 
 // assay:   rule 7  deny_path  /tmp/x/secret.txt  landlock: fallback, ...
-var textRuleRE = regexp.MustCompile(`^assay:   rule ([0-9]+) +(\S+) +(\S+) +(bpf-lsm|landlock|cgroup-bpf|NOT ENFORCED)\b`)
+var textRuleRE = regexp.MustCompile(`^assay:   rule ([0-9]+) +(\S+) +(.*?) +(bpf-lsm|landlock|cgroup-bpf|mcp-relay|NOT ENFORCED)\b`)
 
 func textReport(stderr []string) map[uint32]string {
 	out := map[uint32]string{}

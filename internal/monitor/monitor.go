@@ -98,6 +98,9 @@ func Start(o Options) (*Session, error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
+	if err := noToolRules(o.Policy); err != nil {
+		return nil, err
+	}
 	var rules kernel.Rules
 	if o.Rules != nil {
 		rules = *o.Rules
@@ -192,6 +195,9 @@ func (s *Session) Reload(p *policy.Policy) error {
 		if err := kernel.ProbeLSM(); err != nil {
 			return fmt.Errorf("the new policy has file rules and this kernel cannot enforce them: %w", err)
 		}
+	}
+	if err := noToolRules(p); err != nil {
+		return err
 	}
 	rules, err := Compile(p)
 	if err != nil {
@@ -406,6 +412,15 @@ func Compile(p *policy.Policy) (kernel.Rules, error) {
 		r.Files = append(r.Files, kernel.File{Dev: id.Dev, Ino: id.Ino, ID: f.ID, IsDir: id.IsDir})
 	}
 	return r, nil
+}
+
+// noToolRules refuses a policy with mcp.tools rules: the kernel programs
+// know nothing of MCP; only `assay run --mcp` enforces those rules.
+func noToolRules(p *policy.Policy) error {
+	if p.HasToolRules() {
+		return fmt.Errorf("%s: the mcp.tools rules are enforced by `assay run --mcp` (assay relays the server's stdio), not by the kernel: a monitor cannot enforce them; remove the mcp section or run the server with `assay run --mcp`", p.File)
+	}
+	return nil
 }
 
 // CheckPrivileges fails with what to do when the process cannot load BPF.

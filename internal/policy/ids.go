@@ -73,5 +73,15 @@ func (ps *parser) assignIDs(pol *Policy) *Error {
 			return err
 		}
 	}
+	for i := range pol.ToolDeny {
+		if err := assign(&pol.ToolDeny[i].ID, pol.ToolDeny[i].Line, index("mcp.tools.deny", i)); err != nil {
+			return err
+		}
+	}
+	for i := range pol.ToolAllow {
+		if err := assign(&pol.ToolAllow[i].ID, pol.ToolAllow[i].Line, index("mcp.tools.allow", i)); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -153,6 +153,13 @@ type Policy struct {
 	NetDefault  Default
 	NetAllow    []NetRule
 	NetDeny     []NetRule
+
+	// ToolDeny and ToolAllow are mcp.tools.deny and mcp.tools.allow (one
+	// at most); ToolAllowList is true when allow was given, even empty
+	// (then every tool is refused).
+	ToolDeny      []ToolRule
+	ToolAllow     []ToolRule
+	ToolAllowList bool
 }
 
 // Rule is a uniform view of one rule, for reporting.
@@ -191,11 +198,20 @@ func (p *Policy) Rules() []Rule {
 	for _, r := range p.FileDeny {
 		rs = append(rs, fileRule(r))
 	}
+	for _, r := range p.ToolDeny {
+		rs = append(rs, toolRule(r, KindDenyTool))
+	}
+	for _, r := range p.ToolAllow {
+		rs = append(rs, toolRule(r, KindAllowTool))
+	}
 	if len(p.AllowCIDRs) > 0 {
 		rs = append(rs, notInAllowRule)
 	}
 	if p.Version == 2 {
 		rs = p.v2Rules(rs)
+	}
+	if p.ToolAllowList {
+		rs = append(rs, notInAllowToolsRule)
 	}
 	sort.SliceStable(rs, func(i, j int) bool { return rs[i].ID < rs[j].ID })
 	return rs
@@ -229,6 +245,19 @@ func (p *Policy) RuleByID(id uint32) (Rule, bool) {
 			return fileRule(r), true
 		}
 	}
+	if id == NotInAllowToolsID {
+		return notInAllowToolsRule, p.ToolAllowList
+	}
+	for _, r := range p.ToolDeny {
+		if r.ID == id {
+			return toolRule(r, KindDenyTool), true
+		}
+	}
+	for _, r := range p.ToolAllow {
+		if r.ID == id {
+			return toolRule(r, KindAllowTool), true
+		}
+	}
 	return Rule{}, false
 }
 
@@ -242,8 +271,12 @@ func (p *Policy) Summary() string {
 	if len(p.FileDeny) == 1 {
 		files = "file rule"
 	}
-	return fmt.Sprintf("%d port, %d allow CIDR, %d deny CIDR, %d %s, mode %s",
-		len(p.DenyPorts), len(p.AllowCIDRs), len(p.DenyCIDRs), len(p.FileDeny), files, p.Mode)
+	tools := ""
+	if p.HasToolRules() {
+		tools = fmt.Sprintf(", %d tool rules", len(p.ToolDeny)+len(p.ToolAllow))
+	}
+	return fmt.Sprintf("%d port, %d allow CIDR, %d deny CIDR, %d %s%s, mode %s",
+		len(p.DenyPorts), len(p.AllowCIDRs), len(p.DenyCIDRs), len(p.FileDeny), files, tools, p.Mode)
 }
 
 var notInAllowRule = Rule{ID: NotInAllowCIDRsID, Kind: KindNotInAllowCIDRs, Detail: "destination outside allow_cidrs"}

@@ -225,7 +225,7 @@ func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
 		return ps.errf(version.Line, "version", "unknown version %s: this assay understands versions 1 and 2", text)
 	}
 
-	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits")
+	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits", "mcp")
 	if err != nil {
 		return err
 	}
@@ -245,6 +245,10 @@ func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
 			}
 		case "files":
 			if err := ps.files(f.val, f.path, pol); err != nil {
+				return err
+			}
+		case "mcp":
+			if err := ps.mcpSection(f.val, f.path, pol); err != nil {
 				return err
 			}
 		}

@@ -87,7 +87,7 @@ func TestParseErrors(t *testing.T) {
 		{"version twice", "version: 1\nversion: 1\n", 2, "version", "=field given twice (first at line 1)"},
 
 		// Unknown and duplicate fields.
-		{"unknown root field", "version: 1\nnetwrok: {}\n", 2, "netwrok", "unknown field \"netwrok\" (known fields: version, mode, network, files, limits)"},
+		{"unknown root field", "version: 1\nnetwrok: {}\n", 2, "netwrok", "unknown field \"netwrok\" (known fields: version, mode, network, files, limits, mcp)"},
 		{"unknown network field", "version: 1\nnetwork:\n  deny_port: [22]\n", 3, "network.deny_port", "unknown field \"deny_port\""},
 		{"unknown files field", "version: 1\nfiles:\n  allow: []\n", 3, "files.allow", "unknown field \"allow\""},
 		{"unknown port entry field", "version: 1\nnetwork:\n  deny_ports:\n    - {port: 22, proto: tcp}\n", 4, "network.deny_ports[0].proto", "unknown field \"proto\""},

@@ -50,10 +50,14 @@ func newMCPRelay(o Options) (*mcpRelay, error) {
 		inW.Close()
 		return nil, fmt.Errorf("--mcp: %w", err)
 	}
+	var rules mcp.ToolRules
+	if o.Policy.HasToolRules() {
+		rules = o.Policy.ToolDecision
+	}
 	m := &mcpRelay{
 		relay: &mcp.Relay{
 			ClientIn: o.Stdin, ClientOut: o.Stdout, ServerIn: inW, ServerOut: outR,
-			Tracker: mcp.NewTracker(), Rules: o.ToolRules, Audit: policy.EffectiveMode(o.Policy, o.Audit) == policy.ModeAudit,
+			Tracker: mcp.NewTracker(), Rules: rules, Audit: policy.EffectiveMode(o.Policy, o.Audit) == policy.ModeAudit,
 			OnCall: o.OnToolCall,
 		},
 		serverIn: inR, serverOut: outW, done: make(chan error, 1),

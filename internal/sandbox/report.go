@@ -22,6 +22,9 @@ const (
 	MechLandlock  = "landlock"
 	MechCgroupBPF = "cgroup-bpf"
 	MechNone      = "NOT ENFORCED"
+	// MechMCPRelay: tool rules, enforced by assay's own relay of the
+	// server's stdio (`assay run --mcp`), not by the kernel.
+	MechMCPRelay = "mcp-relay"
 )
 
 // Env is what the kernel offers, as probed at start.
@@ -34,6 +37,8 @@ type Env struct {
 	Landlock error
 	// Audit: audit mode (report, never block).
 	Audit bool
+	// MCP: `assay run --mcp` relays the server's stdio (tool rules).
+	MCP bool
 }
 
 // RuleReport says how one rule is enforced.
@@ -89,6 +94,16 @@ func Decide(p *policy.Policy, env Env) Report {
 	}
 	for _, rule := range p.Rules() {
 		rr := RuleReport{ID: rule.ID, Kind: rule.Kind, Rule: rule.Detail}
+		switch rule.Kind {
+		case policy.KindDenyTool, policy.KindAllowTool, policy.KindNotInAllowTools:
+			rr.Mechanism = MechMCPRelay
+			if !env.MCP {
+				rr.Mechanism = MechNone
+				rr.Reason = "tool rules are enforced by assay run --mcp (assay relays the server's stdio)"
+			}
+			r.Rules = append(r.Rules, rr)
+			continue
+		}
 		if !isFileKind(rule.Kind) {
 			rr.Mechanism = MechCgroupBPF
 			r.Rules = append(r.Rules, rr)

@@ -132,8 +132,6 @@ type Options struct {
 	// MCP (`--mcp`): relay the command's stdin and stdout (an MCP stdio
 	// server) instead of handing it Stdin and Stdout; see mcp.go.
 	MCP bool
-	// ToolRules are the policy's tool rules (nil: none); only with MCP.
-	ToolRules mcp.ToolRules
 	// OnToolCall and OnToolDecision, when set, see every tools/call's
 	// outcome and every tool rule decision (metrics).
 	OnToolCall     func(tool, outcome string)
@@ -225,6 +223,7 @@ func (l *launch) prepare() (int, error) {
 	}
 	audit := o.Audit || o.Policy.Mode == policy.ModeAudit
 	l.env = Probe(o.Policy, audit)
+	l.env.MCP = o.MCP
 	l.rep = Decide(o.Policy, l.env)
 	if err := l.contain(); err != nil {
 		return ExitSetup, err
@@ -413,6 +412,7 @@ func (l *launch) start() (int, error) {
 	var err error
 	// The session gets the file rules only when BPF LSM enforces them.
 	kp := *o.Policy
+	kp.ToolDeny, kp.ToolAllow, kp.ToolAllowList = nil, nil, false // the relay's, not the kernel's
 	if l.rep.Files != MechBPFLSM {
 		withoutFiles(&kp)
 	}

@@ -132,3 +132,24 @@ func NewFetch() *mcp.Server {
 	})
 	return s
 }
+
+// LogRequestsEnv names the file, if set, where mcp-testserver appends a
+// line for every request it receives: the method, and for tools/call the
+// tool ("tools/call read_file"). It is the server's own record of what
+// reached it.
+const LogRequestsEnv = "ASSAY_MCPTEST_LOG"
+
+// LogRequests makes s append a line to w for every request it receives
+// (see LogRequestsEnv).
+func LogRequests(s *mcp.Server, w io.Writer) {
+	s.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			line := method
+			if p, ok := req.GetParams().(*mcp.CallToolParamsRaw); ok {
+				line += " " + p.Name
+			}
+			fmt.Fprintln(w, line)
+			return next(ctx, method, req)
+		}
+	})
+}

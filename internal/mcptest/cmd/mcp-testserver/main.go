@@ -4,7 +4,8 @@
 //	mcp-testserver files ROOT   read_file {path}: a file under ROOT, as text
 //	mcp-testserver fetch        fetch {url}: HTTP GET, the body as text
 //
-// It exits 0 when the client closes stdin. Nothing but JSON-RPC is ever
+// It exits 0 when the client closes stdin. With ASSAY_MCPTEST_LOG=FILE it
+// appends every request it receives to FILE ("tools/call read_file"). Nothing but JSON-RPC is ever
 // written to stdout; diagnostics go to stderr.
 package main
 
@@ -47,6 +48,15 @@ func run(args []string, stderr io.Writer) int {
 	default:
 		fmt.Fprintln(stderr, usage)
 		return 2
+	}
+	if path := os.Getenv(testserver.LogRequestsEnv); path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			fmt.Fprintln(stderr, "mcp-testserver:", err)
+			return 2
+		}
+		defer f.Close()
+		testserver.LogRequests(s, f)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
