@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -197,5 +198,49 @@ func TestCompletion(t *testing.T) {
 		if status != 0 || errs != "" || !strings.Contains(out, want) {
 			t.Errorf("completion %s: status %d, stderr %q, script lacks %q", shell, status, errs, want)
 		}
+	}
+}
+
+// TestUnits: sizes and durations with and without units; what a bare
+// number means; refusals name the accepted forms.
+func TestUnits(t *testing.T) {
+	for in, want := range map[string]int{
+		"4096": 4096, "1M": 1 << 20, "16MiB": 16 << 20, "256k": 256 << 10, "1G": 1 << 30, "64 KiB": 64 << 10, "512b": 512,
+	} {
+		var s sizeFlag
+		if err := s.Set(in); err != nil || int(s) != want {
+			t.Errorf("size %q: %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"16MB": "decimal units are not accepted", "1T": "unknown unit", "M": "not a size", "-1": "not a size", "99999G": "too large",
+	} {
+		var s sizeFlag
+		if err := s.Set(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("size %q: %v, want an error containing %q", in, err, want)
+		}
+	}
+	for in, want := range map[string]time.Duration{
+		"5": 5 * time.Second, "5s": 5 * time.Second, "2m": 2 * time.Minute, "1h30m": 90 * time.Minute, "500ms": 500 * time.Millisecond, "0": 0,
+	} {
+		var d durationFlag
+		if err := d.Set(in); err != nil || time.Duration(d) != want {
+			t.Errorf("duration %q: %v, %v; want %v", in, time.Duration(d), err, want)
+		}
+	}
+	for _, in := range []string{"5 parsecs", "-5s", "x", "1.5"} {
+		var d durationFlag
+		if err := d.Set(in); err == nil {
+			t.Errorf("duration %q accepted as %v", in, time.Duration(d))
+		}
+	}
+	// On the command line: a bad value is a usage error naming the flag.
+	status, _, errs := run("monitor", "--duration", "5 parsecs", "--all")
+	if status != 2 || !strings.Contains(errs, `invalid argument "5 parsecs" for "--duration" flag`) || !strings.Contains(errs, "a number of seconds") {
+		t.Errorf("--duration 5 parsecs: status %d, stderr %q", status, errs)
+	}
+	status, _, errs = run("run", "--ring-size", "16MB", "--", "true")
+	if status != 125 || !strings.Contains(errs, "use MiB") {
+		t.Errorf("--ring-size 16MB: status %d, stderr %q", status, errs)
 	}
 }

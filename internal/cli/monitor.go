@@ -45,11 +45,11 @@ type monitorFlags struct {
 	pids     pidList
 	all      bool
 	object   string
-	duration time.Duration
+	duration durationFlag
 	output   outputFlag
 	audit    bool
 	trace    bool
-	ringSize int
+	ringSize sizeFlag
 	rate     int
 	pin      string
 	attach   string
@@ -94,11 +94,11 @@ policy leaves the old one in force.
 	fl.Var(&f.pids, "pid", "judge the cgroup v2 of process `PID` and its descendants; repeatable")
 	fl.BoolVar(&f.all, "all", false, "judge every process on the host (must be asked for explicitly)")
 	fl.StringVar(&f.object, "ebpf", "", "use the BPF object `OBJ` instead of the built-in one")
-	fl.DurationVar(&f.duration, "duration", 0, "stop after `D` (e.g. 30s); default: until SIGINT or SIGTERM")
+	fl.Var(&f.duration, "duration", "stop after this long: 30s, 2m, 1h (a bare number is seconds); default: until SIGINT or SIGTERM")
 	fl.Var(&f.output, "output", "event format: text or json")
 	fl.BoolVar(&f.audit, "audit", false, "report what would be blocked, block nothing")
 	fl.BoolVar(&f.trace, "trace", false, "also report (never decide) the files in-scope processes open and the programs they execute")
-	fl.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
+	fl.Var(&f.ringSize, "ring-size", "ring buffer size: bytes, or with a binary unit (256K, 16M, 64MiB); a power of two; default 16MiB")
 	fl.IntVar(&f.rate, "rate-limit", kernel.DefaultRateLimit, "most events one cgroup may emit per second (`N`; the rest are counted as suppressed; 0: unlimited)")
 	fl.StringVar(&f.pin, "pin", "", "pin the instance as `NAME` under "+kernel.PinRoot+": enforcement continues after assay exits, until 'assay detach NAME'")
 	fl.StringVar(&f.attach, "attach", "", "stream the events of the pinned instance `NAME` (no policy or scope needed)")
@@ -151,7 +151,7 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 	monitor.Version = Version()
 	sess, err := monitor.Start(monitor.Options{
 		Policy: p, Audit: f.audit, Scopes: scopes, All: f.all, Trace: f.trace,
-		Object: f.object, RingBytes: f.ringSize, RateLimit: rate, Pin: f.pin, Out: stdout, Format: format,
+		Object: f.object, RingBytes: int(f.ringSize), RateLimit: rate, Pin: f.pin, Out: stdout, Format: format,
 	})
 	if err != nil {
 		return fail(stderr, exitError, err)
@@ -175,7 +175,7 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 
 	var timeout <-chan time.Time
 	if f.duration > 0 {
-		timeout = time.After(f.duration)
+		timeout = time.After(time.Duration(f.duration))
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()

@@ -69,7 +69,7 @@ func attachCmd(f *monitorFlags, format events.Format, stdout, stderr io.Writer) 
 		meta.Name, meta.Policy, meta.Summary, meta.AttachedAt.Format(time.RFC3339))
 	var timeout <-chan time.Time
 	if f.duration > 0 {
-		timeout = time.After(f.duration)
+		timeout = time.After(time.Duration(f.duration))
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()

@@ -22,7 +22,7 @@ type runFlags struct {
 	cgroupParent  string
 	allowDegraded bool
 	trace         bool
-	ringSize      int
+	ringSize      sizeFlag
 	contain       containFlags
 	mcp           bool
 }
@@ -127,7 +127,7 @@ CMD's own command line.` + exitStatusSection(`
 	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "create the command's cgroup under the cgroup v2 `PATH` (default: the cgroup2 mount root)")
 	fl.BoolVar(&f.allowDegraded, "allow-degraded", false, "start CMD even when some rules cannot be enforced on this kernel")
 	fl.BoolVar(&f.trace, "trace", false, "also report (never decide) the files CMD opens and the programs it executes")
-	fl.IntVar(&f.ringSize, "ring-size", 0, "ring buffer size in `BYTES` (a power of two; default 16 MiB)")
+	fl.Var(&f.ringSize, "ring-size", "ring buffer size: bytes, or with a binary unit (256K, 16M, 64MiB); a power of two; default 16MiB")
 	f.contain.register(fl)
 	fl.BoolVar(&f.mcp, "mcp", false, "CMD is an MCP stdio server: relay its stdin/stdout, name the tool call in flight on every event, apply the policy's mcp.tools rules")
 	return cmd
@@ -153,7 +153,7 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 	}
 	o := sandbox.Options{
 		Policy: p, Audit: f.audit, Trace: f.trace, CgroupParent: f.cgroupParent,
-		AllowDegraded: f.allowDegraded, Format: format, RingBytes: f.ringSize,
+		AllowDegraded: f.allowDegraded, Format: format, RingBytes: int(f.ringSize),
 		Events: evw, Log: stderr,
 		Argv: argv, Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
 		MCP: f.mcp,
