@@ -14,7 +14,6 @@ import (
 	"github.com/assaymcp/assay/internal/landlock"
 	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/sandbox"
-	"github.com/cilium/ebpf"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -50,7 +49,7 @@ func newDoctorCmd(stdout, stderr io.Writer) *cobra.Command {
 probe programs, not by reading configuration) and prints one line per
 check: ok or missing, what was found, the errno, and what to do. The last
 line says whether full enforcement is available. doctor mounts securityfs
-and bpffs when they are not mounted.` + exitStatusSection(`
+(to read the LSM list) when it is not mounted.` + exitStatusSection(`
   0  full enforcement is available
   1  something required is missing (see the missing lines)
   2  a wrong command line`),
@@ -125,13 +124,11 @@ func runDoctor() doctorReport {
 	}
 
 	// Kernel version: ring buffers need 5.8, clone3(CLONE_INTO_CGROUP) 5.7.
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
+	if rel, err := kernel.Release(); err != nil {
 		add(failed("kernel", true, err, ""))
 	} else {
-		rel := unix.ByteSliceToString(uts.Release[:])
 		c := doctorCheck{Name: "kernel", Status: statusOK, Required: true, Detail: "Linux " + rel}
-		if !kernelAtLeast(rel, 5, 8) {
+		if !kernel.ReleaseAtLeast(rel, 5, 8) {
 			c.Status, c.Fix = statusMissing, "Assay needs Linux 5.8 or later"
 		}
 		add(c)
@@ -143,11 +140,10 @@ func runDoctor() doctorReport {
 		add(doctorCheck{Name: "privileges", Status: statusOK, Required: true, Detail: "can load BPF programs (CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN)"})
 	}
 
-	const btf = "/sys/kernel/btf/vmlinux"
-	if _, err := os.Stat(btf); err != nil {
+	if _, err := os.Stat(kernel.BTFPath); err != nil {
 		add(failed("btf", true, err, "use a kernel built with CONFIG_DEBUG_INFO_BTF=y"))
 	} else {
-		add(doctorCheck{Name: "btf", Status: statusOK, Required: true, Detail: btf})
+		add(doctorCheck{Name: "btf", Status: statusOK, Required: true, Detail: kernel.BTFPath})
 	}
 
 	cgMount, err := cgroup.Mount()
@@ -157,13 +153,11 @@ func runDoctor() doctorReport {
 		add(doctorCheck{Name: "cgroup2", Status: statusOK, Required: true, Detail: "mounted at " + cgMount})
 	}
 
-	const bpffs = "/sys/fs/bpf"
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(bpffs, &sfs); err != nil || sfs.Type != unix.BPF_FS_MAGIC {
-		add(doctorCheck{Name: "bpffs", Status: statusMissing, Detail: "no bpf file system at " + bpffs + " (assay does not need it)",
-			Fix: "mount -t bpf bpf " + bpffs + " to inspect programs with bpftool"})
+	if !kernel.BPFFSMounted() {
+		add(doctorCheck{Name: "bpffs", Status: statusMissing, Detail: "no bpf file system at " + kernel.BPFFS + " (needed only by monitor --pin, which mounts it)",
+			Fix: "mount -t bpf bpf " + kernel.BPFFS + " to inspect programs with bpftool"})
 	} else {
-		add(doctorCheck{Name: "bpffs", Status: statusOK, Detail: "mounted at " + bpffs})
+		add(doctorCheck{Name: "bpffs", Status: statusOK, Detail: "mounted at " + kernel.BPFFS})
 	}
 
 	lsms, err := kernel.ActiveLSMs()
@@ -171,6 +165,9 @@ func runDoctor() doctorReport {
 		add(failed("lsm-list", true, err, "mount -t securityfs securityfs "+kernel.SecurityFS))
 	} else {
 		c := doctorCheck{Name: "lsm-list", Status: statusOK, Required: true, Detail: strings.Join(lsms, ",")}
+		if mode := kernel.Lockdown(); mode != "" {
+			c.Detail += " (lockdown: " + mode + ")"
+		}
 		if !contains(lsms, "bpf") {
 			c.Status = statusMissing
 			c.Fix = "add bpf to the lsm= kernel parameter (e.g. lsm=" + strings.Join(lsms, ",") + ",bpf) and reboot"
@@ -191,7 +188,7 @@ func runDoctor() doctorReport {
 		add(doctorCheck{Name: "cgroup-sock-addr", Status: statusOK, Required: true, Detail: "connect4/6 and sendmsg4/6 programs loaded and attached to a fresh cgroup, then detached"})
 	}
 
-	if err := probeRingbuf(); err != nil {
+	if err := kernel.ProbeRingbuf(); err != nil {
 		add(failed("ringbuf", true, err, "Assay needs BPF ring buffers (Linux 5.8 or later)"))
 	} else {
 		add(doctorCheck{Name: "ringbuf", Status: statusOK, Required: true, Detail: "created a BPF ring buffer map"})
@@ -221,8 +218,8 @@ func runDoctor() doctorReport {
 	return rep
 }
 
-// probeSockAddr loads the network programs and attaches them to a fresh
-// leaf cgroup, then detaches them and removes the cgroup.
+// probeSockAddr attaches the network programs to a fresh, empty leaf
+// cgroup, then detaches them and removes the cgroup.
 func probeSockAddr() (err error) {
 	leaf, err := cgroup.CreateLeaf("", "assay-doctor")
 	if err != nil {
@@ -233,47 +230,7 @@ func probeSockAddr() (err error) {
 			err = rerr
 		}
 	}()
-	inst, err := kernel.Load(kernel.Config{
-		Rules:     kernel.Rules{DenyPorts: map[uint16]uint32{1: 1}},
-		Scopes:    []kernel.Scope{{Path: leaf.Path, ID: leaf.ID, Level: leaf.Level}},
-		RingBytes: os.Getpagesize(),
-	})
-	if err != nil {
-		return err
-	}
-	defer inst.Close()
-	if err := inst.Attach(); err != nil {
-		return err
-	}
-	if inst.Links() == 0 {
-		return errors.New("no program was attached")
-	}
-	return inst.Detach()
-}
-
-func probeRingbuf() error {
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "assay_doctor", Type: ebpf.RingBuf, MaxEntries: uint32(os.Getpagesize())})
-	if err != nil {
-		return err
-	}
-	return m.Close()
-}
-
-func kernelAtLeast(release string, major, minor int) bool {
-	parts := strings.SplitN(release, ".", 3)
-	if len(parts) < 2 {
-		return false
-	}
-	ma, err1 := strconv.Atoi(parts[0])
-	n := 0
-	for n < len(parts[1]) && parts[1][n] >= '0' && parts[1][n] <= '9' {
-		n++
-	}
-	mi, err2 := strconv.Atoi(parts[1][:n])
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return ma > major || (ma == major && mi >= minor)
+	return kernel.ProbeSockAddr(kernel.Scope{Path: leaf.Path, ID: leaf.ID, Level: leaf.Level})
 }
 
 func contains(ss []string, s string) bool {

@@ -200,7 +200,7 @@ wait:
 				status = exitScopeGone
 				break wait
 			}
-			if f.pin != "" && !pinWarned && !pinPresent(f.pin) {
+			if f.pin != "" && !pinWarned && !kernel.PinPresent(f.pin) {
 				pinWarned = true
 				fmt.Fprintf(stderr, "assay: the pins of %q are gone (bpffs unmounted or removed): enforcement now lasts only while this monitor runs\n", f.pin)
 			}

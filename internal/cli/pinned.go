@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -46,11 +45,6 @@ func goneScope(scopes []cgroup.Scope) string {
 	return ""
 }
 
-func pinPresent(name string) bool {
-	_, err := os.Stat(filepath.Join(kernel.PinRoot, name, "meta"))
-	return err == nil
-}
-
 // attachCmd streams the events of a pinned instance until stopped, then
 // prints its counters (cumulative since it was pinned).
 func attachCmd(f *monitorFlags, format events.Format, stdout, stderr io.Writer) error {
@@ -86,7 +80,7 @@ wait:
 				status = exitError
 				break wait
 			}
-			if !pinPresent(f.attach) {
+			if !kernel.PinPresent(f.attach) {
 				fmt.Fprintf(stderr, "assay: instance %q was detached\n", f.attach)
 				break wait
 			}

@@ -186,8 +186,7 @@ func (e *FeatureError) Error() string {
 func (e *FeatureError) Unwrap() error { return e.Err }
 
 func lsmError(what string, err error) error {
-	return &FeatureError{Feature: "BPF LSM (" + what + ")", Err: err,
-		Fix: "boot with `bpf` in the lsm= kernel parameter on a kernel with CONFIG_BPF_LSM=y, or remove the files section from the policy; run `assay doctor`"}
+	return &FeatureError{Feature: "BPF LSM (" + what + ")", Err: err, Fix: lsmFix() + "; run `assay doctor`"}
 }
 
 func explainLoad(err error) error {

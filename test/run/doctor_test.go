@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/kernel"
 )
 
 var doctorNames = []string{"kernel", "privileges", "btf", "cgroup2", "bpffs", "lsm-list", "bpf-lsm", "cgroup-sock-addr", "ringbuf", "landlock"}
@@ -83,6 +85,24 @@ func TestDoctor(t *testing.T) {
 		}
 		if c.Name == "bpf-lsm" && !full && (c.Status != "missing" || c.Errno != "EPERM" || !c.Required || c.Fix == "") {
 			t.Errorf("bpf-lsm check %+v", c)
+		}
+	}
+	// When bpf is already in the LSM list, the advice is not to boot with
+	// it there but names the lockdown mode and the other causes.
+	lsms, _ := kernel.ActiveLSMs()
+	if !full && slices.Contains(lsms, "bpf") {
+		for _, c := range rep.Checks {
+			switch c.Name {
+			case "bpf-lsm":
+				if strings.Contains(c.Fix, "boot with `bpf`") || !strings.Contains(c.Fix, "already in the active LSM list") ||
+					(kernel.Lockdown() != "" && !strings.Contains(c.Fix, "lockdown mode is "+kernel.Lockdown())) {
+					t.Errorf("bpf-lsm advice with bpf listed: %q", c.Fix)
+				}
+			case "lsm-list":
+				if mode := kernel.Lockdown(); mode != "" && !strings.Contains(c.Detail, "(lockdown: "+mode+")") {
+					t.Errorf("lsm-list does not report lockdown %q: %q", mode, c.Detail)
+				}
+			}
 		}
 	}
 	if !full && rep.FileRules != "landlock" {
