@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -131,7 +132,7 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 		return usagef("no scope: give --cgroup PATH or --pid PID (the processes to judge), or --all for the whole host")
 	}
 
-	p, err := loadPolicy(f.policy, stderr)
+	p, err := loadPolicy(f.policy, f.audit, stderr)
 	if err != nil {
 		return fail(stderr, exitError, err)
 	}
@@ -189,7 +190,7 @@ wait:
 		case <-timeout:
 			break wait
 		case <-hup:
-			reload(sess, f.policy, stderr)
+			reload(sess, f.policy, f.audit, stderr)
 		case <-tick.C:
 			if sess.WriteErr() != nil {
 				status = exitError
@@ -237,12 +238,34 @@ wait:
 }
 
 // loadPolicy reads the policy file, or the built-in example when none.
-func loadPolicy(path string, stderr io.Writer) (*policy.Policy, error) {
+// With audit (--audit) the policy's mode is audit, so that every header
+// line says so.
+func loadPolicy(path string, audit bool, stderr io.Writer) (*policy.Policy, error) {
+	var p *policy.Policy
+	var err error
 	if path == "" {
 		fmt.Fprintln(stderr, "assay: no --policy given: using the built-in example policy (see `assay policy example`)")
-		return policy.Parse("built-in example policy", policy.Example())
+		p, err = policy.Parse("built-in example policy", policy.Example())
+	} else {
+		p, err = readPolicy(path)
 	}
-	return policy.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if audit {
+		p.Mode = policy.ModeAudit
+	}
+	return p, nil
+}
+
+// readPolicy loads a policy file by its absolute path, so that every
+// message, header and pinned description names it the same way.
+func readPolicy(path string) (*policy.Policy, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Load(abs)
 }
 
 func resolveScopes(cgroups []string, pids []int) ([]cgroup.Scope, error) {

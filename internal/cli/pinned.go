@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -16,13 +17,12 @@ import (
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/monitor"
-	"github.com/assaymcp/assay/internal/policy"
 )
 
 // reload re-reads the policy file and swaps it in (SIGHUP). A refused
 // policy leaves the old one in force.
-func reload(sess *monitor.Session, path string, stderr io.Writer) {
-	p, err := loadPolicy(path, io.Discard)
+func reload(sess *monitor.Session, path string, audit bool, stderr io.Writer) {
+	p, err := loadPolicy(path, audit, io.Discard)
 	if err == nil {
 		err = sess.Reload(p)
 	}
@@ -150,7 +150,7 @@ func runStatus(output string, stdout, stderr io.Writer) error {
 		if c, err := inst.Counters(); err == nil {
 			e.Counters = map[string]events.PathCounts{}
 			for p := kernel.Path(0); p < kernel.NumPaths; p++ {
-				e.Counters[p.String()] = events.PathCounts{Emitted: c.Emitted[p], Dropped: c.Dropped[p], Suppressed: c.Suppressed[p]}
+				e.Counters[strings.ToLower(p.String())] = events.PathCounts{Emitted: c.Emitted[p], Dropped: c.Dropped[p], Suppressed: c.Suppressed[p]}
 			}
 		}
 		e.Alive = e.PID > 0 && syscall.Kill(e.PID, 0) == nil
@@ -257,7 +257,7 @@ func runReload(name, path string, stdout, stderr io.Writer) error {
 	if err := monitor.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
-	p, err := policy.Load(path)
+	p, err := readPolicy(path)
 	if err != nil {
 		return fail(stderr, exitError, fmt.Errorf("reload refused, the previous policy stays in force: %w", err))
 	}

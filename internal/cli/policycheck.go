@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/sandbox"
 )
@@ -28,8 +29,10 @@ monitor would; 'assay policy example' prints the built-in example policy;
 	cmd.AddCommand(&cobra.Command{
 		Use:   "check FILE",
 		Short: "validate a policy file and list its compiled rules",
-		Long: `Validates the policy FILE and prints every compiled rule with its id, kind
-and line.` + exitStatusSection(`
+		Long: `Validates the policy FILE exactly as run and monitor do when they start,
+file paths included (each must exist, be no symlink and have no trailing
+slash unless it is a directory; patterns are not supported), and prints
+every compiled rule with its id, kind and line.` + exitStatusSection(`
   0  the policy is valid
   1  the policy is invalid (the message names FILE:LINE and the field)
   2  a wrong command line`),
@@ -68,8 +71,14 @@ are resolved, and paths that do not exist are left out.` + exitStatusSection(`
 }
 
 func runPolicyCheck(file string, stdout, stderr io.Writer) error {
-	p, err := policy.Load(file)
+	p, err := readPolicy(file)
 	if err != nil {
+		return fail(stderr, exitError, err)
+	}
+	// Resolve every file rule exactly as run and monitor do when they
+	// start (the same function): a missing path, a symlink, a trailing
+	// slash on a file or a pattern fails here with the same message.
+	if _, err := monitor.Compile(p); err != nil {
 		return fail(stderr, exitError, err)
 	}
 	fmt.Fprintf(stdout, "%s: valid (version %d, mode %s, digest sha256:%s)\n", p.File, p.Version, p.Mode, p.Digest)
@@ -98,7 +107,7 @@ func runPolicyCheck(file string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if p.HasFileRules() {
-		fmt.Fprintln(stdout, "note: file rules need BPF LSM at run time (see `assay monitor`); paths are resolved when the monitor starts")
+		fmt.Fprintln(stdout, "note: file rules were resolved now, as run and monitor resolve them when they start (a path replaced later needs a reload); they are enforced with BPF LSM, or by `assay run` with Landlock where BPF LSM is unusable (see `assay doctor`)")
 	}
 	return nil
 }

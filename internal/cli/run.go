@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -136,30 +138,60 @@ CMD's own command line.` + exitStatusSection(`
 func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 	format, err := events.ParseFormat(string(f.output))
 	if err != nil {
-		return fail(stderr, sandbox.ExitSetup, err)
+		return usagef("%v", err)
 	}
-	p, err := loadPolicy(f.policy, stderr)
-	if err != nil {
-		return fail(stderr, sandbox.ExitSetup, err)
-	}
+	// With --output json every line assay writes is JSON: its messages
+	// too. With --events FILE, the file gets them as well (and the text
+	// report), after a start line: it is appended to, run after run.
+	var log io.Writer = stderr
 	var evw io.Writer = stderr
+	var ef *os.File
 	if f.events != "" {
-		ef, err := os.OpenFile(f.events, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		ef, err = os.OpenFile(f.events, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
-			return fail(stderr, sandbox.ExitSetup, fmt.Errorf("--events: %w", err))
+			return failJSON(stderr, format, sandbox.ExitSetup, fmt.Errorf("--events: %w", err))
 		}
 		defer ef.Close()
 		evw = ef
+		log = io.MultiWriter(stderr, ef)
+	}
+	if format == events.JSON {
+		jl := newJSONLines(log)
+		defer jl.Flush()
+		log = jl
+	}
+	if ef != nil {
+		name := "built-in example policy"
+		if f.policy != "" {
+			name, _ = filepath.Abs(f.policy)
+		}
+		if err := writeStart(ef, format == events.JSON, name, argv, time.Now()); err != nil {
+			return fail(log, sandbox.ExitSetup, fmt.Errorf("--events: %w", err))
+		}
+	}
+	p, err := loadPolicy(f.policy, f.audit, log)
+	if err != nil {
+		return fail(log, sandbox.ExitSetup, err)
 	}
 	o := sandbox.Options{
 		Policy: p, Audit: f.audit, Trace: f.trace, CgroupParent: f.cgroupParent,
 		AllowDegraded: f.allowDegraded, Format: format, RingBytes: int(f.ringSize),
-		Events: evw, Log: stderr,
+		Events: evw, Log: log,
 		Argv: argv, Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
 		MCP: f.mcp,
 	}
 	if err := f.contain.apply(&o); err != nil {
-		return fail(stderr, sandbox.ExitSetup, err)
+		return fail(log, sandbox.ExitSetup, err)
 	}
 	return exitWith(sandbox.Run(o))
+}
+
+// failJSON is fail, with the line as JSON under --output json.
+func failJSON(stderr io.Writer, format events.Format, status int, err error) error {
+	if format == events.JSON {
+		jl := newJSONLines(stderr)
+		defer jl.Flush()
+		return fail(jl, status, err)
+	}
+	return fail(stderr, status, err)
 }

@@ -163,11 +163,13 @@ func TestCommandTransportRecordsStrayBytes(t *testing.T) {
 func TestParseOutputs(t *testing.T) {
 	var r Result
 	parseJSONEvents(&r, []string{
+		`{"schema":1,"type":"start","time":"2026-11-26T01:02:03.000000000Z","pid":41,"version":"v1","policy":"/p.yaml","argv":["cat"]}`,
+		`{"schema":1,"type":"message","time":"2026-11-26T01:02:03.000000000Z","message":"warning: x"}`,
 		`{"schema":1,"type":"enforcement","time":"2026-11-26T01:02:03.000000000Z","cgroup":"/sys/fs/cgroup/x","cgroup_id":9,"audit":false,"files_mechanism":"bpf-lsm","rules":[{"id":7,"kind":"deny_path","rule":"/s","mechanism":"bpf-lsm"}]}`,
 		`{"schema":1,"type":"event","time":"2026-11-26T01:02:03.456789012Z","kind":"file","verdict":"blocked","rule_id":7,"pid":42,"tid":43,"comm":"cat","cgroup_id":9,"dev":2050,"ino":918273,"op":"open","rule_path":"/s"}`,
 		`{"schema":1,"type":"summary","time":"2026-11-26T01:02:04.000000000Z","paths":{"tracepoint":{"emitted":0,"dropped":0,"suppressed":0},"lsm":{"emitted":1,"dropped":0,"suppressed":0},"socket":{"emitted":0,"dropped":0,"suppressed":0}},"received":1,"malformed":0,"ring_buffer_pressure":false}`,
 	})
-	if len(r.Problems) != 0 || !r.HasReport || !r.HasSummary || len(r.Events) != 1 {
+	if len(r.Problems) != 0 || !r.HasStart || len(r.Messages) != 1 || !r.HasReport || !r.HasSummary || len(r.Events) != 1 {
 		t.Fatalf("%+v", r)
 	}
 	if r.Report.Mechanism(7) != MechBPFLSM || r.Report.CgroupID != 9 || r.Summary.LSM.Emitted != 1 {

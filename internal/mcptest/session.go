@@ -185,6 +185,11 @@ type Result struct {
 	HasSummary bool
 	Pressure   bool
 
+	// HasStart: the events file began with assay's start line; Messages
+	// are assay's messages in it (JSON output).
+	HasStart bool
+	Messages []string
+
 	// Problems are lines of the events file that are none of the above.
 	Problems []string
 }
@@ -293,6 +298,18 @@ func parseJSONEvents(r *Result, ls []string) {
 		}
 		var err error
 		switch head.Type {
+		case "start": // the first line of each run appended to the file
+			if r.HasStart || r.HasReport || len(r.Events) > 0 {
+				err = fmt.Errorf("a start line after the run started")
+			}
+			r.HasStart = true
+		case "message": // assay's messages, as JSON with --output json
+			var m struct {
+				Message string `json:"message"`
+			}
+			if err = json.Unmarshal([]byte(line), &m); err == nil {
+				r.Messages = append(r.Messages, m.Message)
+			}
 		case "enforcement":
 			dup := r.HasReport
 			r.HasReport = true

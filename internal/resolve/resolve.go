@@ -16,7 +16,9 @@ package resolve
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/assaymcp/assay/internal/policy"
@@ -217,7 +219,12 @@ func symlinkError(orig, clean, link, target string) error {
 		verb = "is a symlink"
 	}
 	reason := fmt.Sprintf("%s (%s -> %s)", verb, link, target)
-	if rp := realPath(clean, link, target); rp != "" && rp != clean {
+	rp := realPath(clean, link, target)
+	if sp, ok := procSelf(textualPath(clean, link, target), rp); ok {
+		// e.g. /etc/mtab -> /proc/self/mounts: resolving it here names
+		// assay's own /proc/PID, which is no answer for the rule.
+		reason += ": it resolves to " + sp + ", a different file for every process, which a file rule cannot name; remove the rule"
+	} else if rp != "" && rp != clean {
 		reason += ": write the real path " + rp
 	} else {
 		reason += ": write the path of the real file instead"
@@ -245,6 +252,39 @@ func realPath(clean, link, target string) string {
 	return filepath.Clean(target + rest)
 }
 
+// textualPath is clean with its symlink component link replaced by the
+// link's target as written, without resolving anything further.
+func textualPath(clean, link, target string) string {
+	if target == "" {
+		return ""
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(filepath.Dir(link), target)
+	}
+	return filepath.Clean(target + strings.TrimPrefix(clean, link))
+}
+
+// procSelf reports whether a symlink leads into /proc/self or
+// /proc/thread-self, whose meaning depends on the process that looks:
+// textually, or resolved (into this process's /proc/PID or
+// /proc/PID/task/TID). It returns the path with /proc/self.
+func procSelf(textual, resolved string) (string, bool) {
+	for _, pre := range []string{"/proc/self", "/proc/thread-self"} {
+		if textual == pre || strings.HasPrefix(textual, pre+"/") {
+			return textual, true
+		}
+	}
+	pid := "/proc/" + strconv.Itoa(os.Getpid())
+	if rest, ok := strings.CutPrefix(resolved, pid); ok && (rest == "" || rest[0] == '/') {
+		if _, after, ok := strings.Cut(rest, "/task/"); ok {
+			_, tail, _ := strings.Cut(after, "/")
+			return filepath.Join("/proc/thread-self", tail), true
+		}
+		return "/proc/self" + rest, true
+	}
+	return "", false
+}
+
 // readlinkFd reads the target of the symlink an O_PATH|O_NOFOLLOW fd refers
 // to (readlinkat with an empty path, Linux >= 2.6.39).
 func readlinkFd(fd int) string {
@@ -260,6 +300,10 @@ func readlinkFd(fd int) string {
 func errnoError(orig, at string, err error) error {
 	switch err {
 	case unix.ENOENT:
+		if i := strings.IndexAny(orig, "*?["); i >= 0 {
+			dir := orig[:strings.LastIndexByte(orig[:i], '/')+1]
+			return &Error{Path: orig, Reason: fmt.Sprintf("does not exist, and patterns (%q) are not supported: paths are taken literally; to deny everything beneath a directory, write the directory with a trailing slash (%s)", orig[i:i+1], dir), Err: err}
+		}
 		return &Error{Path: orig, Reason: "does not exist: create it first or remove the rule (a rule for a missing file would silently protect nothing)", Err: err}
 	case unix.ENOTDIR:
 		return &Error{Path: orig, Reason: fmt.Sprintf("does not exist: %s is not a directory", at), Err: err}

@@ -120,7 +120,8 @@ type Options struct {
 	PassFDs   []int
 	Limits    Limits
 
-	// Events receives events and the summary; Log the report and messages.
+	// Events receives events and the summary (and the report, in JSON);
+	// Log the report (in text) and messages.
 	Events io.Writer
 	Log    io.Writer
 
@@ -236,7 +237,7 @@ func (l *launch) prepare() (int, error) {
 		}
 	}
 	if err := l.rep.Check(o.AllowDegraded); err != nil {
-		l.rep.WriteText(o.Log, "enforcement report for "+o.Policy.File+" ("+o.Policy.Summary()+"):")
+		o.writeReport(l.rep, "enforcement report for "+o.Policy.File+" ("+o.Policy.Summary()+"):")
 		return ExitSetup, err
 	}
 	if l.rep.Files == MechLandlock && o.Policy.Version != 2 {
@@ -444,10 +445,7 @@ func (l *launch) start() (int, error) {
 		return ExitSetup, err
 	}
 	l.rep.Cgroup, l.rep.CgroupID = l.leaf.Path, l.leaf.ID
-	l.rep.WriteText(o.Log, fmt.Sprintf("enforcement report for %s (%s) in cgroup %s:", o.Policy.File, o.Policy.Summary(), l.leaf.Path))
-	if o.Format == events.JSON {
-		l.rep.WriteJSON(o.Events)
-	}
+	o.writeReport(l.rep, fmt.Sprintf("enforcement report for %s (%s) in cgroup %s:", o.Policy.File, o.Policy.Summary(), l.leaf.Path))
 
 	// Descriptors of init: the --pass-fd ones at their own numbers, then
 	// the Landlock ruleset and the control pipe above them.
@@ -595,6 +593,17 @@ func (l *launch) release() {
 	if l.pipes != nil {
 		signal.Stop(l.pipes)
 	}
+}
+
+// writeReport writes the enforcement report: as text lines to the log, or,
+// with --output json, as the first object of the event stream (and nothing
+// on the log, where every line is JSON too).
+func (o Options) writeReport(rep Report, header string) {
+	if o.Format == events.JSON {
+		rep.WriteJSON(o.Events)
+		return
+	}
+	rep.WriteText(o.Log, header)
 }
 
 func exitStatus(ps *os.ProcessState, err error) int {

@@ -140,7 +140,7 @@ func TestPinOutlivesMonitor(t *testing.T) {
 	}
 	if st.Digest != digest || st.Rules != 2 || st.Mode != "enforce" || st.Policy != pol || len(st.Scopes) != 1 ||
 		st.Scopes[0].Path != cg.Path || st.Scopes[0].ID != cg.ID || st.Scopes[0].Level != cg.Level ||
-		!st.Alive || st.PID != m.Pid() || st.Counters["Socket"].Emitted != 1 || st.Error != "" ||
+		!st.Alive || st.PID != m.Pid() || st.Counters["socket"].Emitted != 1 || st.Error != "" ||
 		st.AttachedAt.Before(start.Add(-time.Second)) || st.AttachedAt.After(time.Now()) {
 		t.Errorf("assay status --output json: %+v\nwant digest %s, 2 rules, enforce, policy %s, scope %s (id %d, level %d), monitor %d alive, 1 socket event",
 			*st, digest, pol, cg.Path, cg.ID, cg.Level, m.Pid())
@@ -157,7 +157,7 @@ func TestPinOutlivesMonitor(t *testing.T) {
 	assaytest.RequireProgramCount(t, cg, 1)
 	r2 := assaytest.Probe(t, &cg, "connect", "tcp4", addr)
 	requireEPERM(t, "after SIGKILL of the monitor", r2)
-	if st := statusJSON(t, name); st == nil || st.Alive || st.Counters["Socket"].Emitted != 2 {
+	if st := statusJSON(t, name); st == nil || st.Alive || st.Counters["socket"].Emitted != 2 {
 		t.Errorf("status after SIGKILL: %+v; want the instance, monitor not alive, 2 socket events", st)
 	}
 
