@@ -121,3 +121,15 @@ func shellQuote(s string) string {
 	}
 	return strconv.Quote(s)
 }
+
+// copyTo writes to w and a copy to the events file. A failed copy (a full
+// disk) is reported by the event writer; the log itself goes on.
+type copyTo struct {
+	w, copy io.Writer
+}
+
+func (c copyTo) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.copy.Write(p)
+	return n, err
+}

@@ -153,7 +153,7 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 		}
 		defer ef.Close()
 		evw = ef
-		log = io.MultiWriter(stderr, ef)
+		log = copyTo{stderr, ef}
 	}
 	if format == events.JSON {
 		jl := newJSONLines(log)

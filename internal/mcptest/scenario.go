@@ -151,22 +151,28 @@ files:
 	r := s.Close()
 	checkEnded(t, r, "initialize", "notifications/initialized", "tools/list", "tools/call")
 
+	// The report: text lines on stderr, or (--output json, where every
+	// line assay writes is JSON) the {"type":"enforcement"} line.
+	mechOf := func(id uint32) string {
+		if c.Output == Text {
+			return r.ReportText[id]
+		}
+		return r.Report.Mechanism(id)
+	}
 	mech := c.Mechanism
 	if mech == "" {
-		mech = r.ReportText[SecretRuleID]
+		mech = mechOf(SecretRuleID)
 	}
 	if mech != MechBPFLSM && mech != MechLandlock {
 		t.Fatalf("file rules enforced by %q, want %s or %s; stderr:\n%s", mech, MechBPFLSM, MechLandlock, strings.Join(r.Stderr, "\n"))
 	}
 	t.Logf("file rules enforced by %s", mech)
 	for _, id := range []uint32{SecretRuleID, PrivateRuleID} {
-		if got := r.ReportText[id]; got != mech {
-			t.Errorf("stderr report: rule %d enforced by %q, want %q", id, got, mech)
+		if got := mechOf(id); got != mech {
+			t.Errorf("%s report: rule %d enforced by %q, want %q: %+v", c.Output, id, got, mech, r.Report)
 		}
-		if c.Output != Text {
-			if got := r.Report.Mechanism(id); got != mech {
-				t.Errorf("JSON report: rule %d enforced by %q, want %q: %+v", id, got, mech, r.Report)
-			}
+		if c.Output != Text && len(r.ReportText) != 0 {
+			t.Errorf("--output json: text report lines on stderr: %v", r.ReportText)
 		}
 	}
 	if c.Output != Text && r.Report.Files != mech {
@@ -339,13 +345,12 @@ network:
 		t.Errorf("the denied listeners served %d requests, want 0", got)
 	}
 	for _, id := range []uint32{PortRuleID, CIDRRuleID} {
-		if got := r.ReportText[id]; got != MechCgroupBPF {
-			t.Errorf("stderr report: rule %d enforced by %q, want %s", id, got, MechCgroupBPF)
-		}
+		got := r.ReportText[id]
 		if c.Output != Text {
-			if got := r.Report.Mechanism(id); got != MechCgroupBPF {
-				t.Errorf("JSON report: rule %d enforced by %q, want %s", id, got, MechCgroupBPF)
-			}
+			got = r.Report.Mechanism(id)
+		}
+		if got != MechCgroupBPF {
+			t.Errorf("%s report: rule %d enforced by %q, want %s", c.Output, id, got, MechCgroupBPF)
 		}
 	}
 

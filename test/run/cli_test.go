@@ -141,7 +141,7 @@ func TestRunAuditHeader(t *testing.T) {
 	if r.status != 0 || !strings.Contains(r.stdout, "connect 127.0.0.1:9 ") {
 		t.Fatalf("status %d, stdout %q\n%s", r.status, r.stdout, r.stderr)
 	}
-	if !regexp.MustCompile(`(?m)^assay: enforcement report for ` + regexp.QuoteMeta(pol) + ` \(.*mode audit\)`).MatchString(r.stderr) ||
+	if !regexp.MustCompile(`(?m)^assay: enforcement report for `+regexp.QuoteMeta(pol)+` \(.*mode audit\)`).MatchString(r.stderr) ||
 		strings.Contains(r.stderr, "mode enforce") {
 		t.Errorf("--audit: the header does not say mode audit:\n%s", r.stderr)
 	}
