@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -11,14 +10,14 @@ import (
 // sizeFlag is a size in bytes: a bare number is bytes; K, M, G (or KiB,
 // MiB, GiB) are binary multiples (1M = 1048576). Decimal units (KB, MB,
 // GB) are refused: ring buffers are powers of two.
-type sizeFlag int
+type sizeFlag int64
 
 func (s *sizeFlag) Type() string { return "SIZE" }
 func (s *sizeFlag) String() string {
 	if *s == 0 {
 		return ""
 	}
-	return formatSize(int(*s))
+	return formatSize(int64(*s))
 }
 func (s *sizeFlag) Set(v string) error {
 	n, err := parseSize(v)
@@ -29,7 +28,7 @@ func (s *sizeFlag) Set(v string) error {
 	return nil
 }
 
-func parseSize(v string) (int, error) {
+func parseSize(v string) (int64, error) {
 	t := strings.TrimSpace(v)
 	i := 0
 	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
@@ -39,7 +38,7 @@ func parseSize(v string) (int, error) {
 	if num == "" {
 		return 0, fmt.Errorf("%q is not a size: use bytes (a bare number) or K, M, G (KiB, MiB, GiB), e.g. 16M", v)
 	}
-	mult := 1
+	mult := int64(1)
 	switch strings.ToLower(unit) {
 	case "", "b":
 	case "k", "kib":
@@ -54,22 +53,22 @@ func parseSize(v string) (int, error) {
 		return 0, fmt.Errorf("%q: unknown unit %q: use bytes (a bare number) or K, M, G (KiB, MiB, GiB)", v, unit)
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n > math.MaxInt32/int64(mult) {
+	if err != nil || n > (1<<62)/mult {
 		return 0, fmt.Errorf("%q is too large", v)
 	}
-	return int(n) * mult, nil
+	return n * mult, nil
 }
 
-func formatSize(n int) string {
+func formatSize(n int64) string {
 	switch {
 	case n >= 1<<30 && n%(1<<30) == 0:
-		return strconv.Itoa(n>>30) + "GiB"
+		return strconv.FormatInt(n>>30, 10) + "GiB"
 	case n >= 1<<20 && n%(1<<20) == 0:
-		return strconv.Itoa(n>>20) + "MiB"
+		return strconv.FormatInt(n>>20, 10) + "MiB"
 	case n >= 1<<10 && n%(1<<10) == 0:
-		return strconv.Itoa(n>>10) + "KiB"
+		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
-	return strconv.Itoa(n)
+	return strconv.FormatInt(n, 10)
 }
 
 // durationFlag is a Go duration (5s, 2m, 1h30m, 500ms); a bare number is
