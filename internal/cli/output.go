@@ -100,7 +100,7 @@ func writeStart(w io.Writer, json bool, policyFile string, argv []string, now ti
 		q[i] = shellQuote(a)
 	}
 	_, err := fmt.Fprintf(w, "assay: %s start: pid %d, assay %s, policy %s, command: %s\n",
-		rec.Time, rec.PID, rec.Version, shellQuote(policyFile), strings.Join(q, " "))
+		now.UTC().Format(events.TextTime), rec.PID, rec.Version, shellQuote(policyFile), strings.Join(q, " "))
 	return err
 }
 
