@@ -317,14 +317,29 @@ const (
 // scopes abstract Unix sockets and signals to the calling thread's future
 // domain: what it execs can reach neither sockets nor processes created
 // outside it.
+//
+// Landlock denies REFER (linking or renaming into another directory) in
+// every layer, even one that handles no file access, once any layer of the
+// domain handles file access: so this layer handles REFER and grants it on
+// /, or it would make every cross-directory rename fail with EXDEV under a
+// file ruleset (seen with policy v2's rw trees).
 func landlockScope(abi int) error {
-	attr := unix.LandlockRulesetAttr{Scoped: scopeAbstractUnix | scopeSignal}
+	attr := unix.LandlockRulesetAttr{Handled_access_fs: unix.LANDLOCK_ACCESS_FS_REFER, Scoped: scopeAbstractUnix | scopeSignal}
 	// The attribute size of ABI 6 (handled_access_fs, _net, scoped).
 	fd, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, uintptr(unsafe.Pointer(&attr)), 24, 0)
 	if errno != 0 {
 		return fmt.Errorf("landlock scope ruleset: %w (%s)", errno, unix.ErrnoName(errno))
 	}
 	defer unix.Close(int(fd))
+	rootFD, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("landlock scope: %w", err)
+	}
+	defer unix.Close(rootFD)
+	pb := unix.LandlockPathBeneathAttr{Allowed_access: unix.LANDLOCK_ACCESS_FS_REFER, Parent_fd: int32(rootFD)}
+	if _, _, errno := unix.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, fd, unix.LANDLOCK_RULE_PATH_BENEATH, uintptr(unsafe.Pointer(&pb)), 0, 0, 0); errno != 0 {
+		return fmt.Errorf("landlock scope: granting REFER on /: %w (%s)", errno, unix.ErrnoName(errno))
+	}
 	if err := landlock.RestrictSelf(int(fd), abi); err != nil {
 		return fmt.Errorf("landlock scope: %w", err)
 	}
