@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nmode: audit\n"))
 	f.Add([]byte("version: 1\nnetwork:\n  deny_ports: [{port: 22, id: 999999}, 23]\n  allow_cidrs: [\"::ffff:10.0.0.0/104\", 192.0.2.1]\n"))
 	f.Add([]byte(v2Policy))
+	f.Add([]byte("version: 2\nfiles: {default: deny}\nmcp:\n  tools:\n    allow: [read_file, \"list_*\"]\n"))
 	f.Add([]byte("version: 2\nfiles: {default: allow, deny: [/x/, {path: /y, id: 3}], allow: [{path: /x/ok/, access: xr}]}\n"))
 	f.Add([]byte("version: 2\nnetwork: {default: deny, allow: [{ports: [53, 853], proto: udp}, \"::1\"], deny: [{cidr: 127.0.0.2, port: 9}]}\n"))
 	f.Add([]byte("version: 2\nfiles:\n  default: deny\n  baseline: none\n  allow: [/, {path: /etc/, access: w}]\n"))
@@ -59,7 +60,7 @@ func FuzzParse(f *testing.F) {
 			if i > 0 && rules[i-1].ID >= r.ID {
 				t.Fatalf("Rules not sorted: %+v", rules)
 			}
-			if r.ID == 0 || (r.ID > MaxUserID && r.ID != NotInAllowCIDRsID && r.ID != FilesDefaultID) {
+			if r.ID == 0 || (r.ID > MaxUserID && r.ID != NotInAllowCIDRsID && r.ID != FilesDefaultID && r.ID != NotInAllowToolsID) {
 				t.Fatalf("bad id in %+v", r)
 			}
 			if got, ok := p.RuleByID(r.ID); !ok || got != r {

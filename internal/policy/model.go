@@ -220,7 +220,10 @@ func (p *Policy) Rules() []Rule {
 // RuleByID returns the rule with the given id.
 func (p *Policy) RuleByID(id uint32) (Rule, bool) {
 	if p.Version == 2 {
-		return p.v2RuleByID(id)
+		// Version 2 rules first; the tool rules are shared with version 1.
+		if r, ok := p.v2RuleByID(id); ok || id == NotInAllowCIDRsID {
+			return r, ok
+		}
 	}
 	if id == NotInAllowCIDRsID {
 		return notInAllowRule, len(p.AllowCIDRs) > 0

@@ -61,7 +61,7 @@ const (
 	FilesDefaultID uint32 = 1000002
 	// BaselineFirstID is the id of the first runtime-baseline rule; the
 	// others follow in the order RuntimeBaseline lists them.
-	BaselineFirstID uint32 = 1000100
+	BaselineFirstID uint32 = 1001000
 )
 
 // Rule kinds of version 2.
@@ -735,7 +735,7 @@ func (ps *parser) netEntries(items []*yaml.Node, path string) ([]NetRule, *Error
 // rootV2 parses the fields of a version 2 policy.
 func (ps *parser) rootV2(n *yaml.Node, pol *Policy) *Error {
 	pol.Version = 2
-	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits")
+	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits", "mcp")
 	if err != nil {
 		return err
 	}
@@ -755,6 +755,10 @@ func (ps *parser) rootV2(n *yaml.Node, pol *Policy) *Error {
 			}
 		case "files":
 			if err := ps.filesV2(f.val, f.path, pol); err != nil {
+				return err
+			}
+		case "mcp":
+			if err := ps.mcpSection(f.val, f.path, pol); err != nil {
 				return err
 			}
 		}
@@ -784,6 +788,16 @@ func (ps *parser) assignIDsV2(pol *Policy, assign func(id *uint32, line int, fie
 			return err
 		}
 	}
+	for i := range pol.ToolDeny {
+		if err := assign(&pol.ToolDeny[i].ID, pol.ToolDeny[i].Line, index("mcp.tools.deny", i)); err != nil {
+			return err
+		}
+	}
+	for i := range pol.ToolAllow {
+		if err := assign(&pol.ToolAllow[i].ID, pol.ToolAllow[i].Line, index("mcp.tools.allow", i)); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -797,5 +811,9 @@ func (p *Policy) v2Summary() string {
 	if p.NetworkSet {
 		net = fmt.Sprintf("network: default %s, %d allow, %d deny", p.NetDefault, len(p.NetAllow), len(p.NetDeny))
 	}
-	return fmt.Sprintf("version 2, %s; %s; mode %s", files, net, p.Mode)
+	tools := ""
+	if p.HasToolRules() {
+		tools = fmt.Sprintf("; %d tool rules", len(p.ToolDeny)+len(p.ToolAllow))
+	}
+	return fmt.Sprintf("version 2, %s; %s%s; mode %s", files, net, tools, p.Mode)
 }

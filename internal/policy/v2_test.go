@@ -37,7 +37,10 @@ network:
 // by FuzzParse).
 func checkV2(t *testing.T, p *Policy) {
 	t.Helper()
-	want := len(p.NetAllow) + len(p.NetDeny) + len(p.FileAllow) + len(p.FileDeny)
+	want := len(p.NetAllow) + len(p.NetDeny) + len(p.FileAllow) + len(p.FileDeny) + len(p.ToolDeny) + len(p.ToolAllow)
+	if p.ToolAllowList {
+		want++
+	}
 	if p.NetworkSet && p.NetDefault == DefaultDeny {
 		want++
 	}
@@ -136,6 +139,29 @@ func TestParseV2(t *testing.T) {
 	}
 	if s := p.Summary(); !strings.Contains(s, "files: default deny, baseline runtime, 3 allow, 1 deny") || !strings.Contains(s, "network: default deny, 2 allow, 2 deny") {
 		t.Errorf("Summary = %q", s)
+	}
+}
+
+// Tool rules (mcp) are shared by both versions.
+func TestV2ToolRules(t *testing.T) {
+	p, err := Parse("p.yaml", []byte("version: 2\nnetwork: {default: deny, deny: [{port: 22}]}\nmcp:\n  tools:\n    allow: [read_file, {tool: \"list_*\", id: 9}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkV2(t, p)
+	if len(p.ToolAllow) != 2 || !p.ToolAllowList {
+		t.Fatalf("tool rules %+v", p.ToolAllow)
+	}
+	for _, r := range p.Rules() {
+		if got, ok := p.RuleByID(r.ID); !ok || got != r {
+			t.Errorf("RuleByID(%d) = %+v, %v; want %+v", r.ID, got, ok, r)
+		}
+	}
+	if r, ok := p.RuleByID(NotInAllowToolsID); !ok || r.ID != NotInAllowToolsID {
+		t.Errorf("RuleByID(tools) = %+v, %v", r, ok)
+	}
+	if !strings.Contains(p.Summary(), "2 tool rules") {
+		t.Errorf("Summary = %q", p.Summary())
 	}
 }
 
