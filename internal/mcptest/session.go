@@ -194,6 +194,16 @@ type Result struct {
 	Problems []string
 }
 
+// Mechanism is the mechanism the enforcement report gives rule id: from the
+// JSON report with --output json (where no text report is written), else
+// from the stderr report.
+func (r Result) Mechanism(id uint32) string {
+	if r.HasReport {
+		return r.Report.Mechanism(id)
+	}
+	return r.ReportText[id]
+}
+
 // Report mirrors the {"type":"enforcement"} line of `assay run --output json`.
 type Report struct {
 	Schema   int          `json:"schema"`

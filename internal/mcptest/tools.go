@@ -140,7 +140,7 @@ func ToolRulesScenario(t *testing.T, c ToolRulesConfig) {
 	}
 	ids := CallIDs(t, r, c.Refused, "", nil)
 	CheckMCPContext(t, e, ids, c.Refused)
-	if got := r.ReportText[c.RuleID]; got != "mcp-relay" {
+	if got := r.Mechanism(c.RuleID); got != "mcp-relay" {
 		t.Errorf("the report says %q for rule %d, want mcp-relay", got, c.RuleID)
 	}
 	checkSummary(t, r, 0, 0)
