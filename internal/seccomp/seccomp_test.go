@@ -9,6 +9,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/assaymcp/assay/internal/seccomp/compat32"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,6 +70,14 @@ func probes() []probe {
 		{"ioctl(TIOCGWINSZ)", raw(unix.SYS_IOCTL, 0, unix.TIOCGWINSZ, p), 0},
 		{"ioctl(TIOCSTI^1)", raw(unix.SYS_IOCTL, 0, unix.TIOCSTI^1, p), 0},
 		{"getpid", raw(unix.SYS_GETPID), 0},
+		// i386 getpid (20) through int $0x80: in the 64-bit table 20 is
+		// writev. Refused whatever the number.
+		{"int80 getpid", func() unix.Errno {
+			if r := compat32.Syscall(20, 0, 0, 0); r < 0 {
+				return unix.Errno(-r)
+			}
+			return 0
+		}, unix.EPERM},
 	}
 }
 
@@ -79,7 +88,7 @@ func child() int {
 		return 1
 	}
 	for _, pr := range probes() {
-		if pr.name == "x32 getpid" && runtime.GOARCH != "amd64" {
+		if (pr.name == "x32 getpid" || pr.name == "int80 getpid") && runtime.GOARCH != "amd64" {
 			continue
 		}
 		fmt.Printf("%s=%d\n", pr.name, int(pr.call()))
@@ -108,7 +117,7 @@ func TestFilter(t *testing.T) {
 	for _, pr := range probes() {
 		e, ok := got[pr.name]
 		if !ok {
-			if pr.name == "x32 getpid" && runtime.GOARCH != "amd64" {
+			if (pr.name == "x32 getpid" || pr.name == "int80 getpid") && runtime.GOARCH != "amd64" {
 				continue
 			}
 			t.Errorf("%s: not tried", pr.name)
@@ -120,6 +129,17 @@ func TestFilter(t *testing.T) {
 		case pr.want == 0 && e == unix.EPERM:
 			t.Errorf("%s: EPERM, want the call let through", pr.name)
 		}
+	}
+}
+
+// TestCompat32Works: without the filter, the 32-bit entry point answers
+// (so TestFilter's EPERM is the filter's).
+func TestCompat32Works(t *testing.T) {
+	if !compat32.Supported {
+		t.Skip("no 32-bit entry point on " + runtime.GOARCH)
+	}
+	if r := compat32.Syscall(20, 0, 0, 0); r != int32(os.Getpid()) {
+		t.Fatalf("int $0x80 getpid = %d, want %d", r, os.Getpid())
 	}
 }
 
