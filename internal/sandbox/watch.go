@@ -57,7 +57,7 @@ func startWatchdog(leaf cgroup.Scope, linkFDs []int) (*watchdog, error) {
 	}
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
-		Args:        []string{"assay", WatchCommand, leaf.Path, strconv.FormatUint(leaf.ID, 10)},
+		Args:        []string{"assay", WatchCommand, leaf.Path, strconv.FormatUint(leaf.ID, 10), strconv.Itoa(len(linkFDs))},
 		ExtraFiles:  extra,
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
@@ -83,13 +83,16 @@ func (wd *watchdog) stop() error {
 	}
 }
 
-// Watch is `assay __watch LEAF ID` (see above); descriptor 3 is the pipe,
-// 4 and above the links. It returns when the sandbox is gone.
+// Watch is `assay __watch LEAF ID N` (see above); descriptor 3 is the
+// pipe, the N descriptors from 4 on the links. It returns when the sandbox
+// is gone.
 func Watch(args []string, stderr io.Writer) int {
-	if len(args) != 2 {
+	n, err := strconv.Atoi(args[len(args)-1])
+	if len(args) != 3 || err != nil {
 		fmt.Fprintln(stderr, "assay: __watch is internal to `assay run`")
 		return ExitSetup
 	}
+	_ = n // descriptors 4..3+n: the links, held until exit
 	signal.Ignore(forwarded...)
 	signal.Ignore(syscall.SIGPIPE)
 	pipe := os.NewFile(3, "pipe")
