@@ -344,7 +344,7 @@ func (l *launch) contain() error {
 			return fmt.Errorf("--pass-fd %d: descriptor %d is not open in assay: %w", fd, fd, err)
 		}
 	}
-	l.cfg = shimConfig{Cred: cred, Caps: caps, Seccomp: !o.NoSeccomp, PassFDs: o.PassFDs, RulesetFD: -1}
+	l.cfg = shimConfig{Cred: cred, Caps: caps, Seccomp: !o.NoSeccomp, PassFDs: o.PassFDs, RulesetFD: -1, JSON: o.Format == events.JSON}
 	r := &l.rep
 	r.User = cred.String()
 	capText := "no capabilities"

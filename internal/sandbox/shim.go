@@ -9,8 +9,10 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 	"unsafe"
 
+	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/landlock"
 	"github.com/assaymcp/assay/internal/seccomp"
 	"golang.org/x/sys/unix"
@@ -61,6 +63,24 @@ type shimConfig struct {
 	// Policy v2: rules under /proc (path -> access), added by the shim in
 	// the sandbox's own /proc ("/proc/self": the command's own /proc/PID).
 	ProcRules map[string]int `json:"proc_rules,omitempty"`
+	JSON      bool           `json:"json,omitempty"` // messages as JSON lines (--output json)
+}
+
+// say writes one "assay: ..." message to stderr, as a JSON message line
+// with --output json (every line assay writes is then JSON).
+func (c shimConfig) say(stderr io.Writer, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if !c.JSON {
+		fmt.Fprintln(stderr, "assay: "+msg)
+		return
+	}
+	b, _ := json.Marshal(struct {
+		Schema  int    `json:"schema"`
+		Type    string `json:"type"`
+		Time    string `json:"time"`
+		Message string `json:"message"`
+	}{events.SchemaVersion, "message", time.Now().UTC().Format(events.JSONTime), msg})
+	stderr.Write(append(b, '\n'))
 }
 
 func decodeConfig(args []string, stderr io.Writer) (shimConfig, string, []string, bool) {
@@ -92,11 +112,11 @@ func Init(args []string, stderr io.Writer) int {
 	// (and the host's processes are out of sight), in a mount namespace
 	// that receives the host's mounts but sends none back.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
-		fmt.Fprintln(stderr, "assay: init: making mounts private:", err)
+		cfg.say(stderr, "init: making mounts private: %v", err)
 		return ExitSetup
 	}
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		fmt.Fprintln(stderr, "assay: init: mounting /proc:", err)
+		cfg.say(stderr, "init: mounting /proc: %v", err)
 		return ExitSetup
 	}
 	control := os.NewFile(uintptr(cfg.ControlFD), "control")
@@ -118,7 +138,7 @@ func Init(args []string, stderr io.Writer) int {
 	// the shim, not the command, and waits in the pipe instead.
 	execr, execw, err := os.Pipe()
 	if err != nil {
-		fmt.Fprintln(stderr, "assay: init:", err)
+		cfg.say(stderr, "init: %v", err)
 		return ExitSetup
 	}
 	files = append(files, execw)
@@ -126,7 +146,7 @@ func Init(args []string, stderr io.Writer) int {
 	child, err := os.StartProcess("/proc/self/exe", argv, &os.ProcAttr{Files: files})
 	execw.Close()
 	if err != nil {
-		fmt.Fprintln(stderr, "assay: starting the command:", err)
+		cfg.say(stderr, "starting the command: %v", err)
 		return ExitSetup
 	}
 	if cfg.RulesetFD >= 0 {
@@ -150,7 +170,7 @@ func Init(args []string, stderr io.Writer) int {
 			continue
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "assay: init: wait:", err)
+			cfg.say(stderr, "init: wait: %v", err)
 			return ExitSetup
 		}
 		if pid != child.Pid {
@@ -173,7 +193,7 @@ func Shim(args []string, stderr io.Writer) int {
 		return ExitSetup
 	}
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, "assay: "+err.Error())
+		cfg.say(stderr, "%s", err.Error())
 		return ExitSetup
 	}
 	// Everything below applies to the calling thread: restrict and exec
@@ -222,7 +242,7 @@ func Shim(args []string, stderr io.Writer) int {
 		}
 	}
 	err := syscall.Exec(path, argv, env)
-	fmt.Fprintf(stderr, "assay: cannot execute %s as %s: %v\n", path, cfg.Cred, err)
+	cfg.say(stderr, "cannot execute %s as %s: %v", path, cfg.Cred, err)
 	if errors.Is(err, syscall.ENOENT) {
 		return ExitNotFound
 	}
