@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/assaymcp/assay/internal/assaytest"
 )
 
 func fakeDB(t *testing.T) {
@@ -59,9 +61,7 @@ func TestParseUser(t *testing.T) {
 }
 
 func TestDefaultUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the default depends on running as root")
-	}
+	assaytest.Privileged(t) // the default depends on running as root
 	fakeDB(t)
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	c, note, err := DefaultUser(env(map[string]string{"SUDO_UID": "1000", "SUDO_GID": "1000"}))
