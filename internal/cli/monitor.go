@@ -54,6 +54,7 @@ type monitorFlags struct {
 	rate     int
 	pin      string
 	attach   string
+	metrics  string
 }
 
 func newMonitorCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -103,6 +104,7 @@ policy leaves the old one in force.
 	fl.IntVar(&f.rate, "rate-limit", kernel.DefaultRateLimit, "most events one cgroup may emit per second (`N`; the rest are counted as suppressed; 0: unlimited)")
 	fl.StringVar(&f.pin, "pin", "", "pin the instance as `NAME` under "+kernel.PinRoot+": enforcement continues after assay exits, until 'assay detach NAME'")
 	fl.StringVar(&f.attach, "attach", "", "stream the events of the pinned instance `NAME` (no policy or scope needed)")
+	registerMetrics(fl, &f.metrics)
 	return cmd
 }
 
@@ -150,9 +152,15 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 	defer signal.Stop(hup)
 
 	monitor.Version = Version()
+	met, msrv, err := startMetrics(f.metrics, stderr)
+	if err != nil {
+		return fail(stderr, exitError, err)
+	}
+	defer msrv.Close()
 	sess, err := monitor.Start(monitor.Options{
 		Policy: p, Audit: f.audit, Scopes: scopes, All: f.all, Trace: f.trace,
 		Object: f.object, RingBytes: int(f.ringSize), RateLimit: rate, Pin: f.pin, Out: stdout, Format: format,
+		Metrics: met,
 	})
 	if err != nil {
 		return fail(stderr, exitError, err)

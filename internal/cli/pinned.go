@@ -25,6 +25,8 @@ func reload(sess *monitor.Session, path string, audit bool, stderr io.Writer) {
 	p, err := loadPolicy(path, audit, io.Discard)
 	if err == nil {
 		err = sess.Reload(p)
+	} else {
+		sess.Metrics().Reload(false)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "assay: reload refused, the previous policy stays in force: %v\n", err)

@@ -27,6 +27,7 @@ type runFlags struct {
 	ringSize      sizeFlag
 	contain       containFlags
 	mcp           bool
+	metrics       string
 }
 
 // ---- containment flags (issue #9): --user, --cap, --pass-fd, --seccomp,
@@ -131,6 +132,7 @@ CMD's own command line.` + exitStatusSection(`
 	fl.BoolVar(&f.trace, "trace", false, "also report (never decide) the files CMD opens and the programs it executes")
 	fl.Var(&f.ringSize, "ring-size", "ring buffer size: bytes, or with a binary unit (256K, 16M, 64MiB); a power of two; default 16MiB")
 	f.contain.register(fl)
+	registerMetrics(fl, &f.metrics)
 	fl.BoolVar(&f.mcp, "mcp", false, "CMD is an MCP stdio server: relay its stdin/stdout, name the tool call in flight on every event, apply the policy's mcp.tools rules")
 	return cmd
 }
@@ -183,6 +185,12 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 	if err := f.contain.apply(&o); err != nil {
 		return fail(log, sandbox.ExitSetup, err)
 	}
+	met, msrv, err := startMetrics(f.metrics, stderr)
+	if err != nil {
+		return fail(stderr, sandbox.ExitSetup, err)
+	}
+	defer msrv.Close()
+	o.Metrics = met
 	return exitWith(sandbox.Run(o))
 }
 

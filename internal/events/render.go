@@ -48,6 +48,8 @@ type Renderer struct {
 	// mcp, when set, gives the MCP context of an event from its kernel
 	// time (`assay run --mcp`).
 	mcp func(mono uint64) []MCPCall
+	// observe, when set, sees every event written (metrics).
+	observe func(Event)
 
 	Received  uint64 // records decoded and written
 	Malformed uint64 // records that could not be decoded
@@ -74,6 +76,9 @@ func (r *Renderer) Anchor(wall time.Time, mono uint64) {
 // time (see Event.MCP); events that have one already keep it.
 func (r *Renderer) SetMCP(f func(mono uint64) []MCPCall) { r.mcp = f }
 
+// SetObserver makes f see every event the renderer writes (metrics).
+func (r *Renderer) SetObserver(f func(Event)) { r.observe = f }
+
 // Time is the wall-clock time of a kernel timestamp (CLOCK_MONOTONIC ns).
 func (r *Renderer) Time(mono uint64) time.Time { return r.wall(mono).UTC() }
 
@@ -93,6 +98,9 @@ func (r *Renderer) Record(raw []byte) error {
 func (r *Renderer) Event(e Event) error {
 	if r.mcp != nil && e.MCP == nil && e.Kind != KindTool {
 		e.MCP = r.mcp(e.MonoNS)
+	}
+	if r.observe != nil {
+		r.observe(e)
 	}
 	r.buf = r.buf[:0]
 	if r.format == JSON {

@@ -16,6 +16,7 @@ import (
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
+	"github.com/assaymcp/assay/internal/metrics"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/resolve"
 	"golang.org/x/sys/unix"
@@ -59,6 +60,10 @@ type Options struct {
 	// MCP, when set, gives the MCP context of an event from its kernel
 	// time (`assay run --mcp`, see package mcp).
 	MCP func(mono uint64) []events.MCPCall
+
+	// Metrics, when set, counts the session's events, its ring buffers
+	// and its reloads (--metrics).
+	Metrics *metrics.Metrics
 }
 
 // Session is enforcement in force.
@@ -143,6 +148,14 @@ func Start(o Options) (*Session, error) {
 	if o.MCP != nil {
 		s.renderer.SetMCP(o.MCP)
 	}
+	if m := o.Metrics; m != nil {
+		s.renderer.SetObserver(m.Event)
+		m.SetRing(func() (metrics.Ring, error) {
+			c, err := s.inst.Counters()
+			return ring(c), err
+		})
+		m.Policy(o.Policy.Version, policy.EffectiveMode(o.Policy, o.Audit).String())
+	}
 	// Read before attaching, so that no event waits on a reader.
 	s.stream, err = inst.Stream(s.record)
 	if err != nil {
@@ -187,6 +200,30 @@ var Version = "devel"
 // stays in force if the new one is refused. The audit flag of the session
 // still applies.
 func (s *Session) Reload(p *policy.Policy) error {
+	err := s.reload(p)
+	if m := s.opts.Metrics; m != nil {
+		inForce := s.policy() == p
+		m.Reload(inForce)
+		if inForce {
+			m.Policy(p.Version, policy.EffectiveMode(p, s.opts.Audit).String())
+		}
+	}
+	return err
+}
+
+// Metrics is the session's metrics (nil without --metrics; its methods
+// then do nothing).
+func (s *Session) Metrics() *metrics.Metrics { return s.opts.Metrics }
+
+func ring(c kernel.Counters) metrics.Ring {
+	var r metrics.Ring
+	for i, p := range []kernel.Path{kernel.PathTracepoint, kernel.PathLSM, kernel.PathSocket} {
+		r.Emitted[i], r.Dropped[i], r.Suppressed[i] = c.Emitted[p], c.Dropped[p], c.Suppressed[p]
+	}
+	return r
+}
+
+func (s *Session) reload(p *policy.Policy) error {
 	// Probe BPF LSM only when the file programs are not attached yet (a
 	// pinned instance reopened by `assay reload` has no policy text, but
 	// its links say): the probe attaches a program of its own to
@@ -360,6 +397,8 @@ func (s *Session) Stop() (events.Summary, error) {
 	errs = append(errs, s.stream.Stop())
 	c, err := s.inst.Counters()
 	errs = append(errs, err)
+	// Scrapes from now on get the final counts, not the closed maps.
+	s.opts.Metrics.SetRing(func() (metrics.Ring, error) { return ring(c), err })
 	s.inst.Close()
 	sum.Tracepoint = events.PathCounts{Emitted: c.Emitted[kernel.PathTracepoint], Dropped: c.Dropped[kernel.PathTracepoint], Suppressed: c.Suppressed[kernel.PathTracepoint]}
 	sum.LSM = events.PathCounts{Emitted: c.Emitted[kernel.PathLSM], Dropped: c.Dropped[kernel.PathLSM], Suppressed: c.Suppressed[kernel.PathLSM]}

@@ -58,7 +58,12 @@ func newMCPRelay(o Options) (*mcpRelay, error) {
 		relay: &mcp.Relay{
 			ClientIn: o.Stdin, ClientOut: o.Stdout, ServerIn: inW, ServerOut: outR,
 			Tracker: mcp.NewTracker(), Rules: rules, Audit: policy.EffectiveMode(o.Policy, o.Audit) == policy.ModeAudit,
-			OnCall: o.OnToolCall,
+			OnCall: func(tool, outcome string) {
+				o.Metrics.ToolCall(tool, outcome)
+				if o.OnToolCall != nil {
+					o.OnToolCall(tool, outcome)
+				}
+			},
 		},
 		serverIn: inR, serverOut: outW, done: make(chan error, 1),
 	}

@@ -84,6 +84,7 @@ import (
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/landlock"
 	"github.com/assaymcp/assay/internal/mcp"
+	"github.com/assaymcp/assay/internal/metrics"
 	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/seccomp"
@@ -137,6 +138,9 @@ type Options struct {
 	// outcome and every tool rule decision (metrics).
 	OnToolCall     func(tool, outcome string)
 	OnToolDecision func(mcp.Decision)
+	// Metrics, when set, counts events, ring buffers and tool calls
+	// (--metrics).
+	Metrics *metrics.Metrics
 }
 
 // forwarded are the signals passed on to the command.
@@ -431,6 +435,7 @@ func (l *launch) start() (int, error) {
 		// detach may be counted but not delivered.
 		ScopeEmpty: true,
 		MCP:        l.relay.context(),
+		Metrics:    o.Metrics,
 	})
 	if err != nil {
 		return ExitSetup, err

@@ -143,3 +143,12 @@ func TestToolRulesNeedTheRelay(t *testing.T) {
 		t.Errorf("monitor with tool rules: exit %d\n%s", m.ExitCode, m.StderrText())
 	}
 }
+
+// TestMetricsMCP: metrics scraped during an `assay run --mcp` session after
+// a known sequence of calls (see mcptest.MetricsScenario).
+func TestMetricsMCP(t *testing.T) {
+	assaytest.Privileged(t)
+	assay, server := mcptest.AssayBinary(t), mcptest.ServerBinary(t)
+	t.Parallel()
+	mcptest.MetricsScenario(t, assay, []string{server, "fetch"})
+}
