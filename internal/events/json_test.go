@@ -45,6 +45,7 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 		{Kind: KindSendmsg, Verdict: VerdictAudit, Family: AFInet, Protocol: 17, Addr: netip.MustParseAddr("127.0.0.1"), Unspec: UnspecV4},
 		{Kind: KindFile, Verdict: VerdictBlocked, RuleID: 7, Dev: 2050, Ino: 918273, Op: OpRename, Comm: "x\n[PID 1]"},
 		{Kind: KindFile, Verdict: VerdictAudit, RuleID: 8, Op: OpOpen},
+		{Kind: KindFile, Verdict: VerdictBlocked, RuleID: 1000002, Op: OpOpen, Path: "/etc/\"shadow\n"}, // judged from a traced open (policy v2)
 		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "/etc/hosts", Flags: 0x80000, Ret: 3},
 		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "", Ret: -13},
 		{Kind: KindTraceExec, Verdict: VerdictObserved, Path: "/bin/\tsh"},

@@ -185,6 +185,10 @@ func AppendText(b []byte, e Event) []byte {
 		b = appendCommon(b, e)
 		b = append(b, " op="...)
 		b = append(b, e.Op.String()...)
+		if e.Path != "" { // judged in user space from a traced open (policy v2 under Landlock)
+			b = append(b, " path="...)
+			b = appendValue(b, e.Path)
+		}
 	case KindTool:
 		b = appendToolText(b, e)
 		return appendMCPText(b, e.MCP)
@@ -328,6 +332,7 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 		j.Dev, j.Ino = &dev, &ino
 		j.Op = e.Op.String()
 		j.RulePath = r.rulePath(e.RuleID)
+		j.Path = e.Path
 	case KindTraceOpen, KindTraceExec:
 		j.Path = e.Path
 		if e.Kind == KindTraceOpen {
@@ -405,6 +410,10 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 		if p := r.rulePath(e.RuleID); p != "" {
 			b = append(b, `,"rule_path":`...)
 			b = appendJSONString(b, p)
+		}
+		if e.Path != "" {
+			b = append(b, `,"path":`...)
+			b = appendJSONString(b, e.Path)
 		}
 	case KindTraceOpen, KindTraceExec:
 		if e.Path != "" {

@@ -50,6 +50,13 @@ type Options struct {
 	// OnWriteErr, when set, is called once, with the first error writing
 	// events (from the reading goroutine).
 	OnWriteErr func(error)
+	// Judge, when set, sees every traced open (the tracepoint path must be
+	// loaded) and may turn it into an event of its own (policy v2 under
+	// Landlock: a refused open becomes a BLOCKED FILE event). With
+	// QuietTrace the traced opens and execs themselves are not written
+	// (the tracepoint path is loaded for Judge only, not asked for).
+	Judge      func(events.Event) (events.Event, bool)
+	QuietTrace bool
 
 	// ScopeEmpty promises that Stop is only called once no task is left in
 	// the scopes (e.g. `assay run` removed its cgroup first): no in-scope
@@ -344,6 +351,11 @@ func (s *Session) record(raw []byte, idle bool) {
 	defer s.renderMu.Unlock()
 	if s.writeErr.Load() != nil {
 		return
+	}
+	if s.opts.Judge != nil {
+		if s.judged(raw, idle) {
+			return
+		}
 	}
 	// Re-pair the clocks now and then, so that event times follow a
 	// stepped wall clock (the pairing is per renderer, see events.Anchor).

@@ -2,6 +2,9 @@ package monitor
 
 import (
 	"fmt"
+	"time"
+
+	"github.com/assaymcp/assay/internal/events"
 
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/policy"
@@ -60,4 +63,37 @@ func net2Entries(rs []policy.NetRule) []kernel.Net2Entry {
 		}
 	}
 	return out
+}
+
+// judged handles a traced record for Options.Judge; it reports whether
+// it did (false: not a traced record, render it as usual). Called with
+// renderMu held.
+func (s *Session) judged(raw []byte, idle bool) bool {
+	e, err := events.Decode(raw)
+	if err != nil || (e.Kind != events.KindTraceOpen && e.Kind != events.KindTraceExec) {
+		return false
+	}
+	if s.sinceAnchor++; idle || s.sinceAnchor >= 4096 {
+		s.sinceAnchor = 0
+		s.renderer.Anchor(time.Now(), monotonicNow())
+	}
+	if e.Kind == events.KindTraceOpen {
+		if d, ok := s.opts.Judge(e); ok {
+			err = s.renderer.Event(d)
+		}
+	}
+	if err == nil {
+		if s.opts.QuietTrace {
+			s.renderer.Received++
+		} else {
+			err = s.renderer.Record(raw)
+		}
+	}
+	if err == nil && idle {
+		err = s.renderer.Flush()
+	}
+	if err != nil && s.writeErr.CompareAndSwap(nil, &err) && s.opts.OnWriteErr != nil {
+		s.opts.OnWriteErr(err)
+	}
+	return true
 }

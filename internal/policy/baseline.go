@@ -77,6 +77,8 @@ var baselineSpec = []struct {
 	{"/etc/python3.12/", AccessRead},
 	{"/etc/python3.13/", AccessRead},
 	{"/etc/python3.14/", AccessRead},
+	// The number of capabilities (libcap, and assay's own shim, read it).
+	{"/proc/sys/kernel/cap_last_cap", AccessRead},
 }
 
 // BaselineEntry is one runtime-baseline rule as resolved on this machine.

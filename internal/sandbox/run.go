@@ -168,6 +168,7 @@ type launch struct {
 	rep      Report
 	cfg      shimConfig
 	rs       *landlock.Ruleset
+	judge    func(events.Event) (events.Event, bool) // policy v2 file events from traced opens
 	leaf     cgroup.Scope
 	sess     *monitor.Session
 	cmd      *exec.Cmd
@@ -232,6 +233,11 @@ func (l *launch) prepare() (int, error) {
 	l.rep = Decide(o.Policy, l.env)
 	if err := l.contain(); err != nil {
 		return ExitSetup, err
+	}
+	if o.Policy.Version == 2 && (l.rep.Files == MechLandlock || l.rep.Files == MechTraceAudit) {
+		// Landlock's refusals (or, in audit mode, what the policy would
+		// refuse) are seen in the traced opens.
+		l.judge = judgeV2(o.Policy, l.rep.Files == MechTraceAudit)
 	}
 	if l.rep.Files == MechLandlock && o.Policy.Version == 2 {
 		// Built before the check: a rule Landlock cannot enforce exactly
@@ -427,7 +433,8 @@ func (l *launch) start() (int, error) {
 		}
 	}
 	l.sess, err = monitor.Start(monitor.Options{
-		Policy: &kp, Rules: &l.rules, Audit: o.Audit, Scopes: []cgroup.Scope{l.leaf}, Trace: o.Trace,
+		Policy: &kp, Rules: &l.rules, Audit: o.Audit, Scopes: []cgroup.Scope{l.leaf}, Trace: o.Trace || l.judge != nil,
+		Judge: l.judge, QuietTrace: l.judge != nil && !o.Trace,
 		RingBytes: o.RingBytes, Out: o.Events, Format: o.Format,
 		OnWriteErr: func(err error) { l.writeErr <- err },
 		// The session is stopped only after the cgroup was removed (or

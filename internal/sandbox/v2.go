@@ -5,10 +5,12 @@ import (
 	"path"
 	"strings"
 
+	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/landlock"
 	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"golang.org/x/sys/unix"
 )
 
 // Version 2 file rules under `assay run`: enforced with Landlock's allow
@@ -50,7 +52,7 @@ func withoutFiles(p *policy.Policy) {
 func decideV2Files(r *Report, p *policy.Policy, env Env) {
 	switch {
 	case env.Audit:
-		r.Files = MechNone
+		r.Files = MechTraceAudit
 	case env.LandlockABI > 0:
 		r.Files = MechLandlock
 	default:
@@ -67,7 +69,7 @@ func decideV2Files(r *Report, p *policy.Policy, env Env) {
 func v2FileReason(env Env) string {
 	switch {
 	case env.Audit:
-		return "audit mode: Landlock cannot report without blocking, and this build has no BPF LSM enforcement of version 2 file rules"
+		return "audit mode: observation only, the traced opens are judged in user space (nothing is blocked; other operations are not seen)"
 	case env.LandlockABI > 0 && env.BPFLSM == nil:
 		return "this build enforces version 2 file rules with Landlock only"
 	case env.LandlockABI > 0:
@@ -143,7 +145,7 @@ func landlockV2(rep *Report, p *policy.Policy, abi int) (*landlock.Ruleset, map[
 	}
 	rep.Notes = append(rep.Notes,
 		"landlock: not controlled: chmod/chown/utimes (attribute changes), mmap(PROT_EXEC) of a readable file, stat; rules follow paths, not inodes (hard links and bind mounts elsewhere keep their own rules)",
-		"landlock: refusals are answered with EACCES and are not in assay's event stream (with --trace the open attempts are)")
+		"landlock: refusals are answered with EACCES; refused opens are reported as BLOCKED FILE events judged in user space from the traced opens (path as written, op=open, the rule the policy names for it); other refused operations (exec, unlink, rename, mkdir) are not reported")
 	if _, ok := proc[policy.ProcSelf]; ok {
 		rep.Notes = append(rep.Notes, "landlock: /proc/self is the started process's own /proc/PID: its child processes cannot read theirs")
 	}
@@ -170,4 +172,49 @@ func CheckV2(p *policy.Policy) (Report, error) {
 		rs.Close()
 	}
 	return rep, nil
+}
+
+// MechTraceAudit: version 2 file rules in audit mode without BPF LSM:
+// the traced opens are judged against the policy in user space. An
+// observation only: nothing is blocked, and only opens are seen.
+const MechTraceAudit = "trace-audit"
+
+// judgeV2 returns the monitor's judge for version 2 file rules: a traced
+// open of an absolute path that the policy refuses for the access asked
+// becomes a file event naming the path and the deciding rule. In enforce
+// mode (Landlock) only opens that failed with EACCES count (Landlock's
+// refusals; the rule is the one the policy names for the path as written,
+// where it can be determined); in audit mode every such open is reported as
+// an audit event.
+func judgeV2(p *policy.Policy, audit bool) func(events.Event) (events.Event, bool) {
+	return func(e events.Event) (events.Event, bool) {
+		if !strings.HasPrefix(e.Path, "/") || e.Flags&unix.O_PATH != 0 {
+			return e, false
+		}
+		if !audit && e.Ret != -int32(unix.EACCES) {
+			return e, false
+		}
+		var want policy.Access
+		switch e.Flags & unix.O_ACCMODE {
+		case unix.O_RDONLY:
+			want = policy.AccessRead
+		case unix.O_WRONLY:
+			want = policy.AccessWrite
+		default:
+			want = policy.AccessRead | policy.AccessWrite
+		}
+		if e.Flags&(unix.O_CREAT|unix.O_TRUNC) != 0 {
+			want |= policy.AccessWrite
+		}
+		d := p.FileAccess(path.Clean(e.Path))
+		if want&^d.Access == 0 {
+			return e, false
+		}
+		v := events.VerdictBlocked
+		if audit {
+			v = events.VerdictAudit
+		}
+		return events.Event{Kind: events.KindFile, Verdict: v, RuleID: d.Rule.ID, PID: e.PID, TID: e.TID,
+			CgroupID: e.CgroupID, MonoNS: e.MonoNS, Comm: e.Comm, Op: events.OpOpen, Path: e.Path}, true
+	}
 }

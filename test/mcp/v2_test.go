@@ -19,7 +19,8 @@ import (
 // edit, create_directory, move, search and list inside the projects root
 // work (the Landlock fallback of version 1 made them fail), and a file in
 // a second root the server serves but the policy does not allow is
-// refused by the kernel (EACCES), for reading and writing.
+// refused by the kernel (EACCES), for reading and writing, each with a
+// BLOCKED FILE event.
 func TestNodeFilesystemServerV2(t *testing.T) {
 	assaytest.Privileged(t)
 	node, script := mcptest.NodeFilesystemServer(t)
@@ -135,6 +136,25 @@ files:
 	r := s.Close()
 	if r.ExitCode != 0 {
 		t.Errorf("assay exited %d\n%s", r.ExitCode, strings.Join(r.Stderr, "\n"))
+	}
+	// The refusals are events (from the traced opens, under Landlock):
+	// the path, the operation and the deciding rule (files.default).
+	// (The server opens the directory before it writes a new file: the
+	// refusal of the write is the refusal of that open.)
+	for _, p := range []string{filepath.Join(outside, "secret.txt"), outside} {
+		found := false
+		for _, e := range r.Events {
+			if e.Kind == "file" && e.Verdict == "blocked" && e.Path == p && e.RuleID == 1000002 && e.Op == "open" {
+				found = true
+			}
+		}
+		if !found {
+			var lines []string
+			for _, e := range r.Events {
+				lines = append(lines, e.Line)
+			}
+			t.Errorf("no blocked file event for %s (rule 1000002) among:\n%s", p, strings.Join(lines, "\n"))
+		}
 	}
 	if got := r.Report.Mechanism(10); got != mcptest.MechLandlock && got != mcptest.MechBPFLSM {
 		t.Errorf("rule 10 enforced by %q\n%s", got, strings.Join(r.Stderr, "\n"))

@@ -352,6 +352,17 @@ files:
 	if res.status != 0 || res.stdout != want.String() {
 		t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", res.status, res.stdout, want.String(), res.stderr)
 	}
+	// Landlock's refusals of opens are events, judged in user space from
+	// the traced opens: the path, the operation and the deciding rule.
+	for _, ev := range []struct {
+		path string
+		rule string
+	}{{"r/secret", "7"}, {"r/f", "1"}, {"denied/f", "8"}, {"outside/f", "1000002"}, {"outside/new", "1000002"}} {
+		re := `BLOCKED FILE: dev=0 ino=0 cgroup=\d+ rule_id=` + ev.rule + ` op=open path=` + regexp.QuoteMeta(filepath.Join(T, ev.path)) + ` `
+		if !regexp.MustCompile(re).MatchString(res.stderr) {
+			t.Errorf("stderr lacks %s:\n%s", re, res.stderr)
+		}
+	}
 	for _, re := range []string{
 		`(?m)^assay:   rule 7\s+deny_path\s+\S+/r/secret\s+landlock: BPF LSM unavailable`,
 		`(?m)^assay:   rule 4\s+allow_path\s+\S+/rx/ronly \(r\)\s+landlock`,
@@ -457,5 +468,41 @@ for p in ["/etc/shadow", "/root", "/tmp", "/home"]:
 		if res.status != 0 || res.stdout != c.want {
 			t.Errorf("%s: status %d, stdout %q, want %q\nstderr:\n%s", c.argv[0], res.status, res.stdout, c.want, res.stderr)
 		}
+	}
+}
+
+// TestRunFilesV2Audit: audit mode without BPF LSM: nothing is blocked, and
+// the traced opens the policy would refuse are reported as audit events
+// (observation only, said so in the report).
+func TestRunFilesV2Audit(t *testing.T) {
+	e := newEnv(t)
+	if lsmWorks() {
+		t.Skip("BPF LSM works here; this is the user-space audit")
+	}
+	T := fsTree(t, "r/f", "outside/f")
+	pol := e.policy(fmt.Sprintf(`version: 2
+mode: audit
+files:
+  default: deny
+  allow:
+    - {path: %[1]s/r/, access: r, id: 1}
+    - {path: %[2]s/, access: rx, id: 2}
+`, T, filepath.Dir(helperBin)))
+	res := e.run(nil, "--policy", pol, "--", "@", "fsops", "read:"+T+"/r/f", "write:"+T+"/r/f", "read:"+T+"/outside/f")
+	want := fmt.Sprintf("read:%[1]s/r/f ok\nwrite:%[1]s/r/f ok\nread:%[1]s/outside/f ok\n", T)
+	if res.status != 0 || res.stdout != want {
+		t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", res.status, res.stdout, want, res.stderr)
+	}
+	for _, re := range []string{
+		`AUDIT FILE: dev=0 ino=0 cgroup=\d+ rule_id=1 op=open path=` + regexp.QuoteMeta(T+"/r/f") + ` `,
+		`AUDIT FILE: dev=0 ino=0 cgroup=\d+ rule_id=1000002 op=open path=` + regexp.QuoteMeta(T+"/outside/f") + ` `,
+		`(?m)^assay:   rule 1\s+allow_path\s+.*trace-audit \(audit\): audit mode: observation only`,
+	} {
+		if !regexp.MustCompile(re).MatchString(res.stderr) {
+			t.Errorf("stderr lacks %s:\n%s", re, res.stderr)
+		}
+	}
+	if regexp.MustCompile(`AUDIT FILE: .* path=` + regexp.QuoteMeta(T+"/r/f") + ` comm=\S+ tid=\d+\n(?s:.*)AUDIT FILE: .* path=` + regexp.QuoteMeta(T+"/r/f") + ` comm`).MatchString(res.stderr) {
+		t.Errorf("the allowed read of r/f was reported too:\n%s", res.stderr)
 	}
 }
