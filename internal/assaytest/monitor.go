@@ -40,6 +40,11 @@ type Result struct {
 	// in order; Events the JSON ones decoded (--output json).
 	EventLines []string
 	Events     []events.JSONEvent
+	// AggregateLines are the stdout lines that are aggregates (text or
+	// JSON) of events not emitted one by one; Aggregates the JSON ones
+	// decoded.
+	AggregateLines []string
+	Aggregates     []events.JSONAggregate
 
 	// Summary is the exit summary: from the {"type":"summary"} stdout
 	// line with --output json, else from the three "... ringbuf:" stderr
@@ -458,6 +463,7 @@ func splitLines(s string) []string {
 // only when the rate limit suppressed events on that path.
 var textSummaryRE = regexp.MustCompile(`^(Tracepoint|LSM|Socket) ringbuf: emitted=([0-9]+) dropped=([0-9]+)(?: suppressed=([0-9]+))?$`)
 var malformedRE = regexp.MustCompile(`^Malformed records: ([0-9]+)$`)
+var ruleCountsRE = regexp.MustCompile(`^Rule ([0-9]+): suppressed=([0-9]+) dropped=([0-9]+) `)
 
 // jsonSummary mirrors the --output json summary line.
 type jsonSummary struct {
@@ -466,6 +472,8 @@ type jsonSummary struct {
 	Received  uint64                       `json:"received"`
 	Malformed uint64                       `json:"malformed"`
 	Pressure  bool                         `json:"ring_buffer_pressure"`
+	Rules     []events.RuleCounts          `json:"rules"`
+	Unagg     uint64                       `json:"unaggregated"`
 }
 
 func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
@@ -478,6 +486,10 @@ func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
 	for _, line := range stdout {
 		if strings.HasPrefix(line, "[PID ") {
 			r.EventLines = append(r.EventLines, line)
+			continue
+		}
+		if strings.HasPrefix(line, events.AggregatePrefix) {
+			r.AggregateLines = append(r.AggregateLines, line)
 			continue
 		}
 		if !strings.HasPrefix(line, "{") {
@@ -502,6 +514,14 @@ func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
 			}
 			r.EventLines = append(r.EventLines, line)
 			r.Events = append(r.Events, e)
+		case "aggregate":
+			var a events.JSONAggregate
+			if err := json.Unmarshal([]byte(line), &a); err != nil {
+				t.Errorf("bad JSON aggregate: %v\n%s", err, line)
+				continue
+			}
+			r.AggregateLines = append(r.AggregateLines, line)
+			r.Aggregates = append(r.Aggregates, a)
 		case "summary":
 			var s jsonSummary
 			if err := json.Unmarshal([]byte(line), &s); err != nil {
@@ -518,7 +538,7 @@ func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
 			}
 			r.Summary = events.Summary{
 				Tracepoint: s.Paths["tracepoint"], LSM: s.Paths["lsm"], Socket: s.Paths["socket"],
-				Received: s.Received, Malformed: s.Malformed,
+				Received: s.Received, Malformed: s.Malformed, Rules: s.Rules, Unaggregated: s.Unagg,
 			}
 			r.HasSummary, r.Pressure = true, s.Pressure
 		}
@@ -542,6 +562,12 @@ func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
 				r.Summary.Socket = c
 			}
 			found++
+		}
+		if m := ruleCountsRE.FindStringSubmatch(line); m != nil {
+			id, _ := strconv.ParseUint(m[1], 10, 32)
+			sup, _ := strconv.ParseUint(m[2], 10, 64)
+			drop, _ := strconv.ParseUint(m[3], 10, 64)
+			r.Summary.Rules = append(r.Summary.Rules, events.RuleCounts{RuleID: uint32(id), Suppressed: sup, Dropped: drop})
 		}
 		if m := malformedRE.FindStringSubmatch(line); m != nil {
 			r.Summary.Malformed, _ = strconv.ParseUint(m[1], 10, 64)

@@ -21,6 +21,12 @@ type Summary struct {
 	Socket     PathCounts `json:"socket"`
 	Received   uint64     `json:"received"`  // records read from the ring buffers
 	Malformed  uint64     `json:"malformed"` // records that could not be decoded
+	// Rules: per rule, the events not emitted one by one (suppressed or
+	// dropped), as the aggregate lines reported them.
+	Rules []RuleCounts `json:"rules,omitempty"`
+	// Unaggregated counts suppressed or dropped events the kernel could not
+	// aggregate either (its tables were full): no line names them.
+	Unaggregated uint64 `json:"unaggregated,omitempty"`
 }
 
 // Pressure reports whether any event was lost to a full ring buffer.
@@ -52,6 +58,14 @@ func (s Summary) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	for _, r := range s.Rules {
+		if _, err := fmt.Fprintf(w, "Rule %d: suppressed=%d dropped=%d (see its [AGGREGATE] lines)\n", r.RuleID, r.Suppressed, r.Dropped); err != nil {
+			return err
+		}
+	}
+	if s.Unaggregated > 0 {
+		fmt.Fprintf(w, "Unaggregated: %d events suppressed or dropped while the aggregation tables were full\n", s.Unaggregated)
+	}
 	var err error
 	if s.Malformed > 0 {
 		fmt.Fprintf(w, "Malformed records: %d\n", s.Malformed)
@@ -70,6 +84,8 @@ type jsonSummary struct {
 	Received  uint64                `json:"received"`
 	Malformed uint64                `json:"malformed"`
 	Pressure  bool                  `json:"ring_buffer_pressure"`
+	Rules     []RuleCounts          `json:"rules,omitempty"`
+	Unagg     uint64                `json:"unaggregated,omitempty"`
 }
 
 // WriteJSON writes the exit summary as one JSON object line.
@@ -82,6 +98,8 @@ func (s Summary) WriteJSON(w io.Writer) error {
 		Received:  s.Received,
 		Malformed: s.Malformed,
 		Pressure:  s.Pressure(),
+		Rules:     s.Rules,
+		Unagg:     s.Unaggregated,
 	})
 	_, err := w.Write(append(out, '\n'))
 	return err

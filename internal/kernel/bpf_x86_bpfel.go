@@ -13,11 +13,43 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type bpfAssayCounters struct {
+type bpfAssayAggKey struct {
 	_          structs.HostLayout
-	Emitted    [3]uint64
-	Dropped    [3]uint64
-	Suppressed [3]uint64
+	CgroupId   uint64
+	RuleId     uint32
+	Kind       uint8
+	Verdict    uint8
+	Protocol   uint8
+	Mapped     uint8
+	Family     uint16
+	Port       uint16
+	Op         uint8
+	Unspec     uint8
+	Unrecorded uint8
+	Pad        uint8
+	Dev        uint32
+	Pad2       uint32
+	Ino        uint64
+	Addr       [16]uint8
+}
+
+type bpfAssayAggVal struct {
+	_          structs.HostLayout
+	Suppressed uint64
+	Dropped    uint64
+	FirstNs    uint64
+	LastNs     uint64
+	Pid        uint32
+	Tid        uint32
+	Comm       [16]int8
+}
+
+type bpfAssayCounters struct {
+	_            structs.HostLayout
+	Emitted      [3]uint64
+	Dropped      [3]uint64
+	Suppressed   [3]uint64
+	Unaggregated [3]uint64
 }
 
 type bpfAssayEventHeader struct {
@@ -92,9 +124,14 @@ type bpfAssayNetEvent struct {
 }
 
 type bpfAssayRate struct {
-	_      structs.HostLayout
-	Window uint64
-	Count  uint64
+	_     structs.HostLayout
+	Count uint64
+}
+
+type bpfAssayRateKey struct {
+	_        structs.HostLayout
+	CgroupId uint64
+	Second   uint64
 }
 
 type bpfAssayScope struct {
@@ -130,6 +167,7 @@ type bpfAssayTraceEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapActive            = "active"
+	bpfMapAgg               = "agg"
 	bpfMapAllowV4           = "allow_v4"
 	bpfMapAllowV6           = "allow_v6"
 	bpfMapCounters          = "counters"
@@ -156,6 +194,8 @@ const (
 	bpfProgSendmsg6         = "sendmsg6"
 	bpfProgTraceExec        = "trace_exec"
 	bpfProgTraceSysExit     = "trace_sys_exit"
+	bpfVarUnusedAggKey      = "unused_agg_key"
+	bpfVarUnusedAggVal      = "unused_agg_val"
 	bpfVarUnusedEventHeader = "unused_event_header"
 	bpfVarUnusedFileEvent   = "unused_file_event"
 	bpfVarUnusedFileKey     = "unused_file_key"
@@ -165,6 +205,7 @@ const (
 	bpfVarUnusedNet2V6Key   = "unused_net2_v6_key"
 	bpfVarUnusedNetEvent    = "unused_net_event"
 	bpfVarUnusedRate        = "unused_rate"
+	bpfVarUnusedRateKey     = "unused_rate_key"
 	bpfVarUnusedTraceEvent  = "unused_trace_event"
 )
 
@@ -227,6 +268,7 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Active      *ebpf.MapSpec `ebpf:"active"`
+	Agg         *ebpf.MapSpec `ebpf:"agg"`
 	AllowV4     *ebpf.MapSpec `ebpf:"allow_v4"`
 	AllowV6     *ebpf.MapSpec `ebpf:"allow_v6"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
@@ -249,6 +291,8 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	UnusedAggKey      *ebpf.VariableSpec `ebpf:"unused_agg_key"`
+	UnusedAggVal      *ebpf.VariableSpec `ebpf:"unused_agg_val"`
 	UnusedEventHeader *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.VariableSpec `ebpf:"unused_file_event"`
 	UnusedFileKey     *ebpf.VariableSpec `ebpf:"unused_file_key"`
@@ -258,6 +302,7 @@ type bpfVariableSpecs struct {
 	UnusedNet2V6Key   *ebpf.VariableSpec `ebpf:"unused_net2_v6_key"`
 	UnusedNetEvent    *ebpf.VariableSpec `ebpf:"unused_net_event"`
 	UnusedRate        *ebpf.VariableSpec `ebpf:"unused_rate"`
+	UnusedRateKey     *ebpf.VariableSpec `ebpf:"unused_rate_key"`
 	UnusedTraceEvent  *ebpf.VariableSpec `ebpf:"unused_trace_event"`
 }
 
@@ -282,6 +327,7 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Active      *ebpf.Map `ebpf:"active"`
+	Agg         *ebpf.Map `ebpf:"agg"`
 	AllowV4     *ebpf.Map `ebpf:"allow_v4"`
 	AllowV6     *ebpf.Map `ebpf:"allow_v6"`
 	Counters    *ebpf.Map `ebpf:"counters"`
@@ -303,6 +349,7 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Active,
+		m.Agg,
 		m.AllowV4,
 		m.AllowV6,
 		m.Counters,
@@ -326,6 +373,8 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	UnusedAggKey      *ebpf.Variable `ebpf:"unused_agg_key"`
+	UnusedAggVal      *ebpf.Variable `ebpf:"unused_agg_val"`
 	UnusedEventHeader *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.Variable `ebpf:"unused_file_event"`
 	UnusedFileKey     *ebpf.Variable `ebpf:"unused_file_key"`
@@ -335,6 +384,7 @@ type bpfVariables struct {
 	UnusedNet2V6Key   *ebpf.Variable `ebpf:"unused_net2_v6_key"`
 	UnusedNetEvent    *ebpf.Variable `ebpf:"unused_net_event"`
 	UnusedRate        *ebpf.Variable `ebpf:"unused_rate"`
+	UnusedRateKey     *ebpf.Variable `ebpf:"unused_rate_key"`
 	UnusedTraceEvent  *ebpf.Variable `ebpf:"unused_trace_event"`
 }
 

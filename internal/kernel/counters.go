@@ -34,6 +34,9 @@ type Counters struct {
 	Emitted    [NumPaths]uint64 // records submitted to a ring buffer
 	Dropped    [NumPaths]uint64 // records lost: the ring buffer was full
 	Suppressed [NumPaths]uint64 // records not emitted by rate limiting
+	// Unaggregated counts the suppressed or dropped records that could not
+	// be aggregated either (both aggregation tables full).
+	Unaggregated [NumPaths]uint64
 }
 
 // Counters reads the per-CPU counters.
@@ -52,6 +55,7 @@ func readCounters(m *ebpf.Map) (Counters, error) {
 			c.Emitted[i] += pc.Emitted[i]
 			c.Dropped[i] += pc.Dropped[i]
 			c.Suppressed[i] += pc.Suppressed[i]
+			c.Unaggregated[i] += pc.Unaggregated[i]
 		}
 	}
 	return c, nil

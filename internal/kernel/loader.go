@@ -52,6 +52,14 @@ type Config struct {
 	// rest are counted as suppressed. 0 means DefaultRateLimit; negative
 	// means unlimited.
 	RateLimit int
+	// RateEntries sizes the per-cgroup budget map (an LRU hash: the
+	// cgroups that emitted least recently are evicted when it is full); 0
+	// keeps the object's size (16384). Tests shrink it.
+	RateEntries int
+	// AggPairs sizes the aggregation table of events not emitted one by
+	// one (distinct cgroup, rule and target between two drains); 0 means
+	// DefaultAggPairs. Tests shrink it.
+	AggPairs int
 }
 
 // Instance is a loaded (and, after Attach, enforcing) set of programs.
@@ -63,6 +71,9 @@ type Instance struct {
 	links    []namedLink
 	attached bool
 	pinDir   string // set when pinned
+	// The aggregation tables installed in the agg map, and the emptied
+	// ones kept for the next swap (see DrainAggregates).
+	aggLive, aggSpare [2]*ebpf.Map
 }
 
 // Program groups, loaded only when the rules need them.
@@ -134,7 +145,12 @@ func Load(cfg Config) (*Instance, error) {
 	// generation alone, and a reload fills the other one before flipping.
 	// (Each slot write of an array of maps waits for an RCU grace period,
 	// milliseconds each: filling both at start doubled the start-up time.)
-	if err := inst.install(0, cfg.Rules, cfg.Audit); err != nil {
+	// The aggregation tables go in at the same time: their slot writes
+	// wait for grace periods too, which then overlap.
+	aggErr := make(chan error, 1)
+	go func() { aggErr <- inst.installAgg() }()
+	err = inst.install(0, cfg.Rules, cfg.Audit)
+	if err = errors.Join(err, <-aggErr); err != nil {
 		inst.Close()
 		return nil, err
 	}
@@ -162,7 +178,7 @@ func trimSpec(spec *ebpf.CollectionSpec) {
 
 // checkSpec makes sure a custom object has what this loader drives.
 func checkSpec(spec *ebpf.CollectionSpec) error {
-	for _, m := range append([]string{bpfMapSettings, bpfMapScope, bpfMapActive, bpfMapRate, bpfMapCounters, bpfMapEvents, bpfMapTraceEvents}, ruleMapNames...) {
+	for _, m := range append([]string{bpfMapSettings, bpfMapScope, bpfMapActive, bpfMapRate, bpfMapCounters, bpfMapAgg, bpfMapEvents, bpfMapTraceEvents}, ruleMapNames...) {
 		if spec.Maps[m] == nil {
 			return fmt.Errorf("BPF object has no map %q: build it from this version's internal/kernel/bpf", m)
 		}
@@ -184,6 +200,9 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 // every map of the object, without programs.
 func (inst *Instance) createMaps() error {
 	inst.spec.Maps[bpfMapEvents].MaxEntries = uint32(inst.cfg.RingBytes)
+	if inst.cfg.RateEntries > 0 {
+		inst.spec.Maps[bpfMapRate].MaxEntries = uint32(inst.cfg.RateEntries)
+	}
 	inst.spec.Maps[bpfMapTraceEvents].MaxEntries = uint32(os.Getpagesize())
 	if inst.cfg.Trace {
 		inst.spec.Maps[bpfMapTraceEvents].MaxEntries = uint32(inst.cfg.RingBytes)
@@ -216,10 +235,6 @@ func (inst *Instance) fillScope() error {
 	}
 	if err := inst.maps[bpfMapScope].Put(uint32(0), &sc); err != nil {
 		return fmt.Errorf("fill scope: %w", err)
-	}
-	// The shared budget of cgroups that find the rate map full.
-	if err := inst.maps[bpfMapRate].Put(uint64(0), &bpfAssayRate{}); err != nil {
-		return fmt.Errorf("fill rate: %w", err)
 	}
 	return nil
 }
@@ -487,6 +502,7 @@ func (inst *Instance) Close() error {
 	for _, p := range inst.progs {
 		p.Close()
 	}
+	inst.closeAgg()
 	for _, m := range inst.maps {
 		m.Close()
 	}

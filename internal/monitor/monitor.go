@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -58,10 +59,10 @@ type Options struct {
 	Judge      func(events.Event) (events.Event, bool)
 	QuietTrace bool
 
-	// ScopeEmpty promises that Stop is only called once no task is left in
-	// the scopes (e.g. `assay run` removed its cgroup first): no in-scope
-	// program can still be running, so Stop skips its wait for in-flight
-	// submits (20 ms).
+	// ScopeEmpty says Stop is only called once no task is left in the
+	// scopes (e.g. `assay run` removed its cgroup first). Stop no longer
+	// needs to know: it waits for programs in flight with an RCU grace
+	// period, not a sleep.
 	ScopeEmpty bool
 
 	// MCP, when set, gives the MCP context of an event from its kernel
@@ -71,6 +72,16 @@ type Options struct {
 	// Metrics, when set, counts the session's events, its ring buffers
 	// and its reloads (--metrics).
 	Metrics *metrics.Metrics
+
+	// AggInterval is how often the kernel's aggregates of events not
+	// emitted one by one are read and reported (and the rate budgets of
+	// past seconds swept); 0 means every second. Stop reads them too.
+	AggInterval time.Duration
+	// RateEntries and AggPairs size the per-cgroup budget map and the
+	// aggregation table (see kernel.Config); 0 for the defaults. Tests
+	// shrink them.
+	RateEntries int
+	AggPairs    int
 }
 
 // Session is enforcement in force.
@@ -92,6 +103,12 @@ type Session struct {
 	stopped     bool
 	// Rules is the number of rules loaded into the kernel.
 	Rules int
+
+	rules []events.RuleCounts // guarded by renderMu
+	// The aggregation loop (see aggregates): closing quit stops it, done
+	// is closed when it has.
+	quit, done chan struct{}
+	unseen     uint64 // suppressed+dropped at the last drain
 }
 
 // AuditMode reports whether the options ask for audit mode.
@@ -135,6 +152,9 @@ func Start(o Options) (*Session, error) {
 		Object:    o.Object,
 		RingBytes: o.RingBytes,
 		RateLimit: o.RateLimit,
+
+		RateEntries: o.RateEntries,
+		AggPairs:    o.AggPairs,
 	}
 	if o.All {
 		root, err := cgroup.Root()
@@ -181,6 +201,7 @@ func Start(o Options) (*Session, error) {
 			return nil, err
 		}
 	}
+	s.startAggregates()
 	return s, nil
 }
 
@@ -303,6 +324,7 @@ func Resume(name string, out io.Writer, format events.Format) (*Session, kernel.
 		inst.Close()
 		return nil, meta, err
 	}
+	s.startAggregates()
 	return s, meta, nil
 }
 
@@ -367,7 +389,14 @@ func (s *Session) record(raw []byte, idle bool) {
 	if err == nil && idle {
 		err = s.renderer.Flush()
 	}
-	if err != nil && s.writeErr.CompareAndSwap(nil, &err) && s.opts.OnWriteErr != nil {
+	if err != nil {
+		s.failWrite(err)
+	}
+}
+
+// failWrite records the first error writing events.
+func (s *Session) failWrite(err error) {
+	if s.writeErr.CompareAndSwap(nil, &err) && s.opts.OnWriteErr != nil {
 		s.opts.OnWriteErr(err)
 	}
 }
@@ -388,7 +417,15 @@ func (s *Session) WriteErr() error {
 }
 
 // Stop detaches every program, delivers every event still in the ring
-// buffers, and returns the accounting. Safe to call once.
+// buffers and every aggregate still in the kernel, and returns the
+// accounting. Safe to call once.
+//
+// There is no sleep: after Detach, the final drain of the aggregates swaps
+// the kernel's tables, which waits for an RCU grace period, so every
+// program that was running when the links closed has finished; its records
+// are then in the ring buffers, which are read to the end. For an unpinned
+// instance the records received then equal those emitted (else Stop
+// returns an error saying how many are missing).
 func (s *Session) Stop() (events.Summary, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -397,20 +434,20 @@ func (s *Session) Stop() (events.Summary, error) {
 		return sum, errors.New("already stopped")
 	}
 	s.stopped = true
+	close(s.quit)
+	<-s.done
 	var errs []error
 	if !s.inst.Pinned() {
 		errs = append(errs, s.inst.Detach())
 	}
-	// Let programs that were running when the links closed finish their
-	// submit, so that every counted record is also delivered.
-	if !s.opts.ScopeEmpty {
-		time.Sleep(20 * time.Millisecond)
-	}
+	aggs, err := s.inst.DrainAggregates()
+	errs = append(errs, err)
 	errs = append(errs, s.stream.Stop())
 	c, err := s.inst.Counters()
 	errs = append(errs, err)
 	// Scrapes from now on get the final counts, not the closed maps.
 	s.opts.Metrics.SetRing(func() (metrics.Ring, error) { return ring(c), err })
+	s.report(aggs)
 	s.inst.Close()
 	sum.Tracepoint = events.PathCounts{Emitted: c.Emitted[kernel.PathTracepoint], Dropped: c.Dropped[kernel.PathTracepoint], Suppressed: c.Suppressed[kernel.PathTracepoint]}
 	sum.LSM = events.PathCounts{Emitted: c.Emitted[kernel.PathLSM], Dropped: c.Dropped[kernel.PathLSM], Suppressed: c.Suppressed[kernel.PathLSM]}
@@ -419,11 +456,104 @@ func (s *Session) Stop() (events.Summary, error) {
 	s.rendered = true
 	sum.Received = s.renderer.Received
 	sum.Malformed = s.renderer.Malformed
+	sum.Rules = s.rules
+	for _, n := range c.Unaggregated {
+		sum.Unaggregated += n
+	}
+	if emitted := c.Emitted[0] + c.Emitted[1] + c.Emitted[2]; !s.inst.Pinned() && err == nil && sum.Received+sum.Malformed != emitted {
+		errs = append(errs, fmt.Errorf("%d records were emitted but %d delivered", emitted, sum.Received+sum.Malformed))
+	}
 	if err := s.renderer.Flush(); err != nil {
 		s.writeErr.CompareAndSwap(nil, &err)
 	}
 	s.renderMu.Unlock()
 	return sum, errors.Join(errs...)
+}
+
+// startAggregates starts the loop that reports the kernel's aggregates of
+// events not emitted one by one, every AggInterval, and sweeps the rate
+// budgets of past seconds.
+func (s *Session) startAggregates() {
+	s.quit, s.done = make(chan struct{}), make(chan struct{})
+	every := s.opts.AggInterval
+	if every <= 0 {
+		every = time.Second
+	}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-s.quit:
+				return
+			case <-tick.C:
+			}
+			_, _ = s.inst.SweepRate(monotonicNow() / uint64(time.Second))
+			// Swap the tables only when something was not emitted since
+			// the last time: a swap waits for RCU grace periods.
+			c, err := s.inst.Counters()
+			if err != nil {
+				continue
+			}
+			var unseen uint64
+			for p := range kernel.NumPaths {
+				unseen += c.Suppressed[p] + c.Dropped[p]
+			}
+			if unseen == s.unseen {
+				continue
+			}
+			s.unseen = unseen
+			aggs, _ := s.inst.DrainAggregates()
+			s.report(aggs)
+		}
+	}()
+}
+
+// report writes aggregates and adds them to the per-rule counts.
+func (s *Session) report(aggs []kernel.Aggregate) {
+	if len(aggs) == 0 {
+		return
+	}
+	out := make([]events.Aggregate, len(aggs))
+	for i, a := range aggs {
+		out[i] = aggregateEvent(a)
+	}
+	s.renderMu.Lock()
+	defer s.renderMu.Unlock()
+	s.rules = events.Tally(s.rules, out)
+	if s.writeErr.Load() != nil {
+		return
+	}
+	for _, a := range out {
+		if err := s.renderer.Aggregate(a); err != nil {
+			s.failWrite(err)
+			return
+		}
+	}
+	if err := s.renderer.Flush(); err != nil {
+		s.failWrite(err)
+	}
+}
+
+func aggregateEvent(a kernel.Aggregate) events.Aggregate {
+	e := events.Aggregate{
+		Event: events.Event{Kind: events.Kind(a.Kind), Verdict: events.Verdict(a.Verdict), RuleID: a.RuleID,
+			PID: a.PID, TID: a.TID, CgroupID: a.CgroupID, MonoNS: a.FirstNS, Comm: a.Comm},
+		Unrecorded: a.Unrecorded, Suppressed: a.Suppressed, Dropped: a.Dropped, LastNS: a.LastNS,
+	}
+	switch e.Kind {
+	case events.KindConnect, events.KindSendmsg:
+		e.Family, e.Protocol, e.Port, e.Mapped, e.Unspec = a.Family, a.Protocol, a.Port, a.Mapped, events.Unspec(a.Unspec)
+		if a.Family == events.AFInet {
+			e.Addr = netip.AddrFrom4([4]byte(a.Addr[:4]))
+		} else {
+			e.Addr = netip.AddrFrom16(a.Addr)
+		}
+	case events.KindFile:
+		e.Dev, e.Ino, e.Op = a.Dev, a.Ino, events.FileOp(a.Op)
+	}
+	return e
 }
 
 // Counters reads the live counters.

@@ -22,3 +22,6 @@ const struct assay_file_key *unused_file_key __attribute__((unused));
 const struct assay_rate *unused_rate __attribute__((unused));
 const struct assay_net2_v4_key *unused_net2_v4_key __attribute__((unused));
 const struct assay_net2_v6_key *unused_net2_v6_key __attribute__((unused));
+const struct assay_rate_key *unused_rate_key __attribute__((unused));
+const struct assay_agg_key *unused_agg_key __attribute__((unused));
+const struct assay_agg_val *unused_agg_val __attribute__((unused));

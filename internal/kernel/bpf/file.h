@@ -157,13 +157,30 @@ static __always_inline int file_policy(struct assay_settings **s, void **rules)
 	return *s && *rules;
 }
 
+/* aggregate_file counts a file event that was not emitted (see aggregate). */
+static __always_inline void aggregate_file(__u8 verdict, __u32 rule, struct inode *inode, __u8 op, int dropped)
+{
+	struct assay_agg_key k;
+	__builtin_memset(&k, 0, sizeof(k));
+	k.cgroup_id = bpf_get_current_cgroup_id();
+	k.rule_id = rule;
+	k.kind = EV_FILE;
+	k.verdict = verdict;
+	k.op = op;
+	k.dev = inode ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
+	k.ino = inode ? BPF_CORE_READ(inode, i_ino) : 0;
+	aggregate(PATH_LSM, &k, dropped);
+}
+
 static __always_inline int file_verdict(const struct assay_settings *s, __u32 rule, struct inode *inode, __u8 op)
 {
 	if (!rule)
 		return 0;
 	__u8 v = s->audit ? VERDICT_AUDIT : VERDICT_BLOCKED;
-	if (!event_budget(PATH_LSM))
+	if (!event_budget(PATH_LSM)) {
+		aggregate_file(v, rule, inode, op, 0);
 		return s->audit ? 0 : -EPERM;
+	}
 	struct assay_file_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (e) {
 		fill_header(&e->h, EV_FILE, v, sizeof(*e), rule);
@@ -177,6 +194,7 @@ static __always_inline int file_verdict(const struct assay_settings *s, __u32 ru
 		count(PATH_LSM, COUNT_EMITTED);
 	} else {
 		count(PATH_LSM, COUNT_DROPPED);
+		aggregate_file(v, rule, inode, op, 1);
 	}
 	return s->audit ? 0 : -EPERM;
 }

@@ -173,14 +173,40 @@ static __always_inline __u32 judge_unspec4(const struct assay_settings *s, const
 	return rule;
 }
 
+static __always_inline void aggregate_net(__u8 kind, __u8 verdict, __u32 rule, __u16 family, __u8 protocol,
+					  __u16 port, __u8 mapped, __u8 unspec, const __u32 *addr_words, int nwords,
+					  int dropped)
+{
+	struct assay_agg_key k;
+	__builtin_memset(&k, 0, sizeof(k));
+	k.cgroup_id = bpf_get_current_cgroup_id();
+	k.rule_id = rule;
+	k.kind = kind;
+	k.verdict = verdict;
+	k.protocol = protocol;
+	k.mapped = mapped;
+	k.family = family;
+	k.port = port;
+	k.unspec = unspec;
+	__u32 *dst = (__u32 *)k.addr;
+	dst[0] = addr_words[0];
+	dst[1] = nwords > 1 ? addr_words[1] : 0;
+	dst[2] = nwords > 2 ? addr_words[2] : 0;
+	dst[3] = nwords > 3 ? addr_words[3] : 0;
+	aggregate(PATH_SOCKET, &k, dropped);
+}
+
 static __always_inline void emit_net(__u8 kind, __u8 verdict, __u32 rule, __u16 family, __u8 protocol, __u16 port,
 				     __u8 mapped, __u8 unspec, const __u32 *addr_words, int nwords)
 {
-	if (!event_budget(PATH_SOCKET))
+	if (!event_budget(PATH_SOCKET)) {
+		aggregate_net(kind, verdict, rule, family, protocol, port, mapped, unspec, addr_words, nwords, 0);
 		return;
+	}
 	struct assay_net_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(PATH_SOCKET, COUNT_DROPPED);
+		aggregate_net(kind, verdict, rule, family, protocol, port, mapped, unspec, addr_words, nwords, 1);
 		return;
 	}
 	fill_header(&e->h, kind, verdict, sizeof(*e), rule);
