@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/kernel"
+	"golang.org/x/sys/unix"
 )
 
 // Flood parameters: floodProbes processes in one cgroup make floodEach
@@ -36,7 +39,9 @@ const (
 // from /proc every 50 ms). Afterwards the accounting is exact: emitted +
 // dropped + suppressed equals the denials, emitted equals the event lines
 // printed, and the rate limit did suppress (the text summary says how
-// many).
+// many); in each second of CLOCK_MONOTONIC the flood touched its cgroup
+// emitted at most the limit (exact, no slack); the aggregate lines count
+// every suppressed event, and the summary's per-rule line agrees.
 func TestFlood(t *testing.T) {
 	assaytest.Privileged(t)
 	flood := assaytest.NewCgroup(t)
@@ -69,6 +74,10 @@ func TestFlood(t *testing.T) {
 	rssBefore := vmRSS(m.Pid())
 
 	start := time.Now()
+	// The rate limit's windows are the seconds of CLOCK_MONOTONIC; every
+	// flood event falls in one from firstSecond to the last second read
+	// below.
+	firstSecond := monotonicSecond()
 	stop := filepath.Join(t.TempDir(), "stop")
 	until := assaytest.StartProbe(t, &flood, "connect-until", stop, "tcp4", addr)
 	var probes []*assaytest.RunningProbe
@@ -112,6 +121,7 @@ func TestFlood(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
+	lastSecond := monotonicSecond()
 	close(stopSampling)
 	<-sampled
 	res := m.Stop()
@@ -136,11 +146,30 @@ func TestFlood(t *testing.T) {
 	if s.Suppressed == 0 || !hasLine(res.Stderr, fmt.Sprintf("Socket ringbuf: emitted=%d dropped=%d suppressed=%d", s.Emitted, s.Dropped, s.Suppressed)) {
 		t.Errorf("no suppression in the text summary:\n%s", res.StderrText())
 	}
-	// The rate limit is per cgroup and per second: the flood's cgroup
-	// emitted at most ~50000 per second it lasted (a little more at the
-	// window edges, never fewer than the budget allows).
-	if maxEmitted := uint64(kernel.DefaultRateLimit) * uint64(elapsed/time.Second+2); s.Emitted > maxEmitted+1 {
-		t.Errorf("emitted %d in %v: more than the %d/s rate limit allows", s.Emitted, elapsed, kernel.DefaultRateLimit)
+	// The rate limit is exact: the flood's cgroup emitted at most the
+	// limit in each second of CLOCK_MONOTONIC that the flood touched.
+	floodEmitted := s.Emitted - uint64(len(eventsPrefixed(res.EventLines, prefix)))
+	windows := lastSecond - firstSecond + 1
+	if limit := uint64(kernel.DefaultRateLimit) * windows; floodEmitted > limit {
+		t.Errorf("the flood's cgroup emitted %d events in %d seconds of CLOCK_MONOTONIC (%v): more than the %d/s rate limit allows (%d)",
+			floodEmitted, windows, elapsed, kernel.DefaultRateLimit, limit)
+	}
+	// Nothing the rate limit suppressed is hidden: the aggregate lines
+	// count every suppressed or dropped event, and the summary says so per
+	// rule.
+	var aggregated uint64
+	for _, l := range res.AggregateLines {
+		m := aggCountRE.FindStringSubmatch(l)
+		if m == nil || !strings.Contains(l, " rule_id=70 ") {
+			t.Errorf("unexpected aggregate line %q", l)
+			continue
+		}
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		aggregated += n
+	}
+	rules := res.Summary.Rules
+	if aggregated != s.Suppressed+s.Dropped || len(rules) != 1 || rules[0].RuleID != 70 || rules[0].Suppressed+rules[0].Dropped != aggregated {
+		t.Errorf("aggregate lines count %d events, summary rules %+v; want suppressed %d + dropped %d", aggregated, rules, s.Suppressed, s.Dropped)
 	}
 	if peak.Load() > floodRSSBound {
 		t.Errorf("monitor VmRSS peaked at %d MiB, more than %d MiB", peak.Load()>>20, floodRSSBound>>20)
@@ -148,6 +177,16 @@ func TestFlood(t *testing.T) {
 	if n := len(eventsPrefixed(res.EventLines, prefix)); n != 1 {
 		t.Errorf("%d events of the other cgroup's probe, want 1", n)
 	}
+}
+
+var aggCountRE = regexp.MustCompile(` count=([0-9]+) `)
+
+func monotonicSecond() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return uint64(ts.Sec)
 }
 
 func hasPrefixLine(lines []string, prefix string) bool {
