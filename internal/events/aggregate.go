@@ -149,4 +149,3 @@ func Tally(rules []RuleCounts, aggs []Aggregate) []RuleCounts {
 	sort.Slice(rules, func(i, j int) bool { return rules[i].RuleID < rules[j].RuleID })
 	return rules
 }
-
