@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 )
 
 // Sizes of the aggregation tables (see bpf/common.h, assay_agg_key). They
@@ -68,14 +67,16 @@ func (inst *Instance) newAggTable(slot int) (*ebpf.Map, error) {
 	if slot == aggSlotRules {
 		n = aggRules
 	}
-	m, err := ebpf.NewMap(&ebpf.MapSpec{
-		Name:       fmt.Sprintf("agg_%d", slot),
-		Type:       ebpf.Hash,
-		KeySize:    uint32(binary.Size(bpfAssayAggKey{})),
-		ValueSize:  uint32(binary.Size(bpfAssayAggVal{})),
-		MaxEntries: uint32(n),
-		Flags:      unix.BPF_F_NO_PREALLOC,
-	})
+	// From the object's own inner map spec, with its BTF: Linux 6.1
+	// refuses an inner map created without BTF where the template has it
+	// (timer_off differs), with EINVAL.
+	if inst.spec == nil || inst.spec.Maps[bpfMapAgg] == nil || inst.spec.Maps[bpfMapAgg].InnerMap == nil {
+		return nil, errors.New("create aggregation table: no spec for it")
+	}
+	ms := inst.spec.Maps[bpfMapAgg].InnerMap.Copy()
+	ms.Name = fmt.Sprintf("agg_%d", slot)
+	ms.MaxEntries = uint32(n)
+	m, err := ebpf.NewMap(ms)
 	if err != nil {
 		return nil, fmt.Errorf("create aggregation table: %w", err)
 	}
