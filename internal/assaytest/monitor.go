@@ -20,8 +20,11 @@ import (
 )
 
 // Timeouts for the assay processes tests drive.
-const (
-	ReadyTimeout = 30 * time.Second // StartMonitor: until the readiness line
+var (
+	// ReadyTimeout bounds StartMonitor's wait for the readiness line: 30s,
+	// 120s in the vmtest guest (ASSAY_VM=1), where loading and verifying
+	// the BPF LSM programs under TCG on a busy host took over 30s.
+	ReadyTimeout = map[bool]time.Duration{false: 30 * time.Second, true: 120 * time.Second}[os.Getenv("ASSAY_VM") == "1"]
 	StopTimeout  = 30 * time.Second // Stop, Wait, Run: until the process exits
 )
 
@@ -40,6 +43,12 @@ type Result struct {
 	// in order; Events the JSON ones decoded (--output json).
 	EventLines []string
 	Events     []events.JSONEvent
+	// Tokens are the distinct tokens assay's lines carried (one per run;
+	// see events.Marker), removed from the lines above; Unmarked counts
+	// lines without one.
+	Tokens   []string
+	Unmarked int
+
 	// AggregateLines are the stdout lines that are aggregates (text or
 	// JSON) of events not emitted one by one; Aggregates the JSON ones
 	// decoded.
@@ -67,12 +76,14 @@ type Monitor struct {
 	cmd  *exec.Cmd
 	args []string
 
-	mu      sync.Mutex
-	stdout  []string
-	stderr  []string
-	untimed []string // event lines without a timestamp (a bug)
-	nEvents int
-	changed chan struct{} // closed (and replaced) whenever a line arrives
+	mu       sync.Mutex
+	stdout   []string // without assay's tokens (see Unmark) and timestamps
+	stderr   []string
+	untimed  []string // event lines without a timestamp (a bug)
+	tokens   []string
+	unmarked int
+	nEvents  int
+	changed  chan struct{} // closed (and replaced) whenever a line arrives
 
 	ready  chan struct{} // closed on the readiness line
 	exited chan struct{} // closed when the process has exited and its output is read
@@ -147,8 +158,13 @@ func (m *Monitor) read(r io.Reader, into *[]string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		line, untimed := untimeLine(sc.Text())
+		line, tok := Unmark(sc.Text())
+		line, untimed := untimeLine(line)
 		m.mu.Lock()
+		m.tokens = addToken(m.tokens, tok)
+		if tok == "" {
+			m.unmarked++
+		}
 		if untimed {
 			m.untimed = append(m.untimed, line)
 		}
@@ -359,7 +375,41 @@ func (m *Monitor) wait(timeout time.Duration) Result {
 	if len(m.untimed) > 0 {
 		m.t.Errorf("%d event lines without a timestamp, e.g. %q", len(m.untimed), m.untimed[0])
 	}
-	return parseResult(m.t, m.stdout, m.stderr, m.cmd.ProcessState.ExitCode())
+	r := parseResult(m.t, m.stdout, m.stderr, m.cmd.ProcessState.ExitCode())
+	r.Tokens, r.Unmarked = m.tokens, m.unmarked
+	return r
+}
+
+// tokenPrefixRE matches the token assay starts every line of a run with
+// (events.Marker); tokenJSONRE the JSON form.
+var (
+	tokenPrefixRE = regexp.MustCompile(`^\[assay:([a-z2-7]{16})\] `)
+	tokenJSONRE   = regexp.MustCompile(`^\{"token":"([a-z2-7]{16})",`)
+)
+
+// Unmark removes the token assay puts on every line of a run (see
+// events.Marker) and returns the line as it was written, and the token (""
+// when the line had none).
+func Unmark(line string) (string, string) {
+	if m := tokenPrefixRE.FindStringSubmatch(line); m != nil {
+		return line[len(m[0]):], m[1]
+	}
+	if m := tokenJSONRE.FindStringSubmatch(line); m != nil {
+		return "{" + line[len(m[0]):], m[1]
+	}
+	return line, ""
+}
+
+func addToken(tokens []string, tok string) []string {
+	if tok == "" {
+		return tokens
+	}
+	for _, t := range tokens {
+		if t == tok {
+			return tokens
+		}
+	}
+	return append(tokens, tok)
 }
 
 // StripTime splits the timestamp off a text event line
@@ -478,7 +528,23 @@ type jsonSummary struct {
 
 func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
 	t.Helper()
+	var tokens []string
+	unmarked := 0
+	unmarkAll := func(lines []string) []string {
+		out := make([]string, len(lines))
+		for i, l := range lines {
+			var tok string
+			out[i], tok = Unmark(l)
+			if tok == "" {
+				unmarked++
+			}
+			tokens = addToken(tokens, tok)
+		}
+		return out
+	}
+	stdout, stderr = unmarkAll(stdout), unmarkAll(stderr)
 	r := Result{
+		Tokens: tokens, Unmarked: unmarked,
 		Stdout:   append([]string(nil), stdout...),
 		Stderr:   append([]string(nil), stderr...),
 		ExitCode: exit,
