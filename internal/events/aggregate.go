@@ -31,11 +31,12 @@ func (a Aggregate) Count() uint64 { return a.Suppressed + a.Dropped }
 const AggregatePrefix = "[AGGREGATE] "
 
 // AppendAggregateText appends the operator line of an aggregate (without
-// newline): the event's own line with "[AGGREGATE]" in place of "[PID n]",
+// newline, and without the timestamp of its last occurrence the renderer
+// writes before it): the event's own line with "[AGGREGATE]" in place of "[PID n]",
 // then pid (the first occurrence's), the counts and the times of the first
 // and last occurrence:
 //
-//	[AGGREGATE] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242 pid=4242 count=1234 suppressed=1200 dropped=34 first=2026-11-29T17:20:01.000001Z last=2026-11-29T17:20:02.5Z
+//	[AGGREGATE] 🛡️ BLOCKED CONNECT: dst=10.0.0.5:22 proto=tcp cgroup=4026532987 rule_id=40 family=inet comm=curl tid=4242 pid=4242 count=1234 suppressed=1200 dropped=34 first=2026-11-29T17:20:01.000001Z last=2026-11-29T17:20:02.500001Z
 //	[AGGREGATE] 🛡️ BLOCKED CONNECT: target=unrecorded cgroup=4026532987 rule_id=40 comm=curl tid=4242 pid=4242 count=7 suppressed=7 dropped=0 first=… last=…
 func AppendAggregateText(b []byte, a Aggregate, first, last time.Time) []byte {
 	b = append(b, AggregatePrefix...)
@@ -74,9 +75,9 @@ func AppendAggregateText(b []byte, a Aggregate, first, last time.Time) []byte {
 	b = append(b, " dropped="...)
 	b = strconv.AppendUint(b, a.Dropped, 10)
 	b = append(b, " first="...)
-	b = first.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = first.UTC().AppendFormat(b, TextTime)
 	b = append(b, " last="...)
-	b = last.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = last.UTC().AppendFormat(b, TextTime)
 	return b
 }
 
@@ -96,8 +97,8 @@ type JSONAggregate struct {
 func (r *Renderer) ToJSONAggregate(a Aggregate) JSONAggregate {
 	j := JSONAggregate{
 		JSONEvent: r.ToJSON(a.Event), Count: a.Count(), Suppressed: a.Suppressed, Dropped: a.Dropped,
-		FirstTime:        r.wall(a.MonoNS).UTC().Format(time.RFC3339Nano),
-		LastTime:         r.wall(a.LastNS).UTC().Format(time.RFC3339Nano),
+		FirstTime:        r.wall(a.MonoNS).UTC().Format(JSONTime),
+		LastTime:         r.wall(a.LastNS).UTC().Format(JSONTime),
 		TargetUnrecorded: a.Unrecorded,
 	}
 	j.Type, j.Time = "aggregate", j.LastTime
@@ -117,7 +118,10 @@ func (r *Renderer) Aggregate(a Aggregate) error {
 			return err
 		}
 	} else {
-		line = AppendAggregateText(nil, a, r.wall(a.MonoNS), r.wall(a.LastNS))
+		// Dated like an event line, by the last occurrence.
+		line = r.wall(a.LastNS).UTC().AppendFormat(nil, TextTime)
+		line = append(line, ' ')
+		line = AppendAggregateText(line, a, r.wall(a.MonoNS), r.wall(a.LastNS))
 	}
 	_, err := r.w.Write(append(line, '\n'))
 	return err
