@@ -413,12 +413,12 @@ func addToken(tokens []string, tok string) []string {
 }
 
 // StripTime splits the timestamp off a text event line
-// ("2026-11-29T17:20:42.123456Z [PID 4242] ..."): it returns the line from
-// "[PID " on and the time, or the line unchanged and ok=false when it does
+// ("2026-11-29T17:20:42.123456Z [PID 4242] ..."), or aggregate line
+// ("… [AGGREGATE] …"): it returns the line from "[PID " on and the time, or the line unchanged and ok=false when it does
 // not start with an RFC 3339 UTC time with microseconds and an event.
 func StripTime(line string) (rest string, ts time.Time, ok bool) {
 	i := strings.IndexByte(line, ' ')
-	if i < 0 || !strings.HasPrefix(line[i+1:], "[PID ") {
+	if i < 0 || !(strings.HasPrefix(line[i+1:], "[PID ") || strings.HasPrefix(line[i+1:], events.AggregatePrefix)) {
 		return line, time.Time{}, false
 	}
 	ts, err := time.Parse(events.TextTime, line[:i])
@@ -435,7 +435,7 @@ func untimeLine(line string) (out string, untimed bool) {
 	if rest, _, ok := StripTime(line); ok {
 		return rest, false
 	}
-	return line, strings.HasPrefix(line, "[PID ")
+	return line, strings.HasPrefix(line, "[PID ") || strings.HasPrefix(line, events.AggregatePrefix)
 }
 
 // untimeLines is untimeLine for every line; it fails the test on an event
