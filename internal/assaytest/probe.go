@@ -242,7 +242,7 @@ func runProbe(action string, args []string) int {
 		err = probeOpenUntil(&res, args)
 	case "set-comm":
 		if len(args) < 2 {
-			err = errors.New("usage: set-comm NAME ACTION ARGS...")
+			err = errors.New("usage: set-comm NAME ACTION ARGS [...]")
 			break
 		}
 		name := append([]byte(args[0]), 0)
@@ -552,7 +552,7 @@ func probeLinkRename(r *ProbeResult, action string, args []string) error {
 
 func probeExec(r *ProbeResult, argv []string) error {
 	if len(argv) == 0 {
-		return errors.New("usage: exec ARGV...")
+		return errors.New("usage: exec ARGV [...]")
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	var stdout, stderr bytes.Buffer
@@ -580,7 +580,7 @@ func probeExec(r *ProbeResult, argv []string) error {
 
 func probeGrandchild(r *ProbeResult, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: spawn-grandchild ACTION ARGS...")
+		return errors.New("usage: spawn-grandchild ACTION ARGS [...]")
 	}
 	// The executable's real path, not /proc/self/exe: the grandchild's
 	// comm comes from the name it is executed by.
@@ -754,7 +754,7 @@ func probeOpenUntil(r *ProbeResult, args []string) error {
 
 func probeAsUser(args []string) error {
 	if len(args) < 3 {
-		return errors.New("usage: as-user UID GID ACTION ARGS...")
+		return errors.New("usage: as-user UID GID ACTION ARGS [...]")
 	}
 	uid, err1 := strconv.Atoi(args[0])
 	gid, err2 := strconv.Atoi(args[1])
@@ -776,7 +776,7 @@ func probeAsUser(args []string) error {
 
 func probeLeaveCgroup(r *ProbeResult, args []string) error {
 	if len(args) < 3 {
-		return errors.New("usage: leave-cgroup tcp4|tcp6 ADDR:PORT PROCS...")
+		return errors.New("usage: leave-cgroup tcp4|tcp6 ADDR:PORT PROCS [...]")
 	}
 	for _, procs := range args[2:] {
 		step := procs + ": ok"
@@ -811,7 +811,7 @@ func probeLeaveCgroup(r *ProbeResult, args []string) error {
 
 func probeExecRusage(r *ProbeResult, argv []string) error {
 	if len(argv) == 0 {
-		return errors.New("usage: exec-rusage ARGV...")
+		return errors.New("usage: exec-rusage ARGV [...]")
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	var stdout, stderr bytes.Buffer

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -96,12 +95,10 @@ func locate(env, pkg, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%v (or set $%s)", err, env)
 	}
+	// go test puts its own GOROOT/bin first on PATH.
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, serr := os.Stat(gobin); serr != nil {
-			return "", fmt.Errorf("no go command on PATH or in GOROOT to build %s: set $%s", pkg, env)
-		}
+		return "", fmt.Errorf("no go command on PATH to build %s: set $%s", pkg, env)
 	}
 	if builds.dir == "" {
 		dir, err := os.MkdirTemp("", "mcptest-bin-")

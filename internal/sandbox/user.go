@@ -62,10 +62,9 @@ func (c Cred) String() string {
 func (c Cred) Root() bool { return c.UID == 0 }
 
 type pwEntry struct {
-	name      string
-	uid, gid  uint32
-	home      string
-	groupName string
+	name     string
+	uid, gid uint32
+	home     string
 }
 
 func readColon(path string, fields int, fn func(f []string)) error {

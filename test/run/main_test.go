@@ -75,9 +75,11 @@ func testMain(m *testing.M) int {
 		return m.Run()
 	}
 	assayBin = filepath.Join(dir, "assay")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if p, err := exec.LookPath("go"); err == nil {
-		gobin = p
+	// go test puts its own GOROOT/bin first on PATH.
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "no go command on PATH: set ASSAY_BIN to a built assay binary")
+		return 1
 	}
 	cmd := exec.Command(gobin, "build", "-o", assayBin, "./cmd/assay")
 	cmd.Dir = "../.."
@@ -490,14 +492,4 @@ func processGone(pid int) bool {
 		}
 	}
 	return false
-}
-
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(data, ')')
-	return i > 0 && len(data) > i+2 && data[i+2] != 'Z'
 }
