@@ -24,8 +24,11 @@ import (
 // probeEnv names the action a re-executed test binary performs.
 const probeEnv = "ASSAY_PROBE"
 
-// ProbeTimeout bounds one probe process.
-const ProbeTimeout = 30 * time.Second
+// ProbeTimeout bounds one probe process: a hang guard sized for a busy
+// machine like ReadyTimeout and StopTimeout (measured: `assay policy check`
+// on TestHostilePolicyFiles' largest element count, 1.4 s of CPU, took 20 s
+// of wall clock at a load average of 24).
+const ProbeTimeout = 2 * time.Minute
 
 // ProbeResult is what a probe process reports: one JSON line on its stdout.
 type ProbeResult struct {
@@ -65,6 +68,10 @@ type ProbeResult struct {
 	// (getrusage ru_maxrss of the child, which includes this probe's own
 	// small footprint at fork: the child shares its memory until exec).
 	MaxRSS int64 `json:"max_rss,omitempty"`
+	// exec-rusage: the command's CPU time (user plus system, all its
+	// threads), which unlike the wall clock does not grow with the load
+	// of the machine.
+	CPU time.Duration `json:"cpu_ns,omitempty"`
 
 	// leave-cgroup: one line per step, e.g. "/sys/fs/cgroup/cgroup.procs:
 	// EACCES" (or ": ok" when the write succeeded), then "cgroup: PATH",
@@ -104,8 +111,9 @@ func (r ProbeResult) LocalAddr() netip.AddrPort {
 //	cat FILE...                        exec cat FILE...
 //	spawn-grandchild ACTION ARGS...    fork+exec a probe doing ACTION, report its result
 //	exec-rusage ARGV...                exec, and report the command's peak
-//	                                   RSS (MaxRSS): measured from a fresh
-//	                                   probe, not from the (large) test process
+//	                                   RSS (MaxRSS) and CPU time (CPU):
+//	                                   measured from a fresh probe, not from
+//	                                   the (large) test process
 //	connect-until STOP tcp4|tcp6 ADDR:PORT
 //	                                   connects until the file STOP exists
 //	                                   (creating STOP.ready after the first);
@@ -827,6 +835,7 @@ func probeExecRusage(r *ProbeResult, argv []string) error {
 	r.Exit = cmd.ProcessState.ExitCode()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.MaxRSS = ru.Maxrss << 10 // KiB on Linux
+		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {

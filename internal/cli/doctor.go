@@ -219,9 +219,11 @@ func runDoctor() doctorReport {
 }
 
 // probeSockAddr attaches the network programs to a fresh, empty leaf
-// cgroup, then detaches them and removes the cgroup.
+// cgroup, then detaches them and removes the cgroup. The cgroup is named
+// assay-doctor-PID-RANDOM after this process, so that a caller (the tests)
+// can tell this run's cgroups from those of doctors running concurrently.
 func probeSockAddr() (err error) {
-	leaf, err := cgroup.CreateLeaf("", "assay-doctor")
+	leaf, err := cgroup.CreateLeaf("", "assay-doctor-"+strconv.Itoa(os.Getpid()))
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,13 @@
 package run_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,17 +17,37 @@ import (
 
 var doctorNames = []string{"kernel", "privileges", "btf", "cgroup2", "bpffs", "lsm-list", "bpf-lsm", "cgroup-sock-addr", "ringbuf", "landlock"}
 
+// doctor runs `assay doctor ARGS...` and returns its stdout and exit
+// status. It also checks that this doctor process left none of the cgroups
+// its sock_addr probe creates (assay-doctor-PID-*) behind. The check is by
+// pid, not a glob over every assay-doctor-* cgroup: other test packages run
+// doctors concurrently, and their probe cgroups exist while they run.
 func doctor(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(assayBin, append([]string{"doctor"}, args...)...)
-	out, err := cmd.Output()
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	err := cmd.Wait()
 	status := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		status = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return string(out), status
+	// The pid cannot name another doctor's cgroups: it stays ours until
+	// the process is reaped (by Wait above), and this check follows at once.
+	mount, err := cgroup.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(mount, "assay-doctor-"+strconv.Itoa(pid)+"-*")); len(left) > 0 {
+		t.Errorf("doctor (pid %d) left cgroups behind: %q", pid, left)
+	}
+	return stdout.String(), status
 }
 
 func TestDoctor(t *testing.T) {
@@ -107,11 +130,5 @@ func TestDoctor(t *testing.T) {
 	}
 	if !full && rep.FileRules != "landlock" {
 		t.Errorf("file_rules %q, want landlock (the fallback)", rep.FileRules)
-	}
-
-	// The sock_addr probe cleans up its cgroup.
-	mount, _ := cgroup.Mount()
-	if out, _ := exec.Command("sh", "-c", "ls -d "+mount+"/assay-doctor-* 2>/dev/null").Output(); len(out) > 0 {
-		t.Errorf("doctor left cgroups behind: %s", out)
 	}
 }

@@ -55,7 +55,10 @@ case ",$lsm," in
 *) finish 97 "bpf is not in /sys/kernel/security/lsm: $lsm" ;;
 esac
 
-set -- -test.v -test.timeout 400s
+# The go test timeout comes from the host (test/vm/run.sh: it grows with the suite).
+timeout=400s
+[ -s /etc/vmtest/timeout ] && read -r timeout </etc/vmtest/timeout
+set -- -test.v -test.timeout "$timeout"
 if [ -s /etc/vmtest/run ]; then
 	read -r run </etc/vmtest/run
 	set -- "$@" -test.run "$run"

@@ -18,7 +18,11 @@
 #
 # Environment:
 #   VMTEST_NO_ASSAY=1   tolerate a missing ./cmd/assay (by default that is an error)
-#   VMTEST_TIMEOUT=480  seconds before QEMU is killed (the guest's go test times out at 400 s first)
+#   VMTEST_TIMEOUT=S    seconds before QEMU is killed. The default grows with the suite:
+#                       the guest's go test timeout is 120 s + 30 s per top-level test in
+#                       test/lsm (about 4 s each on an idle machine, 30 s for the slowest;
+#                       a busy host slows TCG severalfold), QEMU's 120 s more (boot, poweroff).
+#                       When set, the guest's go test times out 120 s before it (at least 60 s).
 #   VMTEST_CACHE=DIR    cache directory (default: <repo>/.cache/vm)
 #   VMTEST_RUN=regex    same as the first argument (the argument wins)
 #   VMTEST_APPEND=...   extra kernel command-line arguments (e.g. loglevel=7)
@@ -49,7 +53,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd "$HERE/../.." && pwd -P)
 CACHE=${VMTEST_CACHE:-$ROOT/.cache/vm}
 BUILD=$CACHE/build
-TIMEOUT=${VMTEST_TIMEOUT:-480}
+# Timeouts: the guest's go test first (it prints the stuck goroutines), then QEMU.
+NTESTS=$(cat test/lsm/*_test.go | grep -c '^func Test' || true)
+if [[ -n ${VMTEST_TIMEOUT:-} ]]; then
+	TIMEOUT=$VMTEST_TIMEOUT
+	GUEST_TIMEOUT=$((TIMEOUT - 120 > 60 ? TIMEOUT - 120 : 60))
+else
+	GUEST_TIMEOUT=$((120 + 30 * NTESTS))
+	TIMEOUT=$((GUEST_TIMEOUT + 120))
+fi
 LOG=$CACHE/last-run.log
 cd "$ROOT"
 mkdir -p "$CACHE"
@@ -195,6 +207,7 @@ printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$ST
 echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
 echo 'root:x:0:' >"$STAGE/etc/group"
 [[ -n $RUN_REGEX ]] && printf '%s\n' "$RUN_REGEX" >"$STAGE/etc/vmtest/run"
+printf '%ss\n' "$GUEST_TIMEOUT" >"$STAGE/etc/vmtest/timeout"
 if [[ -n ${VMTEST_BENCH:-} ]]; then
 	printf '%s\n' "$VMTEST_BENCH" >"$STAGE/etc/vmtest/bench"
 	for v in BENCH_ROUNDS BENCH_QUICK; do
@@ -261,7 +274,7 @@ T_PACK_END=$(now)
 
 # ---------------------------------------------------------------- 5. boot
 APPEND="console=ttyS0 lsm=lockdown,capability,landlock,yama,bpf quiet panic=-1 oops=panic${VMTEST_APPEND:+ $VMTEST_APPEND}"
-log "booting $KREL under TCG${RUN_REGEX:+ with -test.run '$RUN_REGEX'}${VMTEST_BENCH:+ with -test.bench '$VMTEST_BENCH'} (timeout ${TIMEOUT}s)"
+log "booting $KREL under TCG${RUN_REGEX:+ with -test.run '$RUN_REGEX'}${VMTEST_BENCH:+ with -test.bench '$VMTEST_BENCH'} (timeout ${TIMEOUT}s, go test ${GUEST_TIMEOUT}s for $NTESTS tests)"
 T_VM=$(now)
 # --foreground keeps QEMU in our process group, so Ctrl-C reaches it. The sed drops
 # CRs and SeaBIOS's terminal escapes (ESC c would reset the user's terminal).
