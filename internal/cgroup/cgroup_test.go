@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -265,12 +264,12 @@ func TestRemoveKillsProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	start := time.Now()
+	// Remove kills rather than waits: it returns an error when processes
+	// remain after its own bound (removeTimeout), and each sleep (60 s)
+	// must have died of SIGKILL (below). No wall-clock threshold here: on
+	// a busy machine Remove's own syscalls can take seconds.
 	if err := cgroup.Remove(leaf); err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Remove took %v", d)
 	}
 	if _, err := os.Stat(leaf.Path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after Remove, stat %s: %v (want not exist)", leaf.Path, err)
