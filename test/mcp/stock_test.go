@@ -76,14 +76,14 @@ func TestStockCommandTransport(t *testing.T) {
 	if res := read(allowed); res.IsError {
 		t.Errorf("allowed read after the denied one: %q", mcptest.TextOf(res))
 	}
-	start := time.Now()
+	// Status 0 proves that no SIGTERM was needed, without a wall-clock
+	// threshold: had the SDK sent one (after its 5 s), assay would have
+	// forwarded it to node, which has no handler and dies of it, and
+	// assay would exit 128+15.
 	if err := cs.Close(); err != nil {
 		t.Errorf("close: %v (assay exit %v)\nstderr:\n%s", err, cmd.ProcessState, stderr.String())
 	}
 	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 0 {
-		t.Errorf("assay: %v, want exit 0", cmd.ProcessState)
-	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Errorf("closing took %v: assay did not exit within the SDK's 5s before SIGTERM", d)
+		t.Errorf("assay: %v, want exit 0 (143: the SDK had to send SIGTERM)\nstderr:\n%s", cmd.ProcessState, stderr.String())
 	}
 }
