@@ -146,6 +146,9 @@ func landlockV2(rep *Report, p *policy.Policy, abi int) (*landlock.Ruleset, map[
 	rep.Notes = append(rep.Notes,
 		"landlock: not controlled: chmod/chown/utimes (attribute changes), mmap(PROT_EXEC) of a readable file, stat; rules follow paths, not inodes (hard links and bind mounts elsewhere keep their own rules)",
 		"landlock: refusals are answered with EACCES; refused opens are reported as BLOCKED FILE events judged in user space from the traced opens (path as written, op=open, the rule the policy names for it); other refused operations (exec, unlink, rename, mkdir) are not reported")
+	if res.ABI < 9 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("landlock: ABI %d: connecting to a Unix socket at a path is not controlled (RESOLVE_UNIX needs ABI 9): w on a socket path is not enforced", res.ABI))
+	}
 	if _, ok := proc[policy.ProcSelf]; ok {
 		rep.Notes = append(rep.Notes, "landlock: /proc/self is the started process's own /proc/PID: its child processes cannot read theirs")
 	}

@@ -234,6 +234,13 @@ func fsOp(op, p string) error {
 			return errno
 		}
 		return err
+	case "uconnect": // connect to a Unix socket at p
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.Connect(fd, &unix.SockaddrUnix{Name: p})
 	case "mmapx": // map a file for execution
 		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -340,7 +347,16 @@ files:
 		// outside every rule: default deny
 		{"read", "outside/f", "EACCES"}, {"list", "outside", "EACCES"}, {"create", "outside/new", "EACCES"},
 		{"exec", "outside/f", "EACCES"},
+		// not controlled by Landlock before ABI 9 (reported): a Unix
+		// socket outside every rule
+		{"uconnect", "outside/sock", "ok"},
 	}
+	ln, err := net.Listen("unix", filepath.Join(T, "outside/sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	os.Chmod(filepath.Join(T, "outside/sock"), 0o777)
 	args := []string{"--policy", pol, "--", "@", "fsops"}
 	var want strings.Builder
 	for _, r := range rows {
@@ -368,6 +384,7 @@ files:
 		`(?m)^assay:   rule 4\s+allow_path\s+\S+/rx/ronly \(r\)\s+landlock`,
 		`(?m)^assay:   rule 1000002\s+files_default\s+.*landlock`,
 		`(?m)^assay: landlock: not controlled: chmod`,
+		`(?m)^assay: landlock: ABI \d: connecting to a Unix socket at a path is not controlled`,
 	} {
 		if !regexp.MustCompile(re).MatchString(res.stderr) {
 			t.Errorf("report lacks %s:\n%s", re, res.stderr)
