@@ -44,12 +44,17 @@ func FuzzParse(f *testing.F) {
 		rules := p.Rules()
 		if p.Version == 2 {
 			checkV2(t, p)
-		} else if n := len(p.DenyPorts) + len(p.AllowCIDRs) + len(p.DenyCIDRs) + len(p.FileDeny); len(p.AllowCIDRs) > 0 {
-			if len(rules) != n+1 {
-				t.Fatalf("%d rules, want %d", len(rules), n+1)
+		} else {
+			n := len(p.DenyPorts) + len(p.AllowCIDRs) + len(p.DenyCIDRs) + len(p.FileDeny) + len(p.ToolDeny) + len(p.ToolAllow)
+			if len(p.AllowCIDRs) > 0 {
+				n++ // not_in_allow_cidrs
 			}
-		} else if len(rules) != n {
-			t.Fatalf("%d rules, want %d", len(rules), n)
+			if p.ToolAllowList {
+				n++ // not_in_allow_tools
+			}
+			if len(rules) != n {
+				t.Fatalf("%d rules, want %d", len(rules), n)
+			}
 		}
 		seen := map[uint32]bool{}
 		for i, r := range rules {
