@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/events/schema"
 )
 
 // Timeouts for the assay processes tests drive. They are hang guards, not
@@ -415,6 +416,29 @@ func addToken(tokens []string, tok string) []string {
 	return append(tokens, tok)
 }
 
+// assayTypes are the "type"s of the lines assay writes in its NDJSON
+// output (events.schema.json); other JSON (a command's own output under
+// `assay run`, `status --output json`) is not checked.
+var assayTypes = map[string]bool{"event": true, "aggregate": true, "summary": true, "enforcement": true, "message": true, "start": true}
+
+// CheckSchema fails the test when line is one of assay's JSON output lines
+// (see assayTypes) and does not follow the published event schema.
+func CheckSchema(t testing.TB, line string) {
+	t.Helper()
+	if !strings.HasPrefix(line, "{") {
+		return
+	}
+	var head struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal([]byte(line), &head) != nil || !assayTypes[head.Type] {
+		return
+	}
+	if err := schema.Validate([]byte(line)); err != nil {
+		t.Errorf("a line does not follow the event schema: %v", err)
+	}
+}
+
 // StripTime splits the timestamp off a text event line
 // ("2026-11-29T17:20:42.123456Z [PID 4242] ..."), or aggregate line
 // ("… [AGGREGATE] …"): it returns the line from "[PID " on and the time, or the line unchanged and ok=false when it does
@@ -551,6 +575,11 @@ func parseResult(t testing.TB, stdout, stderr []string, exit int) Result {
 		Stdout:   append([]string(nil), stdout...),
 		Stderr:   append([]string(nil), stderr...),
 		ExitCode: exit,
+	}
+	for _, out := range [][]string{stdout, stderr} {
+		for _, line := range out {
+			CheckSchema(t, line)
+		}
 	}
 	for _, line := range stdout {
 		if strings.HasPrefix(line, "[PID ") {

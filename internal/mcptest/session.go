@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/events/schema"
 	"github.com/assaymcp/assay/internal/mcptest/testserver"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -275,6 +277,9 @@ func (s *Session) collect() Result {
 		Stderr:   lines(s.stderr.String()),
 	}
 	r.StreamErr = CheckExchange(r.Stdin, r.Stdout)
+	for _, l := range r.Stderr {
+		assaytest.CheckSchema(s.t, l) // --output json: assay's stderr lines too
+	}
 	r.ReportText = textReport(r.Stderr)
 	if s.o.Output == JSON {
 		b, err := os.ReadFile(s.events)
@@ -304,6 +309,12 @@ func parseJSONEvents(r *Result, ls []string) {
 		}
 		if err := json.Unmarshal([]byte(line), &head); err != nil {
 			r.Problems = append(r.Problems, fmt.Sprintf("not JSON (%v): %q", err, line))
+			continue
+		}
+		// Every line must follow the published schema
+		// (internal/events/schema/events.schema.json).
+		if err := schema.Validate([]byte(line)); err != nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("does not follow the event schema: %v", err))
 			continue
 		}
 		if _, err := time.Parse(events.JSONTime, head.Time); err != nil || !strings.HasSuffix(head.Time, "Z") || head.Schema != events.SchemaVersion {

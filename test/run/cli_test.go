@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/assaymcp/assay/internal/assaytest"
 )
 
 // TestRunEventsAppend: --events FILE appends: what was in the file stays,
@@ -107,6 +109,7 @@ func TestRunJSONOnly(t *testing.T) {
 				t.Errorf("%s: stderr line is not a JSON object: %q", what, l)
 				continue
 			}
+			assaytest.CheckSchema(t, l)
 			types[m["type"].(string)]++
 		}
 		return types

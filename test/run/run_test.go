@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/cilium/ebpf"
@@ -97,6 +98,7 @@ func jsonLines(t *testing.T, path string) []map[string]any {
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("events file line %q: %v", l, err)
 		}
+		assaytest.CheckSchema(t, l)
 		out = append(out, m)
 	}
 	return out
