@@ -27,7 +27,7 @@ import (
 const netPolicy = `version: 1
 network:
   deny_ports: [{port: 9, id: 40}]
-  deny_cidrs: [{cidr: 192.0.2.0/24, id: 41}]
+  deny_cidrs: [{cidr: 127.0.0.64/26, id: 41}]
 `
 
 var socketAttach = []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect, ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg}
@@ -191,7 +191,7 @@ func TestRunNetwork(t *testing.T) {
 	}()
 	allowed := ln.Addr().String()
 	pol := e.policy(netPolicy)
-	want := fmt.Sprintf("connect 127.0.0.1:9 EPERM\nconnect 192.0.2.1:80 EPERM\nconnect %s ok\n", allowed)
+	want := fmt.Sprintf("connect 127.0.0.1:9 EPERM\nconnect 127.0.0.77:80 EPERM\nconnect %s ok\n", allowed)
 	wait := func() {
 		select {
 		case <-accepted:
@@ -201,14 +201,14 @@ func TestRunNetwork(t *testing.T) {
 	}
 
 	t.Run("child", func(t *testing.T) {
-		r := e.run(nil, "--policy", pol, "--", "@", "connect", "127.0.0.1:9", "192.0.2.1:80", allowed)
+		r := e.run(nil, "--policy", pol, "--", "@", "connect", "127.0.0.1:9", "127.0.0.77:80", allowed)
 		if r.status != 0 || r.stdout != want {
 			t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.status, r.stdout, want, r.stderr)
 		}
 		wait()
 		for _, re := range []string{
 			`BLOCKED CONNECT: dst=127\.0\.0\.1:9 proto=tcp cgroup=\d+ rule_id=40 `,
-			`BLOCKED CONNECT: dst=192\.0\.2\.1:80 proto=tcp cgroup=\d+ rule_id=41 `,
+			`BLOCKED CONNECT: dst=127\.0\.0\.77:80 proto=tcp cgroup=\d+ rule_id=41 `,
 			`Socket ringbuf: emitted=2 dropped=0`,
 		} {
 			if !regexp.MustCompile(re).MatchString(r.stderr) {
@@ -219,7 +219,7 @@ func TestRunNetwork(t *testing.T) {
 
 	t.Run("grandchild", func(t *testing.T) {
 		evfile := filepath.Join(e.dir, "gc.json")
-		r := e.run(nil, "--policy", pol, "--output", "json", "--events", evfile, "--", "@", "spawn", "connect", "127.0.0.1:9", "192.0.2.1:80", allowed)
+		r := e.run(nil, "--policy", pol, "--output", "json", "--events", evfile, "--", "@", "spawn", "connect", "127.0.0.1:9", "127.0.0.77:80", allowed)
 		if r.status != 0 || r.stdout != want {
 			t.Fatalf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.status, r.stdout, want, r.stderr)
 		}
