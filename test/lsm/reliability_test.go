@@ -98,7 +98,7 @@ func TestPinFileRuleOutlivesMonitor(t *testing.T) {
 	m.WaitEvents(1, eventTimeout)
 
 	m.Signal(syscall.SIGKILL)
-	m.Wait(10 * time.Second)
+	m.Wait(assaytest.StopTimeout)
 	rd := assaytest.Probe(t, &cg, "open", secret, "r")
 	wantBlocked(t, rd, "read after SIGKILL of the monitor")
 	wr := assaytest.Probe(t, &cg, "open", secret, "w")
@@ -181,12 +181,12 @@ func reloadFilesUnderLoad(t *testing.T, pin bool) {
 	m := assaytest.StartMonitor(t, args...)
 	if pin {
 		m.Signal(syscall.SIGKILL)
-		m.Wait(10 * time.Second)
+		m.Wait(assaytest.StopTimeout)
 		m = assaytest.StartMonitor(t, "monitor", "--attach", instance, "--output", "json")
 	}
 	stop := filepath.Join(dir, "stop")
 	hammer := assaytest.StartProbe(t, &hammerCG, "open-until", stop, secret)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(eventTimeout); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(stop + ".ready"); err == nil {
 			break
 		}
@@ -234,7 +234,7 @@ func reloadFilesUnderLoad(t *testing.T, pin bool) {
 			relWrite(t, live, text)
 			m.Signal(syscall.SIGHUP)
 			reloaded++
-			m.WaitStderr("assay: reloaded "+live, reloaded, 20*time.Second)
+			m.WaitStderr("assay: reloaded "+live, reloaded, eventTimeout)
 			return
 		}
 		if res := assaytest.Run(t, "reload", instance, "--policy", file); res.ExitCode != 0 {
@@ -247,7 +247,7 @@ func reloadFilesUnderLoad(t *testing.T, pin bool) {
 			relWrite(t, live, text)
 			m.Signal(syscall.SIGHUP)
 			refused++
-			lines := m.WaitStderr("assay: reload refused, the previous policy stays in force: ", refused, 20*time.Second)
+			lines := m.WaitStderr("assay: reload refused, the previous policy stays in force: ", refused, eventTimeout)
 			t.Logf("%s: %s", what, lines[len(lines)-1])
 			return
 		}
@@ -340,19 +340,19 @@ func pinnedReloadAddsFileRules(t *testing.T, sighup bool) {
 	m := assaytest.StartMonitor(t, "monitor", "--policy", live, "--cgroup", cg.Path, "--pin", name)
 	if !sighup {
 		m.Signal(syscall.SIGKILL)
-		m.Wait(10 * time.Second)
+		m.Wait(assaytest.StopTimeout)
 	}
 	wantOpened(t, assaytest.Probe(t, &cg, "open", secret, "r"), "network-only policy")
 
 	relWrite(t, live, withFiles)
 	if sighup {
 		m.Signal(syscall.SIGHUP)
-		m.WaitStderr("assay: reload", 1, 20*time.Second)
+		m.WaitStderr("assay: reload", 1, eventTimeout)
 		if !hasLineWith(m.Stderr(), "assay: reloaded "+live) {
 			t.Fatalf("SIGHUP reload failed:\n%s", strings.Join(m.Stderr(), "\n"))
 		}
 		m.Signal(syscall.SIGKILL)
-		m.Wait(10 * time.Second)
+		m.Wait(assaytest.StopTimeout)
 	} else if res := assaytest.Run(t, "reload", name, "--policy", live); res.ExitCode != 0 {
 		t.Fatalf("assay reload: status %d, stdout %q, stderr:\n%s", res.ExitCode, res.Stdout, res.StderrText())
 	}
