@@ -470,9 +470,14 @@ func (e *env) leaf(rel string) cgroup.Scope {
 	return s
 }
 
-// gone waits up to 3s for path to disappear.
+// goneTimeout bounds gone and processGone: a hang guard for what must
+// happen at once, sized for a busy machine (at a load average of 25,
+// seconds pass between two steps of a process).
+const goneTimeout = 2 * time.Minute
+
+// gone waits up to goneTimeout for path to disappear.
 func gone(path string) bool {
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(goneTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(path); os.IsNotExist(err) {
 			return true
 		}
@@ -480,9 +485,10 @@ func gone(path string) bool {
 	return false
 }
 
-// processGone waits up to 3s for pid to stop existing (or be a zombie).
+// processGone waits up to goneTimeout for pid to stop existing (or be a
+// zombie).
 func processGone(pid int) bool {
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(goneTimeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			return true
