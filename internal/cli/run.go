@@ -142,6 +142,11 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
+	// CMD gets the real stderr; every line assay writes from here on
+	// starts with this run's token (see events.Marker).
+	cmdStderr := stderr
+	_, mark := markOutputs(format, nil, stderr)
+	stderr = mark
 	// With --output json every line assay writes is JSON: its messages
 	// too. With --events FILE, the file gets them as well (and the text
 	// report), after a start line: it is appended to, run after run.
@@ -154,8 +159,8 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 			return failJSON(stderr, format, sandbox.ExitSetup, fmt.Errorf("--events: %w", err))
 		}
 		defer ef.Close()
-		evw = ef
-		log = copyTo{stderr, ef}
+		evw = events.NewMarker(ef, mark.Token())
+		log = copyTo{stderr, evw}
 	}
 	if format == events.JSON {
 		jl := newJSONLines(log)
@@ -167,7 +172,7 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 		if f.policy != "" {
 			name, _ = filepath.Abs(f.policy)
 		}
-		if err := writeStart(ef, format == events.JSON, name, argv, time.Now()); err != nil {
+		if err := writeStart(evw, format == events.JSON, name, argv, time.Now()); err != nil {
 			return fail(log, sandbox.ExitSetup, fmt.Errorf("--events: %w", err))
 		}
 	}
@@ -179,7 +184,7 @@ func runRun(f *runFlags, argv []string, stdout, stderr io.Writer) error {
 		Policy: p, Audit: f.audit, Trace: f.trace, CgroupParent: f.cgroupParent,
 		AllowDegraded: f.allowDegraded, Format: format, RingBytes: int(f.ringSize),
 		Events: evw, Log: log,
-		Argv: argv, Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
+		Argv: argv, Stdin: os.Stdin, Stdout: stdout, Stderr: cmdStderr,
 		MCP: f.mcp,
 	}
 	if err := f.contain.apply(&o); err != nil {

@@ -29,7 +29,7 @@ func MetricsScenario(t *testing.T, assay string, server []string) {
 	}
 	policy := writePolicy(t, fmt.Sprintf("version: 1\nnetwork:\n  deny_ports: [{port: %d, id: %d}]\nmcp:\n  tools:\n    deny: [{tool: \"forbidden_*\", id: 61}]\n", denied.port, PortRuleID))
 	s := Start(t, Options{Assay: assay, Policy: policy, Server: server, Flags: []string{"--mcp", "--metrics", ":0"}})
-	url := assaytest.MetricsURL(lines(s.Stderr()))
+	url := assaytest.MetricsURL(unmarked(lines(s.Stderr())))
 	if url == "" {
 		t.Fatalf("no metrics address on stderr:\n%s", s.Stderr())
 	}

@@ -274,7 +274,7 @@ func (s *Session) collect() Result {
 		Signaled: s.tr.Signaled(),
 		Stdout:   s.tr.Stdout(),
 		Stdin:    s.tr.Stdin(),
-		Stderr:   lines(s.stderr.String()),
+		Stderr:   unmarked(lines(s.stderr.String())),
 	}
 	r.StreamErr = CheckExchange(r.Stdin, r.Stdout)
 	for _, l := range r.Stderr {
@@ -286,7 +286,7 @@ func (s *Session) collect() Result {
 		if err != nil {
 			r.Problems = append(r.Problems, fmt.Sprintf("--events file: %v", err))
 		}
-		parseJSONEvents(&r, lines(string(b)))
+		parseJSONEvents(&r, unmarked(lines(string(b))))
 	} else {
 		parseTextEvents(&r, r.Stderr)
 	}
@@ -481,6 +481,15 @@ func unquote(v string) string {
 func atoi(s string) uint64 {
 	n, _ := strconv.ParseUint(s, 10, 64)
 	return n
+}
+
+// unmarked removes the token assay starts each of its lines with (see
+// events.Marker): the parsers below read the lines as rendered.
+func unmarked(ls []string) []string {
+	for i, l := range ls {
+		ls[i], _ = assaytest.Unmark(l)
+	}
+	return ls
 }
 
 func lines(s string) []string {

@@ -213,8 +213,9 @@ func (p *proc) read(r io.Reader, into *[]string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
+		line, _ := assaytest.Unmark(sc.Text())
 		p.mu.Lock()
-		*into = append(*into, sc.Text())
+		*into = append(*into, line)
 		p.mu.Unlock()
 		p.notify()
 	}

@@ -41,7 +41,7 @@ func TestRunEventsAppend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		text := string(b)
+		text := unmarked(string(b))
 		if !strings.HasPrefix(text, "kept from before\n") {
 			t.Errorf("the file's earlier content is gone:\n%s", text)
 		}

@@ -25,6 +25,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/cgroup"
 	"golang.org/x/sys/unix"
 )
@@ -143,6 +144,12 @@ func helper(args []string) int {
 		fmt.Fprintf(os.Stderr, "helper fd1=%s\n", fd1)
 		io.Copy(os.Stdout, os.Stdin)
 		return 0
+	case "forge": // print LINE to stderr and the environment to stdout, then connect to each ADDR
+		fmt.Fprintln(os.Stderr, args[0])
+		for _, kv := range os.Environ() {
+			fmt.Println("env", kv)
+		}
+		return helper(append([]string{"connect"}, args[1:]...))
 	case "connect": // connect to each ADDR, print "connect ADDR RESULT"
 		for _, a := range args {
 			c, err := net.DialTimeout("tcp", a, 3*time.Second)
@@ -347,8 +354,20 @@ func (e *env) command(args ...string) *exec.Cmd {
 }
 
 type result struct {
-	stdout, stderr string
-	status         int
+	stdout string
+	// stderr without the token on assay's lines (see unmarked); raw as
+	// written.
+	stderr, raw string
+	status      int
+}
+
+// unmarked removes the token assay starts each of its lines with.
+func unmarked(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i], _ = assaytest.Unmark(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 func (e *env) run(stdin io.Reader, args ...string) result {
@@ -368,7 +387,7 @@ func (e *env) run(stdin io.Reader, args ...string) result {
 		<-done
 		e.t.Fatalf("assay %q did not finish in 30s\nstdout:\n%s\nstderr:\n%s", args, out.String(), errb.String())
 	}
-	return result{stdout: out.String(), stderr: errb.String(), status: status(cmd.ProcessState)}
+	return result{stdout: out.String(), stderr: unmarked(errb.String()), raw: errb.String(), status: status(cmd.ProcessState)}
 }
 
 func status(ps *os.ProcessState) int {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -569,7 +570,7 @@ func TestRunWithoutLandlock(t *testing.T) {
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		cmd.Run()
-		return result{stdout: out.String(), stderr: errb.String(), status: status(cmd.ProcessState)}
+		return result{stdout: out.String(), stderr: unmarked(errb.String()), raw: errb.String(), status: status(cmd.ProcessState)}
 	}
 	r := noLandlock("--policy", pol, "--", "@", "files", "read:"+secret)
 	if r.status != 125 || r.stdout != "" {
@@ -647,5 +648,71 @@ func TestRunUnspecifiedAddresses(t *testing.T) {
 		if !regexp.MustCompile(re).MatchString(r.stderr) {
 			t.Errorf("stderr lacks %s:\n%s", re, r.stderr)
 		}
+	}
+}
+
+// TestRunLinesCannotBeForged: every line assay writes during a run starts
+// with that run's token, named by its first line. A command that prints a
+// byte-exact copy of a real BLOCKED line (from an earlier run) on the
+// shared stderr cannot make it look like this run's: the copy carries the
+// earlier run's token, the real line this run's, and the command has no
+// way to learn that (not in its environment or arguments).
+func TestRunLinesCannotBeForged(t *testing.T) {
+	e := newEnv(t)
+	pol := e.policy(netPolicy)
+	tokenRE := regexp.MustCompile(`^\[assay:([a-z2-7]{16})\] assay: this run's token is ([a-z2-7]{16}): `)
+	token := func(r result) string {
+		m := tokenRE.FindStringSubmatch(r.raw)
+		if m == nil || m[1] != m[2] {
+			t.Fatalf("the first stderr line does not name the token:\n%s", r.raw)
+		}
+		return m[1]
+	}
+	blocked := func(r result, tok string) string {
+		for _, l := range strings.Split(r.raw, "\n") {
+			if strings.Contains(l, "BLOCKED CONNECT: dst=127.0.0.1:9 ") && events.Genuine(l, tok) {
+				return l
+			}
+		}
+		t.Fatalf("no BLOCKED line with token %s:\n%s", tok, r.raw)
+		return ""
+	}
+
+	first := e.run(nil, "--policy", pol, "--", "@", "connect", "127.0.0.1:9")
+	t1 := token(first)
+	// Every line of the first run is assay's, and carries its token.
+	for _, l := range strings.Split(strings.TrimSpace(first.raw), "\n") {
+		if !events.Genuine(l, t1) {
+			t.Errorf("an assay line without the run's token: %q", l)
+		}
+	}
+	real1 := blocked(first, t1)
+
+	second := e.run(nil, "--policy", pol, "--", "@", "forge", real1, "127.0.0.1:9")
+	if second.status != 0 || !strings.Contains(second.raw, real1+"\n") {
+		t.Fatalf("status %d; the command's copy is not on stderr:\n%s", second.status, second.raw)
+	}
+	t2 := token(second)
+	if t2 == t1 {
+		t.Fatalf("two runs with the same token %s", t1)
+	}
+	real2 := blocked(second, t2)
+	if events.Genuine(real1, t2) {
+		t.Errorf("the command's byte-exact copy %q passes for the second run's line", real1)
+	}
+	if !strings.HasPrefix(real2, events.TokenPrefix(t2)) || strings.Contains(second.stdout, t2) {
+		t.Errorf("the real line %q, or the command's environment (%q) carries the token %s", real2, second.stdout, t2)
+	}
+	forged := 0
+	for _, l := range strings.Split(strings.TrimSpace(second.raw), "\n") {
+		if !events.Genuine(l, t2) {
+			forged++
+			if l != real1 {
+				t.Errorf("unexpected line without the token: %q", l)
+			}
+		}
+	}
+	if forged != 1 {
+		t.Errorf("%d lines without the second run's token, want the one copy:\n%s", forged, second.raw)
 	}
 }
