@@ -181,7 +181,6 @@ const (
 	bpfMapNet2DenyV4        = "net2_deny_v4"
 	bpfMapNet2DenyV6        = "net2_deny_v6"
 	bpfMapRate              = "rate"
-	bpfMapScope             = "scope"
 	bpfMapSettings          = "settings"
 	bpfMapTraceEvents       = "trace_events"
 	bpfProgConnect4         = "connect4"
@@ -194,6 +193,7 @@ const (
 	bpfProgSendmsg6         = "sendmsg6"
 	bpfProgTraceExec        = "trace_exec"
 	bpfProgTraceSysExit     = "trace_sys_exit"
+	bpfVarScopeConfig       = "scope_config"
 	bpfVarUnusedAggKey      = "unused_agg_key"
 	bpfVarUnusedAggVal      = "unused_agg_val"
 	bpfVarUnusedEventHeader = "unused_event_header"
@@ -282,7 +282,6 @@ type bpfMapSpecs struct {
 	Net2DenyV4  *ebpf.MapSpec `ebpf:"net2_deny_v4"`
 	Net2DenyV6  *ebpf.MapSpec `ebpf:"net2_deny_v6"`
 	Rate        *ebpf.MapSpec `ebpf:"rate"`
-	Scope       *ebpf.MapSpec `ebpf:"scope"`
 	Settings    *ebpf.MapSpec `ebpf:"settings"`
 	TraceEvents *ebpf.MapSpec `ebpf:"trace_events"`
 }
@@ -291,6 +290,7 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	ScopeConfig       *ebpf.VariableSpec `ebpf:"scope_config"`
 	UnusedAggKey      *ebpf.VariableSpec `ebpf:"unused_agg_key"`
 	UnusedAggVal      *ebpf.VariableSpec `ebpf:"unused_agg_val"`
 	UnusedEventHeader *ebpf.VariableSpec `ebpf:"unused_event_header"`
@@ -341,7 +341,6 @@ type bpfMaps struct {
 	Net2DenyV4  *ebpf.Map `ebpf:"net2_deny_v4"`
 	Net2DenyV6  *ebpf.Map `ebpf:"net2_deny_v6"`
 	Rate        *ebpf.Map `ebpf:"rate"`
-	Scope       *ebpf.Map `ebpf:"scope"`
 	Settings    *ebpf.Map `ebpf:"settings"`
 	TraceEvents *ebpf.Map `ebpf:"trace_events"`
 }
@@ -363,7 +362,6 @@ func (m *bpfMaps) Close() error {
 		m.Net2DenyV4,
 		m.Net2DenyV6,
 		m.Rate,
-		m.Scope,
 		m.Settings,
 		m.TraceEvents,
 	)
@@ -373,6 +371,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	ScopeConfig       *ebpf.Variable `ebpf:"scope_config"`
 	UnusedAggKey      *ebpf.Variable `ebpf:"unused_agg_key"`
 	UnusedAggVal      *ebpf.Variable `ebpf:"unused_agg_val"`
 	UnusedEventHeader *ebpf.Variable `ebpf:"unused_event_header"`

@@ -2,12 +2,14 @@
 // attaches its programs to a scope, swaps policies atomically, pins an
 // instance so it outlives the process, and reads back events and counters.
 //
-// The BPF sources are in bpf/; `make generate` rebuilds bpf_x86_bpfel.o and
-// its Go bindings, which are committed.
+// The BPF sources are in bpf/; `make generate` rebuilds the objects for
+// amd64 and arm64 (bpf_x86_bpfel.o, bpf_arm64_bpfel.o) and their Go
+// bindings, which are committed.
 package kernel
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -137,10 +139,6 @@ func Load(cfg Config) (*Instance, error) {
 	if err := inst.createMaps(); err != nil {
 		return nil, err
 	}
-	if err := inst.fillScope(); err != nil {
-		inst.Close()
-		return nil, err
-	}
 	// Only generation 0 is filled now: programs read the active
 	// generation alone, and a reload fills the other one before flipping.
 	// (Each slot write of an array of maps waits for an RCU grace period,
@@ -165,20 +163,32 @@ func Load(cfg Config) (*Instance, error) {
 	return inst, nil
 }
 
-// trimSpec drops the object's data sections: they only carry the BTF
-// anchors of the record types; no program uses them.
+// trimSpec drops the writable data sections (.bss, .data): they only carry
+// the BTF anchors of the record types; no program uses them. .rodata stays:
+// it holds the load-time configuration (scope_config).
 func trimSpec(spec *ebpf.CollectionSpec) {
 	for name := range spec.Maps {
-		if strings.HasPrefix(name, ".") {
+		if isDataSection(name) && name != ".rodata" {
 			delete(spec.Maps, name)
 		}
 	}
-	spec.Variables = nil
+	for name, v := range spec.Variables {
+		if spec.Maps[v.SectionName] == nil {
+			delete(spec.Variables, name)
+		}
+	}
 }
+
+// isDataSection reports whether a map of the object is one of its data
+// sections (.rodata, .bss, .data and their named variants).
+func isDataSection(name string) bool { return strings.HasPrefix(name, ".") }
 
 // checkSpec makes sure a custom object has what this loader drives.
 func checkSpec(spec *ebpf.CollectionSpec) error {
-	for _, m := range append([]string{bpfMapSettings, bpfMapScope, bpfMapActive, bpfMapRate, bpfMapCounters, bpfMapAgg, bpfMapEvents, bpfMapTraceEvents}, ruleMapNames...) {
+	if v := spec.Variables[bpfVarScopeConfig]; v == nil || !v.Constant() || v.Size() != uint32(binary.Size(bpfAssayScope{})) {
+		return fmt.Errorf("BPF object has no constant %q of %d bytes: build it from this version's internal/kernel/bpf", bpfVarScopeConfig, binary.Size(bpfAssayScope{}))
+	}
+	for _, m := range append([]string{bpfMapSettings, bpfMapActive, bpfMapRate, bpfMapCounters, bpfMapAgg, bpfMapEvents, bpfMapTraceEvents}, ruleMapNames...) {
 		if spec.Maps[m] == nil {
 			return fmt.Errorf("BPF object has no map %q: build it from this version's internal/kernel/bpf", m)
 		}
@@ -197,7 +207,8 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 }
 
 // createMaps sizes the ring buffers in the instance's spec and creates
-// every map of the object, without programs.
+// every map of the object, without programs. The data sections are left to
+// loadPrograms: each load gets its own, with the configuration set.
 func (inst *Instance) createMaps() error {
 	inst.spec.Maps[bpfMapEvents].MaxEntries = uint32(inst.cfg.RingBytes)
 	if inst.cfg.RateEntries > 0 {
@@ -209,6 +220,12 @@ func (inst *Instance) createMaps() error {
 	}
 	spec := inst.spec.Copy()
 	spec.Programs = map[string]*ebpf.ProgramSpec{}
+	for name := range spec.Maps {
+		if isDataSection(name) {
+			delete(spec.Maps, name)
+		}
+	}
+	spec.Variables = nil
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return explainLoad(err)
@@ -218,7 +235,9 @@ func (inst *Instance) createMaps() error {
 	return nil
 }
 
-func (inst *Instance) fillScope() error {
+// scopeConfig is the load-time configuration of the instance's programs:
+// its scopes and event budget.
+func (inst *Instance) scopeConfig() bpfAssayScope {
 	cfg := inst.cfg
 	sc := bpfAssayScope{}
 	if cfg.All {
@@ -233,10 +252,7 @@ func (inst *Instance) fillScope() error {
 	if cfg.RateLimit > 0 {
 		sc.RateLimit = uint32(cfg.RateLimit)
 	}
-	if err := inst.maps[bpfMapScope].Put(uint32(0), &sc); err != nil {
-		return fmt.Errorf("fill scope: %w", err)
-	}
-	return nil
+	return sc
 }
 
 // programsFor lists the programs a rule set needs.
@@ -272,6 +288,11 @@ func (inst *Instance) loadPrograms(r Rules, trace bool) error {
 		if !want[name] {
 			delete(spec.Programs, name)
 		}
+	}
+	// The configuration is constant: set before the load, it is frozen in
+	// the programs' .rodata.
+	if err := spec.Variables[bpfVarScopeConfig].Set(inst.scopeConfig()); err != nil {
+		return fmt.Errorf("set the scope configuration: %w", err)
 	}
 	// Replace every map of the object with the instance's own; maps the
 	// object does not have (a pinned instance's "meta") must not be

@@ -44,6 +44,7 @@ type Meta struct {
 	PID        int       `json:"pid"` // the monitor that pinned it
 	Trace      bool      `json:"trace,omitempty"`
 	RingBytes  int       `json:"ring_bytes"`
+	RateLimit  int       `json:"rate_limit,omitempty"` // events per second per cgroup; negative: unlimited
 	Object     string    `json:"object,omitempty"`
 }
 
@@ -101,6 +102,7 @@ func (inst *Instance) Pin(meta Meta) (err error) {
 		}
 	}()
 	meta.RingBytes = inst.cfg.RingBytes
+	meta.RateLimit = inst.cfg.RateLimit
 	meta.Trace = inst.cfg.Trace
 	meta.Object = inst.cfg.Object
 	meta.Scopes = inst.cfg.Scopes
@@ -219,7 +221,12 @@ func OpenPinned(name string) (*Instance, error) {
 	if err != nil {
 		return fail(fmt.Errorf("instance %q: %w", name, err))
 	}
-	inst.cfg = Config{Scopes: meta.Scopes, All: meta.All, Trace: meta.Trace, RingBytes: meta.RingBytes, Object: meta.Object}
+	// The configuration programs loaded later (a reload that adds a kind
+	// of rule) are given, as the first ones were.
+	inst.cfg = Config{Scopes: meta.Scopes, All: meta.All, Trace: meta.Trace, RingBytes: meta.RingBytes, RateLimit: meta.RateLimit, Object: meta.Object}
+	if inst.cfg.RateLimit == 0 {
+		inst.cfg.RateLimit = DefaultRateLimit // pinned by an assay that did not record it
+	}
 	spec, err := LoadSpec(meta.Object)
 	if err != nil {
 		return fail(err)

@@ -2,7 +2,7 @@
 /* Assay's kernel side: one object, three paths.
  *   net.h   - cgroup connect4/6, sendmsg4/6 (socket path)
  *   file.h  - BPF LSM file_open, inode_link, inode_rename (LSM path)
- *   trace.h - tp_btf sys_enter, sched_process_exec (tracepoint path)
+ *   trace.h - tp_btf sys_exit, sched_process_exec (tracepoint path)
  * The loader picks the programs a policy needs; the others are never loaded. */
 #include "common.h"
 #include "net.h"

@@ -8,11 +8,35 @@
 
 #define TRACE_PATH_MAX 256
 
+/* Per architecture: the syscall numbers of the opens reported, and where
+ * the saved user registers hold the syscall number. The arguments are read
+ * with bpf_tracing.h's PT_REGS_PARMn_CORE_SYSCALL (CO-RE, so the register
+ * layout is the running kernel's). */
+#if defined(__TARGET_ARCH_x86)
 #define NR_open 2
-#define NR_execve 59
 #define NR_openat 257
-#define NR_execveat 322
 #define NR_openat2 437
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+/* arm64 has no open(2): libc calls openat(AT_FDCWD, ...). */
+#define NR_openat 56
+#define NR_openat2 437
+/* vmlinux.h is x86's: declare what the arm64 accessors name. CO-RE
+ * relocates the fields against the running kernel's BTF (the ___ suffix
+ * is a local flavour of struct pt_regs). */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+} __attribute__((preserve_access_index));
+struct pt_regs___assay_arm64 {
+	__s32 syscallno;
+} __attribute__((preserve_access_index));
+#define SYSCALL_NR(regs) BPF_CORE_READ((struct pt_regs___assay_arm64 *)(regs), syscallno)
+#else
+#error "trace.h: unsupported architecture (add its syscall numbers)"
+#endif
 
 struct assay_trace_event {
 	struct assay_event_header h;
@@ -48,27 +72,35 @@ static __always_inline void emit_trace(__u8 kind, __u32 flags, __s32 ret, const 
 /* Opens are reported at sys_exit, from one program: by then the kernel has
  * copied the path (its page is resident, so the read cannot fault), the
  * result is known, and the saved user registers still hold the syscall
- * number (orig_ax) and arguments. One program per syscall instead of an
- * enter/exit pair halves the cost for every task on the host. */
+ * number and arguments. One program per syscall instead of an enter/exit
+ * pair halves the cost for every task on the host. It runs for every
+ * syscall of every task: the syscall number is tested first, the scope
+ * (cgroup ancestry) only for the opens. */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
 {
-	if (!in_scope())
-		return 0;
-	long id = BPF_CORE_READ(regs, orig_ax);
+	long id = SYSCALL_NR(regs);
 	const void *path;
 	__u32 flags;
 	if (id == NR_openat) {
-		path = (const void *)BPF_CORE_READ(regs, si);
-		flags = (__u32)BPF_CORE_READ(regs, dx);
+		if (!in_scope())
+			return 0;
+		path = (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+		flags = (__u32)PT_REGS_PARM3_CORE_SYSCALL(regs);
+#ifdef NR_open
 	} else if (id == NR_open) {
-		path = (const void *)BPF_CORE_READ(regs, di);
-		flags = (__u32)BPF_CORE_READ(regs, si);
+		if (!in_scope())
+			return 0;
+		path = (const void *)PT_REGS_PARM1_CORE_SYSCALL(regs);
+		flags = (__u32)PT_REGS_PARM2_CORE_SYSCALL(regs);
+#endif
 	} else if (id == NR_openat2) {
-		struct open_how *how = (struct open_how *)BPF_CORE_READ(regs, dx);
+		if (!in_scope())
+			return 0;
+		struct open_how *how = (struct open_how *)PT_REGS_PARM3_CORE_SYSCALL(regs);
 		__u64 f = 0;
 		bpf_probe_read_user(&f, sizeof(f), &how->flags);
-		path = (const void *)BPF_CORE_READ(regs, si);
+		path = (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs);
 		flags = (__u32)f;
 	} else {
 		return 0;
