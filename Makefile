@@ -21,7 +21,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 EBPF_OUT ?= target/assay-ebpf.o
 EBPF_ARCH ?= $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
-.PHONY: all build man ebpf install uninstall generate check-generate deps lint unit fuzz test vmtest bench clean
+.PHONY: all build build-arm64 man ebpf install uninstall generate check-generate deps lint unit fuzz test vmtest vmtest-arm64 bench clean
 
 all: build
 
@@ -64,14 +64,18 @@ uninstall:
 deps:
 	bash scripts/install-deps.sh
 
-# Rebuild the BPF object and its Go bindings (needs clang and llvm-strip).
+# Rebuild the BPF objects (amd64 and arm64) and their Go bindings (needs
+# clang and llvm-strip).
 generate:
 	$(GO) generate ./internal/kernel
 
-# CI: regenerate and fail when the committed object or bindings are stale.
+# CI: regenerate and fail when the committed objects or bindings (both
+# architectures) are stale or not committed at all.
 check-generate: generate
 	@git diff --exit-code --stat -- internal/kernel || \
 		{ echo "generated BPF files are stale: run 'make generate' and commit"; exit 1; }
+	@out=$$(git ls-files --others --exclude-standard -- internal/kernel); [ -z "$$out" ] || \
+		{ echo "generated BPF files are not committed:"; echo "$$out"; exit 1; }
 
 # gofmt, go vet and staticcheck (honnef.co/go/tools, a tool dependency in
 # go.mod: `go tool` fetches the pinned version through the module proxy).
@@ -81,6 +85,14 @@ lint:
 	$(GO) vet -tags vmtest ./test/lsm/
 	$(GO) tool staticcheck ./...
 	$(GO) tool staticcheck -tags vmtest ./test/lsm/
+	$(MAKE) --no-print-directory build-arm64
+
+# arm64 cross-build: the binary and every test package (the guest suite too)
+# must compile for arm64.
+build-arm64:
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/assay
+	GOARCH=arm64 $(GO) vet ./...
+	GOARCH=arm64 $(GO) vet -tags vmtest ./test/lsm/
 
 # Host tests: unit tests and end-to-end tests with the real binary (root).
 unit:
@@ -90,7 +102,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/policy/
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/events/
 
-test: deps check-generate lint unit fuzz vmtest
+test: deps check-generate lint unit fuzz vmtest vmtest-arm64
 
 clean:
 	rm -f assay

@@ -9,6 +9,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have clang || need+=(clang)
 have llvm-strip || need+=(llvm)
 have qemu-system-x86_64 || need+=(qemu-system-x86)
+have qemu-system-aarch64 || need+=(qemu-system-arm)
 [ -x /bin/busybox ] || need+=(busybox-static)
 have mkfs.ext4 || need+=(e2fsprogs)
 have xz || need+=(xz-utils)
@@ -17,11 +18,22 @@ have git || need+=(git)
 have bpftool || need+=(bpftool)
 have cpio || true
 
+# The arm64 guest (make vmtest-arm64) boots Debian's arm64 cloud kernel with
+# an arm64 busybox-static: both are fetched with `apt-get download` (never
+# installed), which needs the arm64 package lists.
+updated=0
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	echo "install-deps: adding the arm64 dpkg architecture"
+	dpkg --add-architecture arm64
+	apt-get update -qq
+	updated=1
+fi
+
 if [ ${#need[@]} -gt 0 ]; then
 	echo "install-deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
-		apt-get update -qq
+		[ "$updated" = 1 ] || apt-get update -qq
 		apt-get install -y -qq "${need[@]}"
 	}
 fi

@@ -23,22 +23,17 @@ import (
 	"testing"
 
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/testenv"
 )
 
 // ModulePath is the module whose ./cmd/assay [Binary] builds.
 const ModulePath = "github.com/assaymcp/assay"
 
-// Privileged skips a test that needs root, except under CI=true, where a
-// silently skipped privileged test would hide a broken environment.
+// Privileged is [testenv.Privileged]: it skips a test that needs root, or
+// fails it under CI.
 func Privileged(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true: privileged test cannot skip")
-	}
-	t.Skip("needs root (loads BPF programs, creates cgroups)")
+	testenv.Privileged(t)
 }
 
 var binary struct {
@@ -164,17 +159,20 @@ func NewCgroup(t testing.TB) cgroup.Scope {
 // (ASSAY_PROBE set) it runs the probe and exits; otherwise it runs the
 // tests, removes the binary [Binary] built, and exits.
 func Main(m *testing.M) {
+	os.Exit(RunMain(m))
+}
+
+// RunMain is [Main] for a TestMain with more to do: it runs the probe or
+// the tests, removes the binary it built, and returns the exit status.
+func RunMain(m *testing.M) int {
 	if action := os.Getenv(probeEnv); action != "" {
-		os.Exit(runProbe(action, os.Args[1:]))
+		return runProbe(action, os.Args[1:])
 	}
 	code := m.Run()
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
 	}
-	if public.dir != "" {
-		os.RemoveAll(public.dir)
-	}
-	os.Exit(code)
+	return code
 }
 
 var public struct {

@@ -126,17 +126,6 @@ func relUnder(root, p string) (string, bool) {
 	return p[len(prefix):], true
 }
 
-// IsDescendant reports whether s is the cgroup of, or lies below it (by path).
-// A scope counts as a descendant of itself, matching the semantics of
-// bpf_current_task_under_cgroup().
-func IsDescendant(s, of Scope) bool {
-	if s.Path == "" || of.Path == "" {
-		return false
-	}
-	_, ok := relUnder(filepath.Clean(of.Path), filepath.Clean(s.Path))
-	return ok
-}
-
 // ForPID returns the cgroup v2 scope of process pid, from the "0::/path"
 // line of /proc/PID/cgroup.
 func ForPID(pid int) (Scope, error) {

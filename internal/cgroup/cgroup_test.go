@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/testenv"
 )
 
 // newLeaf creates a test cgroup under the cgroup2 root, removed at cleanup.
@@ -47,7 +48,7 @@ func startSleep(t *testing.T, attr *syscall.SysProcAttr) *exec.Cmd {
 }
 
 func TestMount(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	mp, err := cgroup.Mount()
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +80,7 @@ func TestMount(t *testing.T) {
 }
 
 func TestRoot(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	mp, err := cgroup.Mount()
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +98,7 @@ func TestRoot(t *testing.T) {
 }
 
 func TestCreateLeafAndResolve(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	mp, err := cgroup.Mount()
 	if err != nil {
 		t.Fatal(err)
@@ -163,26 +164,10 @@ func TestCreateLeafAndResolve(t *testing.T) {
 	if err != nil || got != child {
 		t.Errorf("Resolve(%q) = %+v, %v; want %+v", rel, got, err, child)
 	}
-
-	if !cgroup.IsDescendant(child, leaf) || !cgroup.IsDescendant(leaf, leaf) {
-		t.Error("IsDescendant: child should be below leaf, and leaf below itself")
-	}
-	root, _ := cgroup.Root()
-	if !cgroup.IsDescendant(child, root) {
-		t.Error("IsDescendant: child should be below root")
-	}
-	if cgroup.IsDescendant(leaf, child) || cgroup.IsDescendant(other, leaf) || cgroup.IsDescendant(root, leaf) {
-		t.Error("IsDescendant: false positive")
-	}
-	// Sibling sharing a name prefix is not a descendant.
-	sib := cgroup.Scope{Path: leaf.Path + "x"}
-	if cgroup.IsDescendant(sib, leaf) {
-		t.Error("IsDescendant: path-prefix sibling counted as descendant")
-	}
 }
 
 func TestAddPIDAndForPID(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	leaf := newLeaf(t, "")
 	cmd := startSleep(t, nil)
 	pid := cmd.Process.Pid
@@ -219,7 +204,7 @@ func TestAddPIDAndForPID(t *testing.T) {
 }
 
 func TestOpenCloneIntoCgroup(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	leaf := newLeaf(t, "")
 	f, err := leaf.Open()
 	if err != nil {
@@ -244,7 +229,7 @@ func TestOpenCloneIntoCgroup(t *testing.T) {
 }
 
 func TestRemoveKillsProcesses(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	leaf, err := cgroup.CreateLeaf("", "assay-test")
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +277,7 @@ func TestRemoveKillsProcesses(t *testing.T) {
 }
 
 func TestRemoveEmpty(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	leaf, err := cgroup.CreateLeaf("", "assay-test")
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +298,7 @@ func TestRemoveEmpty(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	mp, err := cgroup.Mount()
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +367,7 @@ func TestErrors(t *testing.T) {
 // only visible as a bind mount of a subtree (mount root != "/"), as in some
 // containers, and checks paths are mapped and confined accordingly.
 func TestSubtreeMount(t *testing.T) {
-	requirePrivileged(t)
+	testenv.Privileged(t)
 	realMount, err := cgroup.Mount()
 	if err != nil {
 		t.Fatal(err)

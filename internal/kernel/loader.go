@@ -530,17 +530,3 @@ func (inst *Instance) Close() error {
 	inst.progs, inst.maps = nil, nil
 	return err
 }
-
-// innerMap returns generation gen's map of the array of maps name (the
-// caller closes it).
-func (inst *Instance) innerMap(name string, gen uint32) *ebpf.Map {
-	var id ebpf.MapID
-	if err := inst.maps[name].Lookup(gen, &id); err != nil {
-		return nil
-	}
-	m, err := ebpf.NewMapFromID(id)
-	if err != nil {
-		return nil
-	}
-	return m
-}

@@ -9,6 +9,8 @@ import (
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
 	"golang.org/x/sys/unix"
+
+	"github.com/assaymcp/assay/internal/testenv"
 )
 
 func TestMain(m *testing.M) { assaytest.Main(m) }
@@ -23,7 +25,7 @@ func TestMain(m *testing.M) { assaytest.Main(m) }
 //   - SweepRate deletes the budgets of seconds that are over;
 //   - then new cgroups get budgets of their own again.
 func TestRateBudgets(t *testing.T) {
-	requireRoot(t)
+	testenv.Privileged(t)
 	scope := assaytest.NewCgroup(t)
 	inst, err := Load(Config{
 		Rules:  Rules{DenyPorts: map[uint16]uint32{9: 90}},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/assaymcp/assay/internal/mcptest/testserver"
+	"github.com/assaymcp/assay/internal/testenv"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -126,9 +127,7 @@ func TestCommandTransport(t *testing.T) {
 // the protocol are recorded - also after the last message, while it shuts
 // down - and a command that ignores stdin's end is terminated.
 func TestCommandTransportRecordsStrayBytes(t *testing.T) {
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no sh")
-	}
+	testenv.LookPath(t, "sh", "the stray-bytes command is a shell script")
 	// Prints a banner where the initialize response should be, then, once
 	// stdin ends, a goodbye; then it ignores the end of stdin until SIGTERM,
 	// while a background child keeps stdout open for a while longer.

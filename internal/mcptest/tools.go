@@ -73,7 +73,7 @@ func ToolRulesScenario(t *testing.T, c ToolRulesConfig) {
 		}
 		env = append(os.Environ(), testserver.LogRequestsEnv+"="+logFile)
 	}
-	s := Start(t, Options{Assay: c.Assay, Policy: policy, Output: c.Output, Server: c.Server(root), Roots: []string{root},
+	s := Start(t, Options{Assay: c.Assay, Policy: policy, Output: c.Output, Server: c.Server(root),
 		Flags: []string{"--mcp"}, Env: env})
 	tools := s.ToolNames()
 	for _, h := range c.Hidden {

@@ -558,9 +558,6 @@ func aggregateEvent(a kernel.Aggregate) events.Aggregate {
 	return e
 }
 
-// Counters reads the live counters.
-func (s *Session) Counters() (kernel.Counters, error) { return s.inst.Counters() }
-
 // Compile turns a policy into kernel rules, resolving each file rule to the
 // inode the kernel will see. Any path that cannot be resolved safely is an
 // error: a rule is never silently dropped.

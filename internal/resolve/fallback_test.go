@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/assaymcp/assay/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ func onThreadWithoutOpenat2(t *testing.T, errno unix.Errno, fn func()) {
 		done <- nil
 	}()
 	if err := <-done; err != nil {
-		t.Skipf("cannot install a seccomp filter: %v", err)
+		testenv.Skipf(t, "cannot install a seccomp filter: %v", err)
 	}
 }
 

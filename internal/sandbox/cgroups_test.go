@@ -10,24 +10,14 @@ import (
 	"time"
 
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/testenv"
 	"golang.org/x/sys/unix"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true: this privileged test cannot skip; run as root")
-	}
-	t.Skip("needs root")
-}
 
 // testParent creates a private parent cgroup, removed when the test ends.
 func testParent(t *testing.T) cgroup.Scope {
 	t.Helper()
-	requireRoot(t)
+	testenv.Privileged(t)
 	p, err := cgroup.CreateLeaf("", "assaytest-sandbox")
 	if err != nil {
 		t.Fatal(err)

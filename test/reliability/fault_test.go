@@ -15,6 +15,7 @@ import (
 
 	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,9 +94,7 @@ func TestBPFFSUnmounted(t *testing.T) {
 	assaytest.Privileged(t)
 	t.Parallel()
 	for _, tool := range []string{"unshare", "nsenter", "sh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (util-linux) is needed to run the monitor in a private mount namespace: %v", tool, err)
-		}
+		testenv.LookPath(t, tool, "needed to run the monitor in a private mount namespace")
 	}
 	cg := assaytest.NewCgroup(t)
 	l, addr := listen(t)

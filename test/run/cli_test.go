@@ -182,7 +182,7 @@ func TestPolicyCheckParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			chk := exec.Command(assayBin, "policy", "check", rel)
+			chk := exec.Command(assaytest.Binary(t), "policy", "check", rel)
 			chk.Dir = e.dir
 			out, err := chk.CombinedOutput()
 			status := chk.ProcessState.ExitCode()

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/assaymcp/assay/internal/assaytest"
 )
 
 // statusOf runs the "status" helper under assay with the given flags and
@@ -228,7 +230,7 @@ func TestRunKeepsIgnoredSignals(t *testing.T) {
 	e := newEnv(t)
 	run := func(trap string) uint64 {
 		t.Helper()
-		args := []string{"-c", trap + `exec "$@"`, "sh", assayBin, "run", "--cgroup-parent", e.parent.Path, "--policy", e.policy(netPolicy), "--", helperBin, "status"}
+		args := []string{"-c", trap + `exec "$@"`, "sh", assaytest.Binary(t), "run", "--cgroup-parent", e.parent.Path, "--policy", e.policy(netPolicy), "--", helperBin, "status"}
 		cmd := exec.Command("sh", args...)
 		cmd.Env = append(withoutInvoker(os.Environ()), "ASSAY_RUN_HELPER=1")
 		out, err := cmd.Output()

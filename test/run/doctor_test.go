@@ -11,8 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/kernel"
+	"github.com/assaymcp/assay/internal/testenv"
 )
 
 var doctorNames = []string{"kernel", "privileges", "btf", "cgroup2", "bpffs", "lsm-list", "bpf-lsm", "cgroup-sock-addr", "ringbuf", "landlock"}
@@ -24,7 +26,7 @@ var doctorNames = []string{"kernel", "privileges", "btf", "cgroup2", "bpffs", "l
 // doctors concurrently, and their probe cgroups exist while they run.
 func doctor(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(assayBin, append([]string{"doctor"}, args...)...)
+	cmd := exec.Command(assaytest.Binary(t), append([]string{"doctor"}, args...)...)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
@@ -51,7 +53,7 @@ func doctor(t *testing.T, args ...string) (string, int) {
 }
 
 func TestDoctor(t *testing.T) {
-	requireRoot(t)
+	testenv.Privileged(t)
 	full := lsmWorks()
 	out, status := doctor(t)
 	if full && status != 0 || !full && status != 1 {

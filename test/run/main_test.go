@@ -27,11 +27,11 @@ import (
 
 	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
 var (
-	assayBin string
 	// helperBin is a copy of this test binary that the command's
 	// unprivileged user can execute (go test's own directory is 0700).
 	helperBin string
@@ -71,24 +71,8 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if p := os.Getenv("ASSAY_BIN"); p != "" {
-		assayBin = p
-		return m.Run()
-	}
-	assayBin = filepath.Join(dir, "assay")
-	// go test puts its own GOROOT/bin first on PATH.
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "no go command on PATH: set ASSAY_BIN to a built assay binary")
-		return 1
-	}
-	cmd := exec.Command(gobin, "build", "-o", assayBin, "./cmd/assay")
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/assay: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
+	// The assay binary is assaytest's, built once ($ASSAY_BIN when set).
+	return assaytest.RunMain(m)
 }
 
 // publicDir makes a t.TempDir() (and the per-test directory above it)
@@ -291,17 +275,6 @@ func errName(err error) string {
 
 // ---- running assay ----
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true: this privileged test cannot skip; run as root")
-	}
-	t.Skip("needs root")
-}
-
 // env is one test's private cgroup parent and policy directory.
 type env struct {
 	t      *testing.T
@@ -311,7 +284,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	requireRoot(t)
+	testenv.Privileged(t)
 	p, err := cgroup.CreateLeaf("", "assaytest-run")
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +321,7 @@ func (e *env) command(args ...string) *exec.Cmd {
 		}
 		full = append(full, a)
 	}
-	cmd := exec.Command(assayBin, full...)
+	cmd := exec.Command(assaytest.Binary(e.t), full...)
 	cmd.Env = append(os.Environ(), "ASSAY_RUN_HELPER=1")
 	return cmd
 }

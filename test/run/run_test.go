@@ -592,7 +592,7 @@ func TestRunWithoutLandlock(t *testing.T) {
 }
 
 func TestRunHelp(t *testing.T) {
-	out, err := exec.Command(assayBin, "run", "--help").CombinedOutput()
+	out, err := exec.Command(assaytest.Binary(t), "run", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

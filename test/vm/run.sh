@@ -2,28 +2,34 @@
 # Run Assay's BPF-LSM test suite (./test/lsm, build tag vmtest) in a QEMU guest.
 #
 #   bash test/vm/run.sh [go test -run regex]      (or: make vmtest VMTEST_RUN=regex)
+#   VMTEST_ARCH=arm64 bash test/vm/run.sh ...     (or: make vmtest-arm64) an arm64 guest
 #
 # The host kernel refuses BPF LSM programs (EPERM); Debian's cloud kernel booted
 # with lsm=...,bpf accepts them. This script:
-#   1. installs its apt packages if missing (qemu-system-x86 busybox-static e2fsprogs xz-utils),
+#   1. installs its apt packages if missing (qemu-system-x86 or qemu-system-arm,
+#      busybox-static e2fsprogs xz-utils); for arm64 it adds the arm64 dpkg architecture
+#      and takes busybox-static:arm64 with `apt-get download` (not installed),
 #   2. fetches the current Debian cloud kernel with `apt-get download` (the version
-#      linux-image-cloud-amd64 depends on; never pinned) and caches .deb and extracted
-#      tree in .cache/vm/kernel/<package>_<version>/, so a warm run downloads nothing,
-#   3. builds static binaries: BUILD/assay (./cmd/assay) and BUILD/lsm.test (./test/lsm),
-#      and BUILD/mcp-testserver (./internal/mcptest/cmd/mcp-testserver, the MCP tests' server),
+#      linux-image-cloud-ARCH depends on; never pinned) and caches .deb and extracted
+#      tree in .cache/vm[-arm64]/kernel/<package>_<version>/, so a warm run downloads nothing,
+#   3. builds static binaries for the guest's architecture: BUILD/assay (./cmd/assay) and
+#      BUILD/lsm.test (./test/lsm), and BUILD/mcp-testserver
+#      (./internal/mcptest/cmd/mcp-testserver, the MCP tests' server),
 #   4. makes an 8 MiB ext4 image, packs an initramfs (busybox, test/vm/init.sh as /init,
-#      binaries, the loop module, the image) and boots it under TCG,
+#      binaries, the loop module, the image) and boots it under TCG (amd64:
+#      qemu-system-x86_64, console ttyS0; arm64: qemu-system-aarch64 -M virt, console ttyAMA0),
 #   5. tees the serial console to stdout and .cache/vm/last-run.log and exits non-zero
 #      unless the guest printed "ASSAY-VMTEST-RESULT: PASS".
 #
 # Environment:
+#   VMTEST_ARCH=amd64   the guest's architecture: amd64 or arm64
 #   VMTEST_NO_ASSAY=1   tolerate a missing ./cmd/assay (by default that is an error)
 #   VMTEST_TIMEOUT=S    seconds before QEMU is killed. The default grows with the suite:
 #                       the guest's go test timeout is 120 s + 30 s per top-level test in
 #                       test/lsm (about 4 s each on an idle machine, 30 s for the slowest;
 #                       a busy host slows TCG severalfold), QEMU's 120 s more (boot, poweroff).
 #                       When set, the guest's go test times out 120 s before it (at least 60 s).
-#   VMTEST_CACHE=DIR    cache directory (default: <repo>/.cache/vm)
+#   VMTEST_CACHE=DIR    cache directory (default: <repo>/.cache/vm, <repo>/.cache/vm-arm64 for arm64)
 #   VMTEST_RUN=regex    same as the first argument (the argument wins)
 #   VMTEST_APPEND=...   extra kernel command-line arguments (e.g. loglevel=7)
 #   VMTEST_BENCH=regex  run the matching benchmarks (-test.bench, once each) instead of the
@@ -51,7 +57,12 @@ RUN_REGEX=${1:-${VMTEST_RUN:-}}
 T_START=$(now)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd "$HERE/../.." && pwd -P)
-CACHE=${VMTEST_CACHE:-$ROOT/.cache/vm}
+ARCH=${VMTEST_ARCH:-amd64}
+case $ARCH in
+amd64) CACHE=${VMTEST_CACHE:-$ROOT/.cache/vm} ;;
+arm64) CACHE=${VMTEST_CACHE:-$ROOT/.cache/vm-arm64} ;;
+*) die "VMTEST_ARCH=$ARCH: use amd64 or arm64" ;;
+esac
 BUILD=$CACHE/build
 # Timeouts: the guest's go test first (it prints the stuck goroutines), then QEMU.
 NTESTS=$(cat test/lsm/*_test.go | grep -c '^func Test' || true)
@@ -99,8 +110,40 @@ ensure_packages() {
 	"${install[@]}" >&2 || { apt_update && "${install[@]}" >&2; } || die "apt-get install ${missing[*]} failed"
 }
 # busybox-static, not busybox: the guest has no libc.
-ensure_packages qemu-system-x86 busybox-static e2fsprogs xz-utils
-BUSYBOX=$(dpkg -L busybox-static | grep -m1 -E '/bin/busybox$') || die "busybox-static ships no busybox?"
+if [[ $ARCH == amd64 ]]; then
+	ensure_packages qemu-system-x86 busybox-static e2fsprogs xz-utils
+	BUSYBOX=$(dpkg -L busybox-static | grep -m1 -E '/bin/busybox$') || die "busybox-static ships no busybox?"
+else
+	ensure_packages qemu-system-arm e2fsprogs xz-utils
+	# apt only knows arm64 packages once the architecture is added.
+	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		log "dpkg --add-architecture arm64"
+		"${SUDO[@]}" dpkg --add-architecture arm64
+		APT_UPDATED=0
+		apt_update || die "apt-get update failed"
+	fi
+	BUSYBOX=$CACHE/busybox/bin/busybox
+	if [[ ! -x $BUSYBOX ]]; then
+		log "fetching busybox-static:arm64"
+		rm -rf "$CACHE/busybox"
+		mkdir -p "$CACHE/busybox/deb"
+		chmod 0777 "$CACHE/busybox/deb" # apt's _apt sandbox user writes here
+		(cd "$CACHE/busybox/deb" && apt-get download -q busybox-static:arm64 >&2) ||
+			{ apt_update && (cd "$CACHE/busybox/deb" && apt-get download -q busybox-static:arm64 >&2); } ||
+			die "apt-get download busybox-static:arm64 failed"
+		dpkg-deb -x "$(ls "$CACHE"/busybox/deb/*.deb)" "$CACHE/busybox/root"
+		BB=$(find "$CACHE/busybox/root" -path '*/bin/busybox' | head -n1)
+		[[ -n $BB ]] || die "busybox-static:arm64 ships no busybox?"
+		mkdir -p "$CACHE/busybox/bin"
+		cp "$BB" "$BUSYBOX"
+	fi
+fi
+# The host runs the busybox of the host's architecture for --list and cpio.
+HOST_BUSYBOX=$BUSYBOX
+if [[ $ARCH != amd64 ]]; then
+	ensure_packages busybox-static
+	HOST_BUSYBOX=$(dpkg -L busybox-static | grep -m1 -E '/bin/busybox$') || die "busybox-static ships no busybox?"
+fi
 
 if ! command -v go >/dev/null; then
 	[[ -x /usr/local/go/bin/go ]] || die "go not found (PATH or /usr/local/go/bin)"
@@ -109,13 +152,13 @@ fi
 
 # ---------------------------------------------------------------- 2. kernel
 T_KERNEL=$(now)
-META=linux-image-cloud-amd64
+META=linux-image-cloud-$ARCH
 resolve_kernel() { # prints "<package> <version>" of the kernel the meta package depends on
 	local pkg ver
-	pkg=$(apt-cache depends "$META" 2>/dev/null |
-		sed -n 's/^ *|\{0,1\}Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -n1)
+	pkg=$(apt-cache depends "$META:$ARCH" 2>/dev/null |
+		sed -n "s/^ *|\{0,1\}Depends: \(linux-image-[0-9][^ :]*-cloud-$ARCH\)\(:$ARCH\)\{0,1\}\$/\1/p" | head -n1)
 	[[ -n $pkg ]] || return 1
-	ver=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
+	ver=$(apt-cache show --no-all-versions "$pkg:$ARCH" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
 	[[ -n $ver ]] || return 1
 	echo "$pkg $ver"
 }
@@ -128,7 +171,7 @@ fetch_kernel() { # download and extract $KPKG=$KVERSION into $KDIR
 	rm -rf "$KDIR"
 	mkdir -p "$KDIR/deb"
 	chmod 0777 "$KDIR/deb" # apt's _apt sandbox user writes here
-	(cd "$KDIR/deb" && apt-get download -q "$KPKG=$KVERSION" >&2) || return 1
+	(cd "$KDIR/deb" && apt-get download -q "$KPKG:$ARCH=$KVERSION" >&2) || return 1
 	dpkg-deb -x "$(ls "$KDIR"/deb/*.deb)" "$KDIR/root" || return 1
 	touch "$KDIR/.complete"
 	# Keep only the current kernel.
@@ -170,7 +213,7 @@ T_KERNEL_END=$(now)
 T_BUILD=$(now)
 rm -rf "$BUILD"
 mkdir -p "$BUILD"
-export CGO_ENABLED=0
+export CGO_ENABLED=0 GOARCH=$ARCH
 if compgen -G "cmd/assay/*.go" >/dev/null; then
 	log "go build ./cmd/assay"
 	go build -o "$BUILD/assay" ./cmd/assay
@@ -195,7 +238,7 @@ mkdir -p "$STAGE"/{bin,dev,proc,sys,tmp,run,root,etc/vmtest,lib/modules,images,l
 
 # busybox and a symlink for every applet, so tests can exec losetup, mount, ...
 cp "$BUSYBOX" "$STAGE/bin/busybox"
-for applet in $("$BUSYBOX" --list); do
+for applet in $("$HOST_BUSYBOX" --list); do
 	[[ $applet == busybox ]] || ln -s busybox "$STAGE/bin/$applet"
 done
 install -m 0755 "$HERE/init.sh" "$STAGE/init"
@@ -268,18 +311,22 @@ truncate -s 8M "$STAGE/images/ext4.img"
 mkfs.ext4 -q -F -L assay-vmtest -d "$BUILD/ext4-content" "$STAGE/images/ext4.img"
 
 INITRD=$BUILD/initrd.cpio.gz
-(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc 2>/dev/null) | gzip -1 >"$INITRD"
+(cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | "$HOST_BUSYBOX" cpio -o -H newc 2>/dev/null) | gzip -1 >"$INITRD"
 log "initramfs $(du -h "$INITRD" | cut -f1) (kernel $KREL)"
 T_PACK_END=$(now)
 
 # ---------------------------------------------------------------- 5. boot
-APPEND="console=ttyS0 lsm=lockdown,capability,landlock,yama,bpf quiet panic=-1 oops=panic${VMTEST_APPEND:+ $VMTEST_APPEND}"
-log "booting $KREL under TCG${RUN_REGEX:+ with -test.run '$RUN_REGEX'}${VMTEST_BENCH:+ with -test.bench '$VMTEST_BENCH'} (timeout ${TIMEOUT}s, go test ${GUEST_TIMEOUT}s for $NTESTS tests)"
+case $ARCH in
+amd64) QEMU=(qemu-system-x86_64 -accel tcg -cpu max) CONSOLE=ttyS0 ;;
+arm64) QEMU=(qemu-system-aarch64 -M virt -accel tcg -cpu max) CONSOLE=ttyAMA0 ;;
+esac
+APPEND="console=$CONSOLE lsm=lockdown,capability,landlock,yama,bpf quiet panic=-1 oops=panic${VMTEST_APPEND:+ $VMTEST_APPEND}"
+log "booting $KREL ($ARCH) under TCG${RUN_REGEX:+ with -test.run '$RUN_REGEX'}${VMTEST_BENCH:+ with -test.bench '$VMTEST_BENCH'} (timeout ${TIMEOUT}s, go test ${GUEST_TIMEOUT}s for $NTESTS tests)"
 T_VM=$(now)
 # --foreground keeps QEMU in our process group, so Ctrl-C reaches it. The sed drops
 # CRs and SeaBIOS's terminal escapes (ESC c would reset the user's terminal).
 set +e
-timeout --foreground -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1G -nic none \
+timeout --foreground -k 10 "$TIMEOUT" "${QEMU[@]}" -smp 2 -m 1G -nic none \
 	-kernel "$VMLINUZ" -initrd "$INITRD" -append "$APPEND" \
 	-nographic -no-reboot </dev/null 2>&1 |
 	sed -u -e 's/\r$//' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' | tee "$LOG"
@@ -294,7 +341,7 @@ count() { grep -acE "^ *--- $1: " <<<"$CLEAN" || true; }
 NPASS=$(count PASS) NFAIL=$(count FAIL) NSKIP=$(count SKIP)
 
 echo
-log "kernel $KPKG $KVERSION ($KREL)"
+log "kernel $KPKG $KVERSION ($KREL, $ARCH)"
 log "times: kernel $(secs "$T_KERNEL" "$T_KERNEL_END")s, build $(secs "$T_BUILD" "$T_BUILD_END")s," \
 	"pack $(secs "$T_PACK" "$T_PACK_END")s, VM $(secs "$T_VM" "$T_VM_END")s, total $(secs "$T_START")s"
 log "serial log: $LOG"
