@@ -18,22 +18,14 @@ have git || need+=(git)
 have bpftool || need+=(bpftool)
 have cpio || true
 
-# The arm64 guest (make vmtest-arm64) boots Debian's arm64 cloud kernel with
-# an arm64 busybox-static: both are fetched with `apt-get download` (never
-# installed), which needs the arm64 package lists.
-updated=0
-if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-	echo "install-deps: adding the arm64 dpkg architecture"
-	dpkg --add-architecture arm64
-	apt-get update -qq
-	updated=1
-fi
-
+# The arm64 guest (make vmtest-arm64) also needs Debian's arm64 cloud kernel
+# (from backports) and busybox-static:arm64: test/vm/run.sh downloads them
+# (never installs them) through a private apt configuration in its cache.
 if [ ${#need[@]} -gt 0 ]; then
 	echo "install-deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || {
-		[ "$updated" = 1 ] || apt-get update -qq
+		apt-get update -qq
 		apt-get install -y -qq "${need[@]}"
 	}
 fi

@@ -172,6 +172,9 @@ func RunMain(m *testing.M) int {
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
 	}
+	if public.dir != "" {
+		os.RemoveAll(public.dir)
+	}
 	return code
 }
 

@@ -186,7 +186,14 @@ func (e *FeatureError) Error() string {
 func (e *FeatureError) Unwrap() error { return e.Err }
 
 func lsmError(what string, err error) error {
-	return &FeatureError{Feature: "BPF LSM (" + what + ")", Err: err, Fix: lsmFix() + "; run `assay doctor`"}
+	fix := lsmFix()
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		// ENOTSUPP from the attach: the kernel cannot build the BPF
+		// trampoline LSM programs run through on this architecture
+		// (arm64 can from Linux 6.4 on), whatever the LSM list says.
+		fix = "this kernel cannot attach BPF LSM programs on " + runtime.GOARCH + " (no BPF trampoline support; arm64 needs Linux 6.4 or later): use a newer kernel, `assay run` (which enforces file rules with Landlock), or remove the files section from the policy"
+	}
+	return &FeatureError{Feature: "BPF LSM (" + what + ")", Err: err, Fix: fix + "; run `assay doctor`"}
 }
 
 func explainLoad(err error) error {
