@@ -1,8 +1,11 @@
 package reliability_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -74,9 +77,17 @@ func statusRow(t *testing.T, name string) []string {
 	return nil
 }
 
-// policyDigest returns the digest `assay policy check` gives the policy.
+// policyDigest returns the policy file's digest, the hex SHA-256 of its
+// bytes, computed here (not by the code under test); it also checks that
+// `assay policy check` reports the same digest.
 func policyDigest(t *testing.T, pol string) string {
 	t.Helper()
+	data, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	want := hex.EncodeToString(sum[:])
 	res := assaytest.Run(t, "policy", "check", pol)
 	if res.ExitCode != 0 || len(res.Stdout) == 0 {
 		t.Fatalf("policy check %s: %s", pol, res.StderrText())
@@ -85,7 +96,10 @@ func policyDigest(t *testing.T, pol string) string {
 	if m == nil {
 		t.Fatalf("no digest in %q", res.Stdout[0])
 	}
-	return m[1]
+	if m[1] != want {
+		t.Fatalf("policy check %s reports digest %s; the file's SHA-256 is %s", pol, m[1], want)
+	}
+	return want
 }
 
 // eventsOf returns the events of process pid.
