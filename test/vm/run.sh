@@ -7,11 +7,14 @@
 # The host kernel refuses BPF LSM programs (EPERM); Debian's cloud kernel booted
 # with lsm=...,bpf accepts them. This script:
 #   1. installs its apt packages if missing (qemu-system-x86 or qemu-system-arm,
-#      busybox-static e2fsprogs xz-utils); for arm64 it adds the arm64 dpkg architecture
-#      and takes busybox-static:arm64 with `apt-get download` (not installed),
+#      busybox-static e2fsprogs xz-utils),
 #   2. fetches the current Debian cloud kernel with `apt-get download` (the version
 #      linux-image-cloud-ARCH depends on; never pinned) and caches .deb and extracted
-#      tree in .cache/vm[-arm64]/kernel/<package>_<version>/, so a warm run downloads nothing,
+#      tree in .cache/vm[-arm64]/kernel/<package>_<version>/, so a warm run downloads nothing.
+#      arm64 takes the kernel from <codename>-backports and busybox-static:arm64 from
+#      <codename>, through a private apt configuration in the cache (the system's apt
+#      sources and dpkg architectures are left alone): arm64 attaches BPF LSM programs
+#      (BPF trampolines) only from Linux 6.4 on; bookworm's 6.1 answers ENOTSUPP,
 #   3. builds static binaries for the guest's architecture: BUILD/assay (./cmd/assay) and
 #      BUILD/lsm.test (./test/lsm), and BUILD/mcp-testserver
 #      (./internal/mcptest/cmd/mcp-testserver, the MCP tests' server),
@@ -23,6 +26,8 @@
 #
 # Environment:
 #   VMTEST_ARCH=amd64   the guest's architecture: amd64 or arm64
+#   VMTEST_MIRROR=URL   the Debian mirror of the arm64 guest's private apt configuration
+#                       (default http://deb.debian.org/debian)
 #   VMTEST_NO_ASSAY=1   tolerate a missing ./cmd/assay (by default that is an error)
 #   VMTEST_TIMEOUT=S    seconds before QEMU is killed. The default grows with the suite:
 #                       the guest's go test timeout is 120 s + 30 s per top-level test in
@@ -98,6 +103,46 @@ apt_update() {
 	APT_UPDATED=1
 }
 
+# The guest's packages (kernel, arm64 busybox) are only downloaded, never
+# installed. amd64 takes them from the system's apt configuration; arm64 from
+# a private one (its own sources, lists and architecture) in the cache.
+GUEST_APT=()
+GUEST_APT_UPDATED=0
+if [[ $ARCH == arm64 ]]; then
+	. /etc/os-release
+	[[ -n ${VERSION_CODENAME:-} ]] || die "no VERSION_CODENAME in /etc/os-release: the arm64 guest needs Debian"
+	APTDIR=$CACHE/apt
+	mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
+	MIRROR=${VMTEST_MIRROR:-http://deb.debian.org/debian}
+	KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+	printf 'deb [signed-by=%s] %s %s main\ndeb [signed-by=%s] %s %s-backports main\n' \
+		"$KEYRING" "$MIRROR" "$VERSION_CODENAME" "$KEYRING" "$MIRROR" "$VERSION_CODENAME" >"$APTDIR/sources.list.new"
+	# A changed mirror or release invalidates the lists.
+	if ! cmp -s "$APTDIR/sources.list.new" "$APTDIR/sources.list"; then
+		mv "$APTDIR/sources.list.new" "$APTDIR/sources.list"
+		rm -f "$APTDIR"/lists/*_Packages*
+	else
+		rm -f "$APTDIR/sources.list.new"
+	fi
+	GUEST_APT=(-o "Dir::Etc::SourceList=$APTDIR/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+		-o "Dir::State::Lists=$APTDIR/lists" -o "Dir::Cache=$APTDIR/cache" -o APT::Architectures::=arm64
+		-o "APT::Default-Release=$VERSION_CODENAME-backports")
+fi
+guest_apt_update() {
+	if [[ ${#GUEST_APT[@]} -eq 0 ]]; then
+		apt_update
+		return
+	fi
+	[[ $GUEST_APT_UPDATED -eq 0 ]] || return 0
+	log "apt-get update (private arm64 configuration in $APTDIR)"
+	"${SUDO[@]}" apt-get "${GUEST_APT[@]}" update -q >&2 || return 1
+	GUEST_APT_UPDATED=1
+}
+# Private lists that were never fetched, or are more than a day old, are refreshed first.
+if [[ $ARCH == arm64 ]] && [[ -z $(find "$APTDIR/lists" -maxdepth 1 -name '*_Packages*' -mtime -1 -print -quit) ]]; then
+	guest_apt_update || log "WARNING: apt-get update failed; trying the lists at hand"
+fi
+
 # ---------------------------------------------------------------- 1. packages
 ensure_packages() {
 	local p missing=()
@@ -115,21 +160,14 @@ if [[ $ARCH == amd64 ]]; then
 	BUSYBOX=$(dpkg -L busybox-static | grep -m1 -E '/bin/busybox$') || die "busybox-static ships no busybox?"
 else
 	ensure_packages qemu-system-arm e2fsprogs xz-utils
-	# apt only knows arm64 packages once the architecture is added.
-	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-		log "dpkg --add-architecture arm64"
-		"${SUDO[@]}" dpkg --add-architecture arm64
-		APT_UPDATED=0
-		apt_update || die "apt-get update failed"
-	fi
 	BUSYBOX=$CACHE/busybox/bin/busybox
 	if [[ ! -x $BUSYBOX ]]; then
 		log "fetching busybox-static:arm64"
 		rm -rf "$CACHE/busybox"
 		mkdir -p "$CACHE/busybox/deb"
 		chmod 0777 "$CACHE/busybox/deb" # apt's _apt sandbox user writes here
-		(cd "$CACHE/busybox/deb" && apt-get download -q busybox-static:arm64 >&2) ||
-			{ apt_update && (cd "$CACHE/busybox/deb" && apt-get download -q busybox-static:arm64 >&2); } ||
+		(cd "$CACHE/busybox/deb" && apt-get "${GUEST_APT[@]}" download -q busybox-static:arm64 >&2) ||
+			{ guest_apt_update && (cd "$CACHE/busybox/deb" && apt-get "${GUEST_APT[@]}" download -q busybox-static:arm64 >&2); } ||
 			die "apt-get download busybox-static:arm64 failed"
 		dpkg-deb -x "$(ls "$CACHE"/busybox/deb/*.deb)" "$CACHE/busybox/root"
 		BB=$(find "$CACHE/busybox/root" -path '*/bin/busybox' | head -n1)
@@ -155,10 +193,10 @@ T_KERNEL=$(now)
 META=linux-image-cloud-$ARCH
 resolve_kernel() { # prints "<package> <version>" of the kernel the meta package depends on
 	local pkg ver
-	pkg=$(apt-cache depends "$META:$ARCH" 2>/dev/null |
+	pkg=$(apt-cache "${GUEST_APT[@]}" depends "$META:$ARCH" 2>/dev/null |
 		sed -n "s/^ *|\{0,1\}Depends: \(linux-image-[0-9][^ :]*-cloud-$ARCH\)\(:$ARCH\)\{0,1\}\$/\1/p" | head -n1)
 	[[ -n $pkg ]] || return 1
-	ver=$(apt-cache show --no-all-versions "$pkg:$ARCH" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
+	ver=$(apt-cache "${GUEST_APT[@]}" show --no-all-versions "$pkg:$ARCH" 2>/dev/null | sed -n 's/^Version: //p' | head -n1)
 	[[ -n $ver ]] || return 1
 	echo "$pkg $ver"
 }
@@ -171,20 +209,20 @@ fetch_kernel() { # download and extract $KPKG=$KVERSION into $KDIR
 	rm -rf "$KDIR"
 	mkdir -p "$KDIR/deb"
 	chmod 0777 "$KDIR/deb" # apt's _apt sandbox user writes here
-	(cd "$KDIR/deb" && apt-get download -q "$KPKG:$ARCH=$KVERSION" >&2) || return 1
+	(cd "$KDIR/deb" && apt-get "${GUEST_APT[@]}" download -q "$KPKG:$ARCH=$KVERSION" >&2) || return 1
 	dpkg-deb -x "$(ls "$KDIR"/deb/*.deb)" "$KDIR/root" || return 1
 	touch "$KDIR/.complete"
 	# Keep only the current kernel.
 	find "$CACHE/kernel" -mindepth 1 -maxdepth 1 ! -path "$KDIR" -exec rm -rf {} +
 }
-if KREF=$(resolve_kernel) || { apt_update && KREF=$(resolve_kernel); }; then
+if KREF=$(resolve_kernel) || { guest_apt_update && KREF=$(resolve_kernel); }; then
 	set_kernel "$KREF"
 	if [[ -f $KDIR/.complete ]]; then
 		log "kernel $KPKG $KVERSION (cached)"
 	elif ! fetch_kernel; then
 		# Stale apt lists name a version the mirror no longer has: update, re-resolve.
-		[[ $APT_UPDATED -eq 0 ]] || die "apt-get download $KPKG=$KVERSION failed"
-		apt_update || die "apt-get update failed"
+		[[ $APT_UPDATED -eq 0 && $GUEST_APT_UPDATED -eq 0 ]] || die "apt-get download $KPKG=$KVERSION failed"
+		guest_apt_update || die "apt-get update failed"
 		KREF=$(resolve_kernel) || die "cannot resolve the dependency of $META"
 		set_kernel "$KREF"
 		[[ -f $KDIR/.complete ]] || fetch_kernel || die "apt-get download $KPKG=$KVERSION failed"
@@ -279,6 +317,14 @@ mod_add() { # mod_add NAME
 	local rel file dep deps
 	rel=$(mod_path "$1")
 	[[ -n $rel ]] || die "module $1 not found in $MODDIR"
+	# modules.order names loop.ko; the package may ship loop.ko.xz.
+	if [[ ! -f $MODDIR/$rel ]]; then
+		local ext
+		for ext in .xz .zst .gz; do
+			[[ -f $MODDIR/$rel$ext ]] && rel=$rel$ext && break
+		done
+	fi
+	[[ -f $MODDIR/$rel ]] || die "module $1: $MODDIR/$rel does not exist"
 	file=$MODDIR/$rel
 	for done_rel in "${MOD_ORDER[@]}"; do [[ $done_rel == "$rel" ]] && return 0; done
 	if [[ -f $MODDIR/modules.dep ]]; then
