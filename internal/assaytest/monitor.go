@@ -26,11 +26,21 @@ import (
 // they are sized for a busy machine (2 cores at a load average of 25 stretch
 // a second of work to 15-20 s) and for the vmtest guest (loading and
 // verifying the BPF LSM programs under TCG on a busy host took over 30 s),
-// not for an idle one.
+// not for an idle one. They scale with $ASSAY_TIMEOUT_SCALE (see [Scaled]).
 var (
-	ReadyTimeout = 2 * time.Minute // StartMonitor: until the readiness line
-	StopTimeout  = 2 * time.Minute // Stop, Wait, Run: until the process exits
+	ReadyTimeout = Scaled(2 * time.Minute) // StartMonitor: until the readiness line
+	StopTimeout  = Scaled(2 * time.Minute) // Stop, Wait, Run: until the process exits
 )
+
+// Scaled returns d times $ASSAY_TIMEOUT_SCALE (a positive integer; 1 when
+// unset): slow machines, such as an emulated arm64 guest under TCG (the
+// vmtest sets it), wait longer for the same conditions.
+func Scaled(d time.Duration) time.Duration {
+	if n, err := strconv.Atoi(os.Getenv("ASSAY_TIMEOUT_SCALE")); err == nil && n > 1 {
+		return d * time.Duration(n)
+	}
+	return d
+}
 
 // Readiness line prefixes `assay monitor` prints on stderr once every
 // program is attached (`assay monitor --attach NAME`: once it streams the

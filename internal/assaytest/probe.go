@@ -26,7 +26,7 @@ const probeEnv = "ASSAY_PROBE"
 // machine like ReadyTimeout and StopTimeout (measured: `assay policy check`
 // on TestHostilePolicyFiles' largest element count, 1.4 s of CPU, took 20 s
 // of wall clock at a load average of 24).
-const ProbeTimeout = 2 * time.Minute
+var ProbeTimeout = Scaled(2 * time.Minute)
 
 // ProbeResult is what a probe process reports: one JSON line on its stdout.
 type ProbeResult struct {

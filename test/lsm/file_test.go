@@ -19,8 +19,9 @@ import (
 // eventTimeout bounds the guest tests' waits for what must come (an event
 // line, a reload message, a probe's start): a hang guard, not a performance
 // bound. Under TCG on a busy host (2 cores at a load average of 25) these
-// took over 20 s; on an idle one, well under a second.
-const eventTimeout = 2 * time.Minute
+// took over 20 s; on an idle one, well under a second. It scales with
+// ASSAY_TIMEOUT_SCALE like assaytest's (the arm64 guest).
+var eventTimeout = assaytest.Scaled(2 * time.Minute)
 
 // writePolicy writes a policy file and returns its path.
 func writePolicy(t *testing.T, body string) string {

@@ -73,6 +73,10 @@ if [ -s /etc/vmtest/bench ]; then
 	echo "vmtest-init: -test.bench $bench"
 fi
 
+scale=1
+[ -s /etc/vmtest/timeout-scale ] && read -r scale </etc/vmtest/timeout-scale
+export ASSAY_TIMEOUT_SCALE="$scale"
+
 # Run from the package directory copy so relative testdata/ paths work.
 cd /lsm
 CI=true ASSAY_VM=1 ASSAY_BIN=/bin/assay ASSAY_EXT4_IMAGE=/images/ext4.img ASSAY_MCP_TESTSERVER=/bin/mcp-testserver /lsm.test "$@"

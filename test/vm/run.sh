@@ -34,6 +34,8 @@
 #                       test/lsm (about 4 s each on an idle machine, 30 s for the slowest;
 #                       a busy host slows TCG severalfold), QEMU's 120 s more (boot, poweroff).
 #                       When set, the guest's go test times out 120 s before it (at least 60 s).
+#   VMTEST_TIMEOUT_SCALE=N  multiplies the tests' hang guards (ASSAY_TIMEOUT_SCALE; default 1,
+#                       3 for arm64: an emulated foreign CPU is several times slower)
 #   VMTEST_CACHE=DIR    cache directory (default: <repo>/.cache/vm, <repo>/.cache/vm-arm64 for arm64)
 #   VMTEST_RUN=regex    same as the first argument (the argument wins)
 #   VMTEST_APPEND=...   extra kernel command-line arguments (e.g. loglevel=7)
@@ -289,6 +291,9 @@ echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
 echo 'root:x:0:' >"$STAGE/etc/group"
 [[ -n $RUN_REGEX ]] && printf '%s\n' "$RUN_REGEX" >"$STAGE/etc/vmtest/run"
 printf '%ss\n' "$GUEST_TIMEOUT" >"$STAGE/etc/vmtest/timeout"
+SCALE=${VMTEST_TIMEOUT_SCALE:-$([[ $ARCH == arm64 ]] && echo 3 || echo 1)}
+[[ $SCALE =~ ^[1-9][0-9]*$ ]] || die "VMTEST_TIMEOUT_SCALE=$SCALE: give a positive integer"
+echo "$SCALE" >"$STAGE/etc/vmtest/timeout-scale"
 if [[ -n ${VMTEST_BENCH:-} ]]; then
 	printf '%s\n' "$VMTEST_BENCH" >"$STAGE/etc/vmtest/bench"
 	for v in BENCH_ROUNDS BENCH_QUICK; do
