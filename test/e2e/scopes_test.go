@@ -126,3 +126,30 @@ func TestDurationAndRateLimit(t *testing.T) {
 		t.Errorf("listener accepted blocked connections from %v", got)
 	}
 }
+
+// TestScopeRemovedStopsAll: an unpinned monitor of two cgroups stops when
+// one of them is removed (exit 3, the message, a summary) and leaves
+// nothing attached: not to the removed cgroup, not to the other one, where
+// a connect then passes.
+func TestScopeRemovedStopsAll(t *testing.T) {
+	assaytest.Privileged(t)
+	t.Parallel()
+	l := assaytest.ListenTCP(t, "127.0.0.1:0")
+	pol := writePolicy(t, "version: 1\nnetwork:\n  deny_ports: [{port: %d, id: 40}]\n", l.Port())
+	gone, kept := assaytest.NewCgroup(t), assaytest.NewCgroup(t)
+	m := assaytest.StartMonitor(t, "monitor", "--policy", pol, "--cgroup", gone.Path, "--cgroup", kept.Path, "--output", "json")
+	assaytest.RequireProgramCount(t, kept, 1)
+	requireEPERM(t, "before the removal", assaytest.Probe(t, &kept, "connect", "tcp4", l.String()))
+
+	if err := cgroup.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	res := m.Wait(assaytest.StopTimeout)
+	if res.ExitCode != 3 || !strings.Contains(res.StderrText(), "was removed while monitored") || !res.HasSummary {
+		t.Errorf("exit %d, summary %v, stderr:\n%s\nwant exit 3 saying the cgroup was removed", res.ExitCode, res.HasSummary, res.StderrText())
+	}
+	assaytest.RequireDetached(t, kept)
+	r := assaytest.Probe(t, &kept, "connect", "tcp4", l.String())
+	requireOK(t, "after the monitor stopped", r)
+	requireAccepted(t, l, r)
+}
