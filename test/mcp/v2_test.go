@@ -95,7 +95,7 @@ files:
 `, root, code, extra)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := mcptest.Start(t, mcptest.Options{Assay: assay, Policy: policy, Server: server(code, root, outside), Roots: []string{root, outside}, Env: env})
+	s := mcptest.Start(t, mcptest.Options{Assay: assay, Policy: policy, Server: server(code, root, outside), Env: env})
 	call := func(tool string, args map[string]any) (string, bool) {
 		t.Helper()
 		res := s.Call(tool, args)
