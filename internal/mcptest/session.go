@@ -24,10 +24,11 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// Timeouts of a session.
-const (
-	ConnectTimeout = 60 * time.Second // assay setup + the server's start + initialize
-	CallTimeout    = 30 * time.Second // one request
+// Timeouts of a session: bounds on waits, scaled like assaytest's
+// (ASSAY_TIMEOUT_SCALE, see [assaytest.Scaled]).
+var (
+	ConnectTimeout = assaytest.Scaled(60 * time.Second) // assay setup + the server's start + initialize
+	CallTimeout    = assaytest.Scaled(30 * time.Second) // one request
 )
 
 // ProtocolVersion is the MCP version the client asks for: the newest one
