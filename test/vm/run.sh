@@ -42,6 +42,9 @@
 #   VMTEST_BENCH=regex  run the matching benchmarks (-test.bench, once each) instead of the
 #                       tests (make bench; BENCH_ROUNDS and BENCH_QUICK are passed on)
 set -euo pipefail
+# The whole script is one compound command: bash reads it completely before
+# running it, so editing this file during a run cannot change that run.
+{
 
 die() { printf 'vmtest: ERROR: %s\n' "$*" >&2; exit 2; }
 log() { printf 'vmtest: %s\n' "$*" >&2; }
@@ -417,3 +420,4 @@ why="QEMU exited with rc=$QEMU_RC"
 grep -aq 'Kernel panic' <<<"$CLEAN" && why="$why; the kernel panicked"
 log "FAIL: no result marker from the guest ($why)"
 exit 1
+}
