@@ -44,7 +44,7 @@ var (
 
 // actions returns the action named name.
 func actions(name string) (probeAction, bool) {
-	for _, t := range []map[string]probeAction{netActions, fileActions, procActions} {
+	for _, t := range []map[string]probeAction{netActions, fileActions, procActions, fileProbes} {
 		if a, ok := t[name]; ok {
 			return a, true
 		}

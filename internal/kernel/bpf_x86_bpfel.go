@@ -81,6 +81,19 @@ type bpfAssayFileKey struct {
 	Ino uint64
 }
 
+type bpfAssayIdent struct {
+	_      structs.HostLayout
+	Fd     uint32
+	Dev    uint32
+	Ino    uint64
+	Magic  uint64
+	SbDev  uint32
+	Mode   uint16
+	Ok     uint8
+	Pad    uint8
+	Fstype [16]int8
+}
+
 type bpfAssayLpmV4Key struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -186,6 +199,7 @@ const (
 	bpfProgConnect4         = "connect4"
 	bpfProgConnect6         = "connect6"
 	bpfProgFileOpen         = "file_open"
+	bpfProgIdentify         = "identify"
 	bpfProgInodeLink        = "inode_link"
 	bpfProgInodeRename      = "inode_rename"
 	bpfProgLsmProbe         = "lsm_probe"
@@ -199,6 +213,7 @@ const (
 	bpfVarUnusedEventHeader = "unused_event_header"
 	bpfVarUnusedFileEvent   = "unused_file_event"
 	bpfVarUnusedFileKey     = "unused_file_key"
+	bpfVarUnusedIdent       = "unused_ident"
 	bpfVarUnusedLpmV4Key    = "unused_lpm_v4_key"
 	bpfVarUnusedLpmV6Key    = "unused_lpm_v6_key"
 	bpfVarUnusedNet2V4Key   = "unused_net2_v4_key"
@@ -254,6 +269,7 @@ type bpfProgramSpecs struct {
 	Connect4     *ebpf.ProgramSpec `ebpf:"connect4"`
 	Connect6     *ebpf.ProgramSpec `ebpf:"connect6"`
 	FileOpen     *ebpf.ProgramSpec `ebpf:"file_open"`
+	Identify     *ebpf.ProgramSpec `ebpf:"identify"`
 	InodeLink    *ebpf.ProgramSpec `ebpf:"inode_link"`
 	InodeRename  *ebpf.ProgramSpec `ebpf:"inode_rename"`
 	LsmProbe     *ebpf.ProgramSpec `ebpf:"lsm_probe"`
@@ -296,6 +312,7 @@ type bpfVariableSpecs struct {
 	UnusedEventHeader *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.VariableSpec `ebpf:"unused_file_event"`
 	UnusedFileKey     *ebpf.VariableSpec `ebpf:"unused_file_key"`
+	UnusedIdent       *ebpf.VariableSpec `ebpf:"unused_ident"`
 	UnusedLpmV4Key    *ebpf.VariableSpec `ebpf:"unused_lpm_v4_key"`
 	UnusedLpmV6Key    *ebpf.VariableSpec `ebpf:"unused_lpm_v6_key"`
 	UnusedNet2V4Key   *ebpf.VariableSpec `ebpf:"unused_net2_v4_key"`
@@ -377,6 +394,7 @@ type bpfVariables struct {
 	UnusedEventHeader *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.Variable `ebpf:"unused_file_event"`
 	UnusedFileKey     *ebpf.Variable `ebpf:"unused_file_key"`
+	UnusedIdent       *ebpf.Variable `ebpf:"unused_ident"`
 	UnusedLpmV4Key    *ebpf.Variable `ebpf:"unused_lpm_v4_key"`
 	UnusedLpmV6Key    *ebpf.Variable `ebpf:"unused_lpm_v6_key"`
 	UnusedNet2V4Key   *ebpf.Variable `ebpf:"unused_net2_v4_key"`
@@ -394,6 +412,7 @@ type bpfPrograms struct {
 	Connect4     *ebpf.Program `ebpf:"connect4"`
 	Connect6     *ebpf.Program `ebpf:"connect6"`
 	FileOpen     *ebpf.Program `ebpf:"file_open"`
+	Identify     *ebpf.Program `ebpf:"identify"`
 	InodeLink    *ebpf.Program `ebpf:"inode_link"`
 	InodeRename  *ebpf.Program `ebpf:"inode_rename"`
 	LsmProbe     *ebpf.Program `ebpf:"lsm_probe"`
@@ -408,6 +427,7 @@ func (p *bpfPrograms) Close() error {
 		p.Connect4,
 		p.Connect6,
 		p.FileOpen,
+		p.Identify,
 		p.InodeLink,
 		p.InodeRename,
 		p.LsmProbe,

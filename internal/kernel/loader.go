@@ -303,7 +303,11 @@ func (inst *Instance) loadPrograms(r Rules, trace bool) error {
 			repl[name] = m
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
+	popts, err := programOptions()
+	if err != nil {
+		return fmt.Errorf("read the kernel's BTF: %w", err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl, Programs: popts})
 	if err != nil {
 		if want[bpfProgFileOpen] {
 			return lsmError("load the file programs", err)

@@ -65,7 +65,11 @@ func probeLSM() error {
 		return err
 	}
 	ps := spec.Programs[bpfProgLsmProbe]
-	prog, err := ebpf.NewProgram(ps)
+	opts, err := programOptions()
+	if err != nil {
+		return lsmError("read the kernel's BTF", err)
+	}
+	prog, err := ebpf.NewProgramWithOptions(ps, opts)
 	if err != nil {
 		return lsmError("load probe program", err)
 	}

@@ -9,6 +9,7 @@ import (
 const (
 	RuleNotInAllowCIDRs uint32 = 1000000 // destination outside allow_cidrs
 	RuleTooDeep         uint32 = 1000001 // ancestry deeper than the in-kernel walk (fail closed)
+	RuleDisconnected    uint32 = 1000002 // ancestry unknown: a disconnected dentry (fail closed)
 )
 
 // Rules is what the kernel enforces, in the kernel's terms. It is built
@@ -34,6 +35,7 @@ type File struct {
 	Ino   uint64
 	ID    uint32
 	IsDir bool
+	FS    string // the filesystem type, as the kernel names it
 }
 
 // HasNetwork reports whether any network rule is present.

@@ -19,7 +19,6 @@ import (
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/metrics"
 	"github.com/assaymcp/assay/internal/policy"
-	"github.com/assaymcp/assay/internal/resolve"
 	"golang.org/x/sys/unix"
 )
 
@@ -559,8 +558,9 @@ func aggregateEvent(a kernel.Aggregate) events.Aggregate {
 }
 
 // Compile turns a policy into kernel rules, resolving each file rule to the
-// inode the kernel will see. Any path that cannot be resolved safely is an
-// error: a rule is never silently dropped.
+// identity the kernel gives its inode (see compileFiles). Any path that
+// cannot be resolved safely, or whose identity the kernel cannot be relied
+// on to keep, is an error: a rule is never silently dropped.
 func Compile(p *policy.Policy) (kernel.Rules, error) {
 	if p.Version == 2 {
 		return compileV2(p)
@@ -575,22 +575,11 @@ func Compile(p *policy.Policy) (kernel.Rules, error) {
 	for _, c := range p.AllowCIDRs {
 		r.AllowCIDRs = append(r.AllowCIDRs, kernel.CIDR{Prefix: c.Prefix, ID: c.ID})
 	}
-	seen := map[[2]uint64]uint32{}
-	for _, f := range p.FileDeny {
-		id, err := resolve.Path(f.Path)
-		if err != nil {
-			return r, fmt.Errorf("%s:%d: files.deny: %w", p.File, f.Line, err)
-		}
-		if f.WantDir && !id.IsDir {
-			return r, fmt.Errorf("%s:%d: files.deny: %s ends with / but is not a directory", p.File, f.Line, f.Path)
-		}
-		k := [2]uint64{uint64(id.Dev), id.Ino}
-		if other, ok := seen[k]; ok {
-			return r, fmt.Errorf("%s:%d: files.deny: %s is the same file as rule %d (a hard link or bind mount); keep one rule", p.File, f.Line, f.Path, other)
-		}
-		seen[k] = f.ID
-		r.Files = append(r.Files, kernel.File{Dev: id.Dev, Ino: id.Ino, ID: f.ID, IsDir: id.IsDir})
+	files, err := compileFiles(p)
+	if err != nil {
+		return r, err
 	}
+	r.Files = files
 	return r, nil
 }
 

@@ -8,9 +8,11 @@
 // target of a symlink would protect the wrong file (or, if the link is later
 // re-pointed, nothing at all).
 //
-// Caveat: the identity is taken from stat(2). On filesystems whose getattr
-// reports a different st_dev than the super block's s_dev (btrfs
-// subvolumes, overlayfs) the kernel-side identity may differ.
+// Identity here comes from stat(2), which is not what the kernel compares
+// on every filesystem (btrfs subvolumes and overlayfs report other device
+// numbers than the super block's). The identity enforced is read from the
+// kernel's own objects: Open keeps the O_PATH descriptor of the resolved
+// path so that the caller can have the kernel read it (kernel.Identify).
 package resolve
 
 import (
@@ -72,21 +74,48 @@ func KernelDev(statDev uint64) uint32 {
 	return unix.Major(statDev)<<20 | unix.Minor(statDev)&(1<<20-1)
 }
 
-// Path resolves an absolute policy path to its kernel identity. It uses
+// Path resolves an absolute policy path to its stat(2) identity. It uses
 // openat2(2) with RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS, falling back to
 // a component-by-component walk on kernels without openat2.
 func Path(path string) (Identity, error) {
-	clean, err := checkPath(path)
+	h, err := Open(path)
 	if err != nil {
 		return Identity{}, err
 	}
-	id, err := pathByOpenat2(path, clean)
+	h.Close()
+	return h.Identity, nil
+}
+
+// Handle is a resolved policy path held open: FD is an O_PATH|O_NOFOLLOW
+// descriptor of exactly the inode the path resolved to.
+type Handle struct {
+	Identity
+	FD int
+}
+
+// Close closes the descriptor.
+func (h *Handle) Close() error {
+	if h.FD < 0 {
+		return nil
+	}
+	err := unix.Close(h.FD)
+	h.FD = -1
+	return err
+}
+
+// Open resolves path like Path and keeps its descriptor open.
+func Open(path string) (*Handle, error) {
+	clean, err := checkPath(path)
+	if err != nil {
+		return nil, err
+	}
+	h, err := pathByOpenat2(path, clean)
 	if err == unix.ENOSYS || err == unix.EPERM {
 		// ENOSYS: kernel < 5.6. EPERM: some seccomp profiles reject unknown
 		// syscalls with EPERM. The walk is equally strict.
 		return walk(path, clean)
 	}
-	return id, err
+	return h, err
 }
 
 // checkPath validates a policy path with policy.CheckPath, the one
@@ -106,9 +135,9 @@ func checkPath(path string) (string, error) {
 }
 
 // pathByOpenat2 resolves clean with a single openat2 call. ENOSYS and EPERM
-// are returned as bare errnos so Path can fall back to the walk; other
+// are returned as bare errnos so Open can fall back to the walk; other
 // failures are diagnosed by the walk and returned as *Error.
-func pathByOpenat2(orig, clean string) (Identity, error) {
+func pathByOpenat2(orig, clean string) (*Handle, error) {
 	how := unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
@@ -122,18 +151,19 @@ func pathByOpenat2(orig, clean string) (Identity, error) {
 		}
 	}
 	if err == unix.ENOSYS || err == unix.EPERM {
-		return Identity{}, err
+		return nil, err
 	}
 	if err != nil {
 		// Let the walk pin down which component failed and why (e.g. which
 		// one is the symlink behind ELOOP), so both resolvers report alike.
-		if _, werr := walk(orig, clean); werr != nil {
-			return Identity{}, werr
+		h, werr := walk(orig, clean)
+		if werr != nil {
+			return nil, werr
 		}
-		return Identity{}, errnoError(orig, clean, err)
+		h.Close()
+		return nil, errnoError(orig, clean, err)
 	}
-	defer unix.Close(fd)
-	return identityOf(orig, clean, fd)
+	return handleOf(orig, clean, fd)
 }
 
 // pathByWalk resolves path by opening each component from "/" with
@@ -144,13 +174,18 @@ func pathByWalk(path string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	return walk(path, clean)
+	h, err := walk(path, clean)
+	if err != nil {
+		return Identity{}, err
+	}
+	h.Close()
+	return h.Identity, nil
 }
 
-func walk(orig, clean string) (Identity, error) {
+func walk(orig, clean string) (*Handle, error) {
 	fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return Identity{}, errnoError(orig, "/", err)
+		return nil, errnoError(orig, "/", err)
 	}
 	cur := "/"
 	comps := strings.Split(strings.TrimPrefix(clean, "/"), "/")
@@ -168,27 +203,36 @@ func walk(orig, clean string) (Identity, error) {
 		unix.Close(fd)
 		cur = filepath.Join(cur, c)
 		if err != nil {
-			return Identity{}, errnoError(orig, cur, err)
+			return nil, errnoError(orig, cur, err)
 		}
 		fd = next
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
 			unix.Close(fd)
-			return Identity{}, errnoError(orig, cur, err)
+			return nil, errnoError(orig, cur, err)
 		}
 		last := i == len(comps)-1
 		switch {
 		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
 			target := readlinkFd(fd)
 			unix.Close(fd)
-			return Identity{}, symlinkError(orig, clean, cur, target)
+			return nil, symlinkError(orig, clean, cur, target)
 		case !last && st.Mode&unix.S_IFMT != unix.S_IFDIR:
 			unix.Close(fd)
-			return Identity{}, errnoError(orig, cur, unix.ENOTDIR)
+			return nil, errnoError(orig, cur, unix.ENOTDIR)
 		}
 	}
-	defer unix.Close(fd)
-	return identityOf(orig, clean, fd)
+	return handleOf(orig, clean, fd)
+}
+
+// handleOf makes the handle of fd, closing fd on error.
+func handleOf(orig, clean string, fd int) (*Handle, error) {
+	id, err := identityOf(orig, clean, fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &Handle{Identity: id, FD: fd}, nil
 }
 
 func identityOf(orig, clean string, fd int) (Identity, error) {

@@ -29,7 +29,12 @@ var resolvers = func() []resolver {
 			if err != nil {
 				return Identity{}, err
 			}
-			return pathByOpenat2(p, clean)
+			h, err := pathByOpenat2(p, clean)
+			if err != nil {
+				return Identity{}, err
+			}
+			h.Close()
+			return h.Identity, nil
 		}})
 	}
 	return rs

@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # /init of the vmtest guest (PID 1). Packed into the initramfs by test/vm/run.sh.
 #
-# It mounts what the BPF-LSM tests need, loads the loop module, checks that
+# It mounts what the BPF-LSM tests need, loads the modules (loop, overlay, xfs, btrfs), checks that
 # `bpf` is an active LSM, runs /lsm.test and prints exactly one result marker
 #   ASSAY-VMTEST-RESULT: PASS
 #   ASSAY-VMTEST-RESULT: FAIL rc=N
@@ -79,7 +79,7 @@ export ASSAY_TIMEOUT_SCALE="$scale"
 
 # Run from the package directory copy so relative testdata/ paths work.
 cd /lsm
-CI=true ASSAY_VM=1 ASSAY_BIN=/bin/assay ASSAY_EXT4_IMAGE=/images/ext4.img ASSAY_MCP_TESTSERVER=/bin/mcp-testserver /lsm.test "$@"
+CI=true ASSAY_VM=1 ASSAY_BIN=/bin/assay ASSAY_EXT4_IMAGE=/images/ext4.img ASSAY_BTRFS_IMAGE=/images/btrfs.img.gz ASSAY_XFS_IMAGE=/images/xfs.img.gz ASSAY_MCP_TESTSERVER=/bin/mcp-testserver /lsm.test "$@"
 rc=$?
 cd /
 

@@ -161,10 +161,10 @@ ensure_packages() {
 }
 # busybox-static, not busybox: the guest has no libc.
 if [[ $ARCH == amd64 ]]; then
-	ensure_packages qemu-system-x86 busybox-static e2fsprogs xz-utils
+	ensure_packages qemu-system-x86 busybox-static e2fsprogs xz-utils btrfs-progs xfsprogs
 	BUSYBOX=$(dpkg -L busybox-static | grep -m1 -E '/bin/busybox$') || die "busybox-static ships no busybox?"
 else
-	ensure_packages qemu-system-arm e2fsprogs xz-utils
+	ensure_packages qemu-system-arm e2fsprogs xz-utils btrfs-progs xfsprogs
 	BUSYBOX=$CACHE/busybox/bin/busybox
 	if [[ ! -x $BUSYBOX ]]; then
 		log "fetching busybox-static:arm64"
@@ -344,25 +344,41 @@ mod_add() { # mod_add NAME
 	for dep in $deps; do mod_add "$dep"; done
 	MOD_ORDER+=("$rel")
 }
+# The guest's modules: loop (if not built in), and the filesystems of the
+# filesystem matrix (test/lsm/fs_test.go), each after its dependencies.
+GUEST_MODULES=(overlay xfs btrfs)
 if grep -qE '(^|/)loop\.ko' "$MODDIR/modules.builtin" 2>/dev/null; then
 	log "loop is built into $KREL"
 else
-	mod_add loop
-	: >"$STAGE/etc/vmtest/modules"
-	for rel in "${MOD_ORDER[@]}"; do
-		name=${rel##*/}
-		name=${name%.xz} name=${name%.zst} name=${name%.gz}
-		mod_decompress "$MODDIR/$rel" >"$STAGE/lib/modules/$name"
-		echo "$name" >>"$STAGE/etc/vmtest/modules"
-	done
-	log "modules: ${MOD_ORDER[*]}"
+	GUEST_MODULES=(loop "${GUEST_MODULES[@]}")
 fi
+for m in "${GUEST_MODULES[@]}"; do
+	grep -qE "(^|/)$m\.ko" "$MODDIR/modules.builtin" 2>/dev/null || mod_add "$m"
+done
+: >"$STAGE/etc/vmtest/modules"
+for rel in "${MOD_ORDER[@]}"; do
+	name=${rel##*/}
+	name=${name%.xz} name=${name%.zst} name=${name%.gz}
+	mod_decompress "$MODDIR/$rel" >"$STAGE/lib/modules/$name"
+	echo "$name" >>"$STAGE/etc/vmtest/modules"
+done
+log "modules: ${MOD_ORDER[*]}"
 
 # An ext4 image for device-number tests (loop device, major 7, in the guest).
 mkdir -p "$BUILD/ext4-content"
 echo "assay vmtest ext4 image" >"$BUILD/ext4-content/hello.txt"
 truncate -s 8M "$STAGE/images/ext4.img"
 mkfs.ext4 -q -F -L assay-vmtest -d "$BUILD/ext4-content" "$STAGE/images/ext4.img"
+# btrfs (populated with -r; 128 MiB is its minimum) and xfs (300 MiB minimum) images,
+# gzipped: the tests unpack them sparsely into the guest's tmpfs.
+PATH=$PATH:/usr/sbin:/sbin
+truncate -s 128M "$BUILD/btrfs.img"
+mkfs.btrfs -q -f -L assay-vmtest -r "$BUILD/ext4-content" "$BUILD/btrfs.img" >/dev/null
+gzip -1 -c "$BUILD/btrfs.img" >"$STAGE/images/btrfs.img.gz"
+truncate -s 300M "$BUILD/xfs.img"
+mkfs.xfs -q -f -L assay-vmtest "$BUILD/xfs.img"
+gzip -1 -c "$BUILD/xfs.img" >"$STAGE/images/xfs.img.gz"
+rm -f "$BUILD/btrfs.img" "$BUILD/xfs.img"
 
 INITRD=$BUILD/initrd.cpio.gz
 (cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | "$HOST_BUSYBOX" cpio -o -H newc 2>/dev/null) | gzip -1 >"$INITRD"

@@ -19,6 +19,7 @@ const struct assay_trace_event *unused_trace_event __attribute__((unused));
 const struct assay_lpm_v4_key *unused_lpm_v4_key __attribute__((unused));
 const struct assay_lpm_v6_key *unused_lpm_v6_key __attribute__((unused));
 const struct assay_file_key *unused_file_key __attribute__((unused));
+const struct assay_ident *unused_ident __attribute__((unused));
 const struct assay_rate *unused_rate __attribute__((unused));
 const struct assay_net2_v4_key *unused_net2_v4_key __attribute__((unused));
 const struct assay_net2_v6_key *unused_net2_v6_key __attribute__((unused));

@@ -20,6 +20,7 @@
 /* Reserved rule ids (policy ids are 1..999999). */
 #define RULE_NOT_IN_ALLOW 1000000
 #define RULE_TOO_DEEP 1000001
+#define RULE_DISCONNECTED 1000002
 
 /* Counter paths. */
 #define PATH_TRACEPOINT 0

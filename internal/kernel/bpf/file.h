@@ -3,8 +3,7 @@
  * so that a sandboxed process cannot give a protected file a new name
  * outside a denied directory.
  *
- * A rule is an inode, keyed (dev, ino) with dev in the kernel's encoding
- * (inode->i_sb->s_dev = major << 20 | minor). A file is denied when its own
+ * A rule is an inode, keyed by inode_key (below). A file is denied when its own
  * inode is a rule, or when any ancestor directory is one. The walk follows
  * d_parent to the root of the file's filesystem (so a bind mount of a part
  * of a denied tree is still inside it), then crosses to the mount point in
@@ -20,6 +19,25 @@
 #define FILE_OP_LINK 2
 #define FILE_OP_RENAME 3
 
+/* Magic numbers of the filesystems that need care (include/uapi/linux/magic.h). */
+#define BTRFS_SUPER_MAGIC 0x9123683EUL
+
+/* dentry->d_flags: a dentry obtained from a file handle (open_by_handle_at,
+ * NFS export) that is not connected to its parent directory. 0x20 in every
+ * kernel since 2.6 (a #define before 6.15, enum dentry_flags after). */
+#define DCACHE_DISCONNECTED 0x20
+
+/* The key of a file rule: the identity of an inode as the kernel sees it.
+ *   dev: the super block's device in the kernel's encoding
+ *        (inode->i_sb->s_dev = major << 20 | minor), except on btrfs, where
+ *        it is the anonymous device of the inode's subvolume
+ *        (BTRFS_I(inode)->root->anon_dev): inode numbers are per subvolume
+ *        there, so the super block's device alone would make a rule on
+ *        one subvolume's inode 257 match every subvolume's inode 257.
+ *   ino: inode->i_ino.
+ * User space never computes a key: it holds an O_PATH descriptor of each
+ * policy path and reads the key back through the `identify` iterator below,
+ * which uses the same inode_key as the hooks. */
 struct assay_file_key {
 	__u32 dev;
 	__u32 _pad;
@@ -48,28 +66,100 @@ struct {
 	});
 } file_rules SEC(".maps");
 
-/* inode_rule looks an inode up in the rules. inode must be a BTF pointer
- * (a hook argument or loaded from one): its fields are read with direct
- * loads, not helper calls. */
+/* The parts of btrfs's inode that the key needs. btrfs is often a module:
+ * these types are relocated against its BTF when it is loaded, and the
+ * code using them is dropped when it is not (no btrfs inode can exist then;
+ * a btrfs module loaded later is caught in user space: see identify). */
+struct btrfs_root___assay {
+	dev_t anon_dev;
+} __attribute__((preserve_access_index));
+
+struct btrfs_inode___assay {
+	struct btrfs_root___assay *root;
+	struct inode vfs_inode;
+} __attribute__((preserve_access_index));
+
+/* btrfs_subvol_dev returns the anonymous device of a btrfs inode's
+ * subvolume, or 0 when btrfs's types are unknown. */
+static __always_inline __u32 btrfs_subvol_dev(struct inode *inode)
+{
+	if (!bpf_core_type_exists(struct btrfs_inode___assay))
+		return 0;
+	struct btrfs_inode___assay *bi =
+		(void *)((char *)inode - bpf_core_field_offset(struct btrfs_inode___assay, vfs_inode));
+	struct btrfs_root___assay *root = BPF_CORE_READ(bi, root);
+	if (!root)
+		return 0;
+	return BPF_CORE_READ(root, anon_dev);
+}
+
+/* inode_key fills the rule key of inode, a BTF pointer (a hook argument or
+ * loaded from one): its fields are read with direct loads (the hot path),
+ * btrfs's with bpf_probe_read. Returns 0 when the key could not be made
+ * (btrfs without its types). */
+static __always_inline int inode_key(struct inode *inode, struct assay_file_key *key)
+{
+	struct super_block *sb = inode->i_sb;
+	key->dev = sb->s_dev;
+	key->_pad = 0;
+	key->ino = inode->i_ino;
+	if (sb->s_magic == BTRFS_SUPER_MAGIC) {
+		key->dev = btrfs_subvol_dev(inode);
+		return key->dev != 0;
+	}
+	return 1;
+}
+
+/* The same for an inode pointer read with bpf_probe_read (not BTF). */
+static __always_inline int inode_key_read(struct inode *inode, struct assay_file_key *key)
+{
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	key->dev = BPF_CORE_READ(sb, s_dev);
+	key->_pad = 0;
+	key->ino = BPF_CORE_READ(inode, i_ino);
+	if (BPF_CORE_READ(sb, s_magic) == BTRFS_SUPER_MAGIC) {
+		key->dev = btrfs_subvol_dev(inode);
+		return key->dev != 0;
+	}
+	return 1;
+}
+
+/* inode_rule looks an inode (a BTF pointer) up in the rules: its rule id,
+ * or 0. This and ancestor_rule are the whole rule lookup; a key that cannot
+ * be made matches nothing (user space refuses rules on such inodes). */
 static __always_inline __u32 inode_rule(void *rules, struct inode *inode)
 {
-	struct assay_file_key key = {};
-	__u32 *id;
-	key.dev = inode->i_sb->s_dev;
-	key.ino = inode->i_ino;
-	id = bpf_map_lookup_elem(rules, &key);
+	struct assay_file_key key;
+	if (!inode_key(inode, &key))
+		return 0;
+	__u32 *id = bpf_map_lookup_elem(rules, &key);
 	return id ? *id : 0;
 }
 
 /* The same for an inode pointer read with bpf_probe_read (not BTF). */
 static __always_inline __u32 inode_rule_read(void *rules, struct inode *inode)
 {
-	struct assay_file_key key = {};
-	__u32 *id;
-	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	key.ino = BPF_CORE_READ(inode, i_ino);
-	id = bpf_map_lookup_elem(rules, &key);
+	struct assay_file_key key;
+	if (!inode_key_read(inode, &key))
+		return 0;
+	__u32 *id = bpf_map_lookup_elem(rules, &key);
 	return id ? *id : 0;
+}
+
+/* disconnected reports whether d, a dentry that is its own parent, is a
+ * disconnected dentry (one open_by_handle_at made for a file whose path
+ * left the dentry cache) rather than the root of its filesystem or of the
+ * mount m (NULL when the hook has no mount). A walk ending there has not
+ * seen the file's real ancestors. */
+static __always_inline int disconnected(struct dentry *d, struct mount *m)
+{
+	if (!(BPF_CORE_READ(d, d_flags) & DCACHE_DISCONNECTED))
+		return 0;
+	if (BPF_CORE_READ(d, d_sb, s_root) == d)
+		return 0;
+	if (m && BPF_CORE_READ(m, mnt.mnt_root) == d)
+		return 0;
+	return 1;
 }
 
 /* above_mount continues a walk that reached root, the root of mount m's
@@ -111,7 +201,8 @@ static __always_inline __u32 above_mount(void *rules, struct dentry *root, struc
  * of part of a denied tree is still inside it this way), then across mount
  * points. Returns the first matching rule id, RULE_TOO_DEEP when a part of
  * the walk did not end within MAX_WALK steps (fail closed: a deeper nest
- * must not escape a directory rule), or 0. */
+ * must not escape a directory rule), RULE_DISCONNECTED when it ended at a
+ * disconnected dentry (fail closed: its real ancestors are unknown), or 0. */
 static __always_inline __u32 ancestor_rule(void *rules, struct dentry *d, struct mount *m)
 {
 	struct dentry *cur = d;
@@ -119,8 +210,11 @@ static __always_inline __u32 ancestor_rule(void *rules, struct dentry *d, struct
 		struct dentry *parent = cur->d_parent;
 		if (!parent)
 			return 0;
-		if (parent == cur)
+		if (parent == cur) {
+			if (disconnected(cur, m))
+				return RULE_DISCONNECTED;
 			return m ? above_mount(rules, cur, m) : 0;
+		}
 		cur = parent;
 		struct inode *inode = cur->d_inode;
 		if (!inode)
@@ -184,8 +278,11 @@ static __always_inline int file_verdict(const struct assay_settings *s, __u32 ru
 	struct assay_file_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (e) {
 		fill_header(&e->h, EV_FILE, v, sizeof(*e), rule);
-		e->dev = inode ? BPF_CORE_READ(inode, i_sb, s_dev) : 0;
-		e->ino = inode ? BPF_CORE_READ(inode, i_ino) : 0;
+		struct assay_file_key key = {};
+		if (inode)
+			inode_key_read(inode, &key);
+		e->dev = key.dev;
+		e->ino = key.ino;
 		e->op = op;
 		e->_pad[0] = 0;
 		e->_pad[1] = 0;
@@ -253,6 +350,52 @@ int BPF_PROG(inode_rename, struct inode *old_dir, struct dentry *old_dentry, str
 	if (!rule)
 		rule = dentry_rule(s, rules, new_dentry, 0);
 	return file_verdict(s, rule, old_dentry->d_inode, FILE_OP_RENAME);
+}
+
+/* One record of the identify iterator: the key of one descriptor. */
+struct assay_ident {
+	__u32 fd;
+	__u32 dev;    /* the key's dev (see assay_file_key) */
+	__u64 ino;    /* the key's ino */
+	__u64 magic;  /* i_sb->s_magic */
+	__u32 sb_dev; /* i_sb->s_dev */
+	__u16 mode;   /* i_mode */
+	__u8 ok;      /* 0: no key can be made (btrfs without its types) */
+	__u8 _pad;
+	char fstype[16]; /* i_sb->s_type->name */
+};
+
+/* identify writes the rule key of every descriptor of the reading process
+ * (the iterator runs in the context of whoever reads it): user space holds
+ * an O_PATH|O_NOFOLLOW descriptor of each policy path while it reads, so
+ * the keys come from the very inodes the paths resolved to, made by the
+ * same inode_key as the hooks, never from stat(2). */
+SEC("iter/task_file")
+int identify(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	if (!task || !file)
+		return 0;
+	if (task->tgid != (__u32)(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	struct inode *inode = file->f_inode;
+	if (!inode)
+		return 0;
+	struct assay_ident r = {};
+	struct assay_file_key key = {};
+	r.fd = ctx->fd;
+	r.ok = inode_key(inode, &key);
+	r.dev = key.dev;
+	r.ino = key.ino;
+	struct super_block *sb = inode->i_sb;
+	r.magic = sb->s_magic;
+	r.sb_dev = sb->s_dev;
+	r.mode = inode->i_mode;
+	bpf_probe_read_kernel_str(r.fstype, sizeof(r.fstype), BPF_CORE_READ(sb, s_type, name));
+	bpf_seq_write(seq, &r, sizeof(r));
+	return 0;
 }
 
 /* The BPF LSM probe: loaded and attached for a moment to learn whether this

@@ -1,0 +1,110 @@
+package monitor
+
+import (
+	"fmt"
+
+	"github.com/assaymcp/assay/internal/kernel"
+	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/resolve"
+)
+
+// identifyBatch is how many policy paths are held open at once while the
+// kernel reads their identities.
+const identifyBatch = 1024
+
+// compileFiles resolves every file rule of p to the key the BPF programs
+// compare. Each path is resolved without following symlinks and held open
+// (O_PATH|O_NOFOLLOW); the kernel then reports the identity of the very
+// inode each descriptor holds (kernel.Identify), made by the same code as
+// the hooks. Rules on filesystems where that identity cannot be relied on
+// are refused, naming the filesystem (fail closed): see fsSupport.
+func compileFiles(p *policy.Policy) ([]kernel.File, error) {
+	var out []kernel.File
+	seen := map[[2]uint64]uint32{}
+	for start := 0; start < len(p.FileDeny); start += identifyBatch {
+		batch := p.FileDeny[start:min(start+identifyBatch, len(p.FileDeny))]
+		hs := make([]*resolve.Handle, 0, len(batch))
+		closeAll := func() {
+			for _, h := range hs {
+				h.Close()
+			}
+		}
+		for _, f := range batch {
+			h, err := resolve.Open(f.Path)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("%s:%d: files.deny: %w", p.File, f.Line, err)
+			}
+			hs = append(hs, h)
+			if f.WantDir && !h.IsDir {
+				closeAll()
+				return nil, fmt.Errorf("%s:%d: files.deny: %s ends with / but is not a directory", p.File, f.Line, f.Path)
+			}
+		}
+		fds := make([]int, len(hs))
+		for i, h := range hs {
+			fds[i] = h.FD
+		}
+		ids, err := kernel.Identify(fds)
+		closeAll()
+		if err != nil {
+			return nil, fmt.Errorf("%s: files.deny: %w", p.File, err)
+		}
+		for i, f := range batch {
+			id := ids[i]
+			if err := fsSupport(id, hs[i].Identity); err != nil {
+				return nil, fmt.Errorf("%s:%d: files.deny: %s %w", p.File, f.Line, f.Path, err)
+			}
+			k := [2]uint64{uint64(id.Dev), id.Ino}
+			if other, ok := seen[k]; ok {
+				return nil, fmt.Errorf("%s:%d: files.deny: %s is the same file as rule %d (a hard link or bind mount); keep one rule", p.File, f.Line, f.Path, other)
+			}
+			seen[k] = f.ID
+			out = append(out, kernel.File{Dev: id.Dev, Ino: id.Ino, ID: f.ID, IsDir: hs[i].IsDir, FS: id.FSType})
+		}
+	}
+	return out, nil
+}
+
+// stableFS are the filesystems whose inode numbers name one file for as
+// long as it exists, also after its inode left the cache: the identity a
+// rule was resolved to is the one the hooks will see.
+var stableFS = map[uint64]string{
+	kernel.MagicExt4:     "ext2/ext3/ext4",
+	kernel.MagicXFS:      "xfs",
+	kernel.MagicBtrfs:    "btrfs",
+	kernel.MagicTmpfs:    "tmpfs",
+	kernel.MagicOverlay:  "overlay",
+	kernel.MagicF2FS:     "f2fs",
+	kernel.MagicRamfs:    "ramfs",
+	kernel.MagicSquashfs: "squashfs",
+	kernel.MagicEROFS:    "erofs",
+	kernel.MagicSysfs:    "sysfs",
+}
+
+// fsSupport returns why the kernel identity id of a policy path (whose
+// stat(2) identity is st) cannot carry a rule, or nil.
+func fsSupport(id kernel.Ident, st resolve.Identity) error {
+	name := id.FSType
+	if _, ok := stableFS[id.Magic]; !ok {
+		return fmt.Errorf("is on a %s filesystem (magic %#x), where assay cannot rely on file identities (inode numbers there are not known to stay the same while the file exists): the rule is refused; supported: ext4, xfs, btrfs, tmpfs, overlay, f2fs, ramfs, squashfs, erofs, sysfs", name, id.Magic)
+	}
+	if !id.OK {
+		return fmt.Errorf("is on %s, and the kernel's BTF describes no btrfs types (is /sys/kernel/btf/btrfs there?): the programs could not tell its subvolumes apart, so the rule is refused", name)
+	}
+	switch id.Magic {
+	case kernel.MagicOverlay:
+		// The overlay's own inode is the key (see README): its number is
+		// the real inode's where the layers share a filesystem or xino is
+		// on, and a counter value otherwise, which changes every time the
+		// inode is evicted and looked up again.
+		if id.Ino != st.Ino {
+			return fmt.Errorf("is on an overlay whose inode numbers are not persistent (its layers are on different filesystems and xino is off; kernel inode %d, stat %d): mount it with -o xino=on, or write the rule for the file in its layer", id.Ino, st.Ino)
+		}
+	default:
+		if id.Dev != resolve.KernelDev(st.StatDev) || id.Ino != st.Ino {
+			return fmt.Errorf("is on %s, where the kernel's identity of the file (dev %#x ino %d) is not what stat(2) reports (dev %#x ino %d): the rule is refused", name, id.Dev, id.Ino, resolve.KernelDev(st.StatDev), st.Ino)
+		}
+	}
+	return nil
+}
