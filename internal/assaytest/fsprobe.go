@@ -115,9 +115,7 @@ func probePunch(r *ProbeResult, args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: punch PATH")
 	}
-	// The descriptor is opened before the monitor judges it? No: the probe
-	// opens it now; a write open of a denied file already fails, which is
-	// reported as the open's errno.
+	// A write open of a denied file already fails: that errno is reported.
 	fd, err := unix.Open(args[0], unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		r.setErr(err)

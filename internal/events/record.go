@@ -81,19 +81,37 @@ type FileOp uint8
 
 // File operations.
 const (
-	OpOpen   FileOp = 1
-	OpLink   FileOp = 2
-	OpRename FileOp = 3
+	OpOpen        FileOp = 1
+	OpLink        FileOp = 2
+	OpRename      FileOp = 3
+	OpUnlink      FileOp = 4
+	OpRmdir       FileOp = 5
+	OpCreate      FileOp = 6
+	OpMkdir       FileOp = 7
+	OpMknod       FileOp = 8
+	OpSymlink     FileOp = 9
+	OpTruncate    FileOp = 10
+	OpChmod       FileOp = 11
+	OpChown       FileOp = 12
+	OpUtimes      FileOp = 13
+	OpSetattr     FileOp = 14
+	OpSetxattr    FileOp = 15
+	OpRemovexattr FileOp = 16
+	OpExec        FileOp = 17
+	OpMmap        FileOp = 18 // mapped (or mprotect'ed) executable
+	OpConnect     FileOp = 19 // a Unix stream socket connect
+	OpSend        FileOp = 20 // a Unix datagram sent
 )
 
+var fileOpNames = [...]string{OpOpen: "open", OpLink: "link", OpRename: "rename", OpUnlink: "unlink",
+	OpRmdir: "rmdir", OpCreate: "create", OpMkdir: "mkdir", OpMknod: "mknod", OpSymlink: "symlink",
+	OpTruncate: "truncate", OpChmod: "chmod", OpChown: "chown", OpUtimes: "utimes", OpSetattr: "setattr",
+	OpSetxattr: "setxattr", OpRemovexattr: "removexattr", OpExec: "exec", OpMmap: "mmap",
+	OpConnect: "connect", OpSend: "send"}
+
 func (o FileOp) String() string {
-	switch o {
-	case OpOpen:
-		return "open"
-	case OpLink:
-		return "link"
-	case OpRename:
-		return "rename"
+	if int(o) < len(fileOpNames) && fileOpNames[o] != "" {
+		return fileOpNames[o]
 	}
 	return fmt.Sprintf("op%d", uint8(o))
 }

@@ -179,49 +179,65 @@ type bpfAssayTraceEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapActive            = "active"
-	bpfMapAgg               = "agg"
-	bpfMapAllowV4           = "allow_v4"
-	bpfMapAllowV6           = "allow_v6"
-	bpfMapCounters          = "counters"
-	bpfMapDenyPorts         = "deny_ports"
-	bpfMapDenyV4            = "deny_v4"
-	bpfMapDenyV6            = "deny_v6"
-	bpfMapEvents            = "events"
-	bpfMapFileRules         = "file_rules"
-	bpfMapNet2AllowV4       = "net2_allow_v4"
-	bpfMapNet2AllowV6       = "net2_allow_v6"
-	bpfMapNet2DenyV4        = "net2_deny_v4"
-	bpfMapNet2DenyV6        = "net2_deny_v6"
-	bpfMapRate              = "rate"
-	bpfMapSettings          = "settings"
-	bpfMapTraceEvents       = "trace_events"
-	bpfProgConnect4         = "connect4"
-	bpfProgConnect6         = "connect6"
-	bpfProgFileOpen         = "file_open"
-	bpfProgIdentify         = "identify"
-	bpfProgInodeLink        = "inode_link"
-	bpfProgInodeRename      = "inode_rename"
-	bpfProgLsmProbe         = "lsm_probe"
-	bpfProgSendmsg4         = "sendmsg4"
-	bpfProgSendmsg6         = "sendmsg6"
-	bpfProgTraceExec        = "trace_exec"
-	bpfProgTraceSysExit     = "trace_sys_exit"
-	bpfVarScopeConfig       = "scope_config"
-	bpfVarUnusedAggKey      = "unused_agg_key"
-	bpfVarUnusedAggVal      = "unused_agg_val"
-	bpfVarUnusedEventHeader = "unused_event_header"
-	bpfVarUnusedFileEvent   = "unused_file_event"
-	bpfVarUnusedFileKey     = "unused_file_key"
-	bpfVarUnusedIdent       = "unused_ident"
-	bpfVarUnusedLpmV4Key    = "unused_lpm_v4_key"
-	bpfVarUnusedLpmV6Key    = "unused_lpm_v6_key"
-	bpfVarUnusedNet2V4Key   = "unused_net2_v4_key"
-	bpfVarUnusedNet2V6Key   = "unused_net2_v6_key"
-	bpfVarUnusedNetEvent    = "unused_net_event"
-	bpfVarUnusedRate        = "unused_rate"
-	bpfVarUnusedRateKey     = "unused_rate_key"
-	bpfVarUnusedTraceEvent  = "unused_trace_event"
+	bpfMapActive             = "active"
+	bpfMapAgg                = "agg"
+	bpfMapAllowV4            = "allow_v4"
+	bpfMapAllowV6            = "allow_v6"
+	bpfMapCounters           = "counters"
+	bpfMapDenyPorts          = "deny_ports"
+	bpfMapDenyV4             = "deny_v4"
+	bpfMapDenyV6             = "deny_v6"
+	bpfMapEvents             = "events"
+	bpfMapFileRules          = "file_rules"
+	bpfMapNet2AllowV4        = "net2_allow_v4"
+	bpfMapNet2AllowV6        = "net2_allow_v6"
+	bpfMapNet2DenyV4         = "net2_deny_v4"
+	bpfMapNet2DenyV6         = "net2_deny_v6"
+	bpfMapRate               = "rate"
+	bpfMapSettings           = "settings"
+	bpfMapTraceEvents        = "trace_events"
+	bpfProgConnect4          = "connect4"
+	bpfProgConnect6          = "connect6"
+	bpfProgFileMprotect      = "file_mprotect"
+	bpfProgFileOpen          = "file_open"
+	bpfProgIdentify          = "identify"
+	bpfProgInodeCreate       = "inode_create"
+	bpfProgInodeLink         = "inode_link"
+	bpfProgInodeMkdir        = "inode_mkdir"
+	bpfProgInodeMknod        = "inode_mknod"
+	bpfProgInodeRemoveAcl    = "inode_remove_acl"
+	bpfProgInodeRemovexattr  = "inode_removexattr"
+	bpfProgInodeRename       = "inode_rename"
+	bpfProgInodeRmdir        = "inode_rmdir"
+	bpfProgInodeSetAcl       = "inode_set_acl"
+	bpfProgInodeSetattr      = "inode_setattr"
+	bpfProgInodeSetattrIdmap = "inode_setattr_idmap"
+	bpfProgInodeSetxattr     = "inode_setxattr"
+	bpfProgInodeSymlink      = "inode_symlink"
+	bpfProgInodeUnlink       = "inode_unlink"
+	bpfProgLsmProbe          = "lsm_probe"
+	bpfProgMmapFile          = "mmap_file"
+	bpfProgSendmsg4          = "sendmsg4"
+	bpfProgSendmsg6          = "sendmsg6"
+	bpfProgTraceExec         = "trace_exec"
+	bpfProgTraceSysExit      = "trace_sys_exit"
+	bpfProgUnixMaySend       = "unix_may_send"
+	bpfProgUnixStreamConnect = "unix_stream_connect"
+	bpfVarScopeConfig        = "scope_config"
+	bpfVarUnusedAggKey       = "unused_agg_key"
+	bpfVarUnusedAggVal       = "unused_agg_val"
+	bpfVarUnusedEventHeader  = "unused_event_header"
+	bpfVarUnusedFileEvent    = "unused_file_event"
+	bpfVarUnusedFileKey      = "unused_file_key"
+	bpfVarUnusedIdent        = "unused_ident"
+	bpfVarUnusedLpmV4Key     = "unused_lpm_v4_key"
+	bpfVarUnusedLpmV6Key     = "unused_lpm_v6_key"
+	bpfVarUnusedNet2V4Key    = "unused_net2_v4_key"
+	bpfVarUnusedNet2V6Key    = "unused_net2_v6_key"
+	bpfVarUnusedNetEvent     = "unused_net_event"
+	bpfVarUnusedRate         = "unused_rate"
+	bpfVarUnusedRateKey      = "unused_rate_key"
+	bpfVarUnusedTraceEvent   = "unused_trace_event"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -266,17 +282,33 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	Connect4     *ebpf.ProgramSpec `ebpf:"connect4"`
-	Connect6     *ebpf.ProgramSpec `ebpf:"connect6"`
-	FileOpen     *ebpf.ProgramSpec `ebpf:"file_open"`
-	Identify     *ebpf.ProgramSpec `ebpf:"identify"`
-	InodeLink    *ebpf.ProgramSpec `ebpf:"inode_link"`
-	InodeRename  *ebpf.ProgramSpec `ebpf:"inode_rename"`
-	LsmProbe     *ebpf.ProgramSpec `ebpf:"lsm_probe"`
-	Sendmsg4     *ebpf.ProgramSpec `ebpf:"sendmsg4"`
-	Sendmsg6     *ebpf.ProgramSpec `ebpf:"sendmsg6"`
-	TraceExec    *ebpf.ProgramSpec `ebpf:"trace_exec"`
-	TraceSysExit *ebpf.ProgramSpec `ebpf:"trace_sys_exit"`
+	Connect4          *ebpf.ProgramSpec `ebpf:"connect4"`
+	Connect6          *ebpf.ProgramSpec `ebpf:"connect6"`
+	FileMprotect      *ebpf.ProgramSpec `ebpf:"file_mprotect"`
+	FileOpen          *ebpf.ProgramSpec `ebpf:"file_open"`
+	Identify          *ebpf.ProgramSpec `ebpf:"identify"`
+	InodeCreate       *ebpf.ProgramSpec `ebpf:"inode_create"`
+	InodeLink         *ebpf.ProgramSpec `ebpf:"inode_link"`
+	InodeMkdir        *ebpf.ProgramSpec `ebpf:"inode_mkdir"`
+	InodeMknod        *ebpf.ProgramSpec `ebpf:"inode_mknod"`
+	InodeRemoveAcl    *ebpf.ProgramSpec `ebpf:"inode_remove_acl"`
+	InodeRemovexattr  *ebpf.ProgramSpec `ebpf:"inode_removexattr"`
+	InodeRename       *ebpf.ProgramSpec `ebpf:"inode_rename"`
+	InodeRmdir        *ebpf.ProgramSpec `ebpf:"inode_rmdir"`
+	InodeSetAcl       *ebpf.ProgramSpec `ebpf:"inode_set_acl"`
+	InodeSetattr      *ebpf.ProgramSpec `ebpf:"inode_setattr"`
+	InodeSetattrIdmap *ebpf.ProgramSpec `ebpf:"inode_setattr_idmap"`
+	InodeSetxattr     *ebpf.ProgramSpec `ebpf:"inode_setxattr"`
+	InodeSymlink      *ebpf.ProgramSpec `ebpf:"inode_symlink"`
+	InodeUnlink       *ebpf.ProgramSpec `ebpf:"inode_unlink"`
+	LsmProbe          *ebpf.ProgramSpec `ebpf:"lsm_probe"`
+	MmapFile          *ebpf.ProgramSpec `ebpf:"mmap_file"`
+	Sendmsg4          *ebpf.ProgramSpec `ebpf:"sendmsg4"`
+	Sendmsg6          *ebpf.ProgramSpec `ebpf:"sendmsg6"`
+	TraceExec         *ebpf.ProgramSpec `ebpf:"trace_exec"`
+	TraceSysExit      *ebpf.ProgramSpec `ebpf:"trace_sys_exit"`
+	UnixMaySend       *ebpf.ProgramSpec `ebpf:"unix_may_send"`
+	UnixStreamConnect *ebpf.ProgramSpec `ebpf:"unix_stream_connect"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -409,32 +441,64 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	Connect4     *ebpf.Program `ebpf:"connect4"`
-	Connect6     *ebpf.Program `ebpf:"connect6"`
-	FileOpen     *ebpf.Program `ebpf:"file_open"`
-	Identify     *ebpf.Program `ebpf:"identify"`
-	InodeLink    *ebpf.Program `ebpf:"inode_link"`
-	InodeRename  *ebpf.Program `ebpf:"inode_rename"`
-	LsmProbe     *ebpf.Program `ebpf:"lsm_probe"`
-	Sendmsg4     *ebpf.Program `ebpf:"sendmsg4"`
-	Sendmsg6     *ebpf.Program `ebpf:"sendmsg6"`
-	TraceExec    *ebpf.Program `ebpf:"trace_exec"`
-	TraceSysExit *ebpf.Program `ebpf:"trace_sys_exit"`
+	Connect4          *ebpf.Program `ebpf:"connect4"`
+	Connect6          *ebpf.Program `ebpf:"connect6"`
+	FileMprotect      *ebpf.Program `ebpf:"file_mprotect"`
+	FileOpen          *ebpf.Program `ebpf:"file_open"`
+	Identify          *ebpf.Program `ebpf:"identify"`
+	InodeCreate       *ebpf.Program `ebpf:"inode_create"`
+	InodeLink         *ebpf.Program `ebpf:"inode_link"`
+	InodeMkdir        *ebpf.Program `ebpf:"inode_mkdir"`
+	InodeMknod        *ebpf.Program `ebpf:"inode_mknod"`
+	InodeRemoveAcl    *ebpf.Program `ebpf:"inode_remove_acl"`
+	InodeRemovexattr  *ebpf.Program `ebpf:"inode_removexattr"`
+	InodeRename       *ebpf.Program `ebpf:"inode_rename"`
+	InodeRmdir        *ebpf.Program `ebpf:"inode_rmdir"`
+	InodeSetAcl       *ebpf.Program `ebpf:"inode_set_acl"`
+	InodeSetattr      *ebpf.Program `ebpf:"inode_setattr"`
+	InodeSetattrIdmap *ebpf.Program `ebpf:"inode_setattr_idmap"`
+	InodeSetxattr     *ebpf.Program `ebpf:"inode_setxattr"`
+	InodeSymlink      *ebpf.Program `ebpf:"inode_symlink"`
+	InodeUnlink       *ebpf.Program `ebpf:"inode_unlink"`
+	LsmProbe          *ebpf.Program `ebpf:"lsm_probe"`
+	MmapFile          *ebpf.Program `ebpf:"mmap_file"`
+	Sendmsg4          *ebpf.Program `ebpf:"sendmsg4"`
+	Sendmsg6          *ebpf.Program `ebpf:"sendmsg6"`
+	TraceExec         *ebpf.Program `ebpf:"trace_exec"`
+	TraceSysExit      *ebpf.Program `ebpf:"trace_sys_exit"`
+	UnixMaySend       *ebpf.Program `ebpf:"unix_may_send"`
+	UnixStreamConnect *ebpf.Program `ebpf:"unix_stream_connect"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.Connect4,
 		p.Connect6,
+		p.FileMprotect,
 		p.FileOpen,
 		p.Identify,
+		p.InodeCreate,
 		p.InodeLink,
+		p.InodeMkdir,
+		p.InodeMknod,
+		p.InodeRemoveAcl,
+		p.InodeRemovexattr,
 		p.InodeRename,
+		p.InodeRmdir,
+		p.InodeSetAcl,
+		p.InodeSetattr,
+		p.InodeSetattrIdmap,
+		p.InodeSetxattr,
+		p.InodeSymlink,
+		p.InodeUnlink,
 		p.LsmProbe,
+		p.MmapFile,
 		p.Sendmsg4,
 		p.Sendmsg6,
 		p.TraceExec,
 		p.TraceSysExit,
+		p.UnixMaySend,
+		p.UnixStreamConnect,
 	)
 }
 

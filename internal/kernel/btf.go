@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"sync"
 
@@ -48,4 +49,56 @@ func programOptions() (ebpf.ProgramOptions, error) {
 		return ebpf.ProgramOptions{}, relocTargets.err
 	}
 	return ebpf.ProgramOptions{KernelTypes: relocTargets.kernel, ExtraRelocationTargets: relocTargets.extra}, nil
+}
+
+// lsmHookArgs returns how many arguments the running kernel's BPF LSM hook
+// has (the BTF of its bpf_lsm_HOOK function), or -1 when it has no such
+// hook.
+func lsmHookArgs(hook string) (int, error) {
+	if _, err := programOptions(); err != nil {
+		return 0, err
+	}
+	var fn *btf.Func
+	if err := relocTargets.kernel.TypeByName("bpf_lsm_"+hook, &fn); err != nil {
+		if errors.Is(err, btf.ErrNotFound) {
+			return -1, nil
+		}
+		return 0, err
+	}
+	proto, ok := fn.Type.(*btf.FuncProto)
+	if !ok {
+		return 0, fmt.Errorf("bpf_lsm_%s is not a function in the kernel's BTF", hook)
+	}
+	return len(proto.Params), nil
+}
+
+// fileProgramsHere lists the file programs to load on this kernel: hooks
+// whose arguments changed between kernel versions have one program per
+// shape, and hooks younger than the oldest supported kernel are loaded
+// where they exist.
+func fileProgramsHere() ([]string, error) {
+	var out []string
+	for _, name := range filePrograms {
+		switch name {
+		case bpfProgInodeSetattr, bpfProgInodeSetattrIdmap:
+			n, err := lsmHookArgs("inode_setattr")
+			if err != nil {
+				return nil, err
+			}
+			// (dentry, attr) before Linux 6.9, (idmap, dentry, attr) after.
+			if (n == 2) != (name == bpfProgInodeSetattr) {
+				continue
+			}
+		case bpfProgInodeSetAcl, bpfProgInodeRemoveAcl:
+			n, err := lsmHookArgs(name)
+			if err != nil {
+				return nil, err
+			}
+			if n < 0 {
+				continue // before 6.2: ACLs are xattrs, judged by inode_setxattr
+			}
+		}
+		out = append(out, name)
+	}
+	return out, nil
 }

@@ -80,8 +80,14 @@ type Instance struct {
 
 // Program groups, loaded only when the rules need them.
 var (
-	netPrograms   = []string{bpfProgConnect4, bpfProgConnect6, bpfProgSendmsg4, bpfProgSendmsg6}
-	filePrograms  = []string{bpfProgFileOpen, bpfProgInodeLink, bpfProgInodeRename}
+	netPrograms = []string{bpfProgConnect4, bpfProgConnect6, bpfProgSendmsg4, bpfProgSendmsg6}
+	// filePrograms are every file program of the object; fileProgramsHere
+	// picks those for the running kernel.
+	filePrograms = []string{bpfProgFileOpen, bpfProgInodeLink, bpfProgInodeRename, bpfProgInodeUnlink,
+		bpfProgInodeRmdir, bpfProgInodeCreate, bpfProgInodeMkdir, bpfProgInodeMknod, bpfProgInodeSymlink,
+		bpfProgInodeSetattr, bpfProgInodeSetattrIdmap, bpfProgInodeSetxattr, bpfProgInodeRemovexattr,
+		bpfProgInodeSetAcl, bpfProgInodeRemoveAcl, bpfProgMmapFile, bpfProgFileMprotect,
+		bpfProgUnixStreamConnect, bpfProgUnixMaySend}
 	tracePrograms = []string{bpfProgTraceSysExit, bpfProgTraceExec}
 )
 
@@ -256,18 +262,22 @@ func (inst *Instance) scopeConfig() bpfAssayScope {
 }
 
 // programsFor lists the programs a rule set needs.
-func programsFor(r Rules, trace bool) []string {
+func programsFor(r Rules, trace bool) ([]string, error) {
 	var names []string
 	if r.HasNetwork() {
 		names = append(names, netPrograms...)
 	}
 	if r.HasFiles() {
-		names = append(names, filePrograms...)
+		fp, err := fileProgramsHere()
+		if err != nil {
+			return nil, lsmError("read the kernel's LSM hooks", err)
+		}
+		names = append(names, fp...)
 	}
 	if trace {
 		names = append(names, tracePrograms...)
 	}
-	return names
+	return names, nil
 }
 
 // loadPrograms loads the programs the rules need that are not loaded yet,
@@ -275,7 +285,11 @@ func programsFor(r Rules, trace bool) []string {
 func (inst *Instance) loadPrograms(r Rules, trace bool) error {
 	spec := inst.spec.Copy()
 	want := map[string]bool{}
-	for _, n := range programsFor(r, trace) {
+	names, err := programsFor(r, trace)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
 		// A pinned instance's programs are held by its links alone.
 		if inst.progs[n] == nil && !inst.isAttached(n) {
 			want[n] = true

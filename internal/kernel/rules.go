@@ -9,7 +9,8 @@ import (
 const (
 	RuleNotInAllowCIDRs uint32 = 1000000 // destination outside allow_cidrs
 	RuleTooDeep         uint32 = 1000001 // ancestry deeper than the in-kernel walk (fail closed)
-	RuleDisconnected    uint32 = 1000002 // ancestry unknown: a disconnected dentry (fail closed)
+	RuleDisconnected    uint32 = 1000003 // ancestry unknown: a disconnected dentry (fail closed); 1000002 is policy v2's files default
+	RuleAbstractUnix    uint32 = 1000004 // an abstract Unix socket outside the scope
 )
 
 // Rules is what the kernel enforces, in the kernel's terms. It is built

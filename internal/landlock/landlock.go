@@ -472,3 +472,21 @@ func RestrictSelf(rulesetFD int, abi int) error {
 	}
 	return nil
 }
+
+// Unheld lists what "deny means untouchable" (the BPF LSM semantics) asks
+// of a denied path and this ruleset cannot hold, given its ABI. Landlock
+// has no right for attribute changes, so those are always listed.
+func (rs *Ruleset) Unheld() []string {
+	out := []string{
+		"chmod, chown and utimes of denied files and of files beneath denied directories (Landlock has no right for attribute changes)",
+		"setting or removing extended attributes (and POSIX ACLs) of denied files",
+	}
+	if rs.Handled&AccessTruncate == 0 {
+		out = append(out, fmt.Sprintf("truncate(2) of a denied file (needs Landlock ABI 3; this kernel has %d)", rs.ABI))
+	}
+	if rs.Handled&AccessResolveUnix == 0 {
+		out = append(out, fmt.Sprintf("connecting or sending to a named Unix socket at or beneath a denied path (needs Landlock ABI 9; this kernel has %d)", rs.ABI))
+	}
+	out = append(out, "mapping a file executable through a descriptor opened before the sandbox started")
+	return out
+}

@@ -355,3 +355,26 @@ func TestABIUnavailableError(t *testing.T) {
 		t.Errorf("Deny(0) = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestUnheld: what the fallback cannot hold depends on the rights the
+// ruleset handles; attribute changes are never held.
+func TestUnheld(t *testing.T) {
+	abi7 := &Ruleset{ABI: 7, Handled: AccessTruncate | AccessRefer}
+	got := strings.Join(abi7.Unheld(), "\n")
+	for _, want := range []string{"chmod, chown and utimes", "extended attributes", "named Unix socket at or beneath a denied path (needs Landlock ABI 9; this kernel has 7)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ABI 7: %q missing from\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "truncate(2)") {
+		t.Errorf("ABI 7 handles truncate:\n%s", got)
+	}
+	abi9 := &Ruleset{ABI: 9, Handled: AccessTruncate | AccessResolveUnix}
+	if got := strings.Join(abi9.Unheld(), "\n"); strings.Contains(got, "Unix socket") {
+		t.Errorf("ABI 9 handles Unix sockets:\n%s", got)
+	}
+	abi1 := &Ruleset{ABI: 1}
+	if got := strings.Join(abi1.Unheld(), "\n"); !strings.Contains(got, "truncate(2) of a denied file (needs Landlock ABI 3; this kernel has 1)") {
+		t.Errorf("ABI 1:\n%s", got)
+	}
+}

@@ -637,6 +637,9 @@ func landlockNotes(rs *landlock.Ruleset) []string {
 	for _, w := range rs.Warnings {
 		notes = append(notes, "landlock: warning: "+w)
 	}
+	for _, u := range rs.Unheld() {
+		notes = append(notes, "landlock: cannot hold: "+u)
+	}
 	notes = append(notes, "landlock: denials are answered with EACCES and are not in assay's event stream (with --trace the open attempts are); the kernel audit log records them when audit is enabled")
 	return notes
 }

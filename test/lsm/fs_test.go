@@ -241,7 +241,7 @@ files:
 
 // TestDisconnectedDentry: a file opened by handle after its dentry left the
 // cache has a disconnected dentry; it does not escape a directory rule (it
-// is refused under the reserved id 1000002), while an exact rule still
+// is refused under the reserved id 1000003), while an exact rule still
 // names it. The monitor judges it (no seccomp is involved: probes run
 // under `assay monitor`, not `assay run`).
 func TestDisconnectedDentry(t *testing.T) {
@@ -257,7 +257,7 @@ func TestDisconnectedDentry(t *testing.T) {
 	}
 	pol := fmt.Sprintf("version: 1\nfiles:\n  deny:\n    - {path: %s/secret, id: 7}\n    - {path: %s/vault/, id: 8}\n", dir, dir)
 	runChecks(t, pol, func() { dropCaches(t) }, []check{
-		{what: "file in a denied directory, by handle", rule: 1000002, action: "open-by-handle", args: []string{dir, typI, hI}},
+		{what: "file in a denied directory, by handle", rule: 1000003, action: "open-by-handle", args: []string{dir, typI, hI}},
 		{what: "exactly denied file, by handle", rule: 7, action: "open-by-handle", args: []string{dir, typS, hS}},
 	})
 	// Without directory rules nothing is judged by ancestry: the handle opens.

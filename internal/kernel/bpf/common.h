@@ -20,7 +20,8 @@
 /* Reserved rule ids (policy ids are 1..999999). */
 #define RULE_NOT_IN_ALLOW 1000000
 #define RULE_TOO_DEEP 1000001
-#define RULE_DISCONNECTED 1000002
+#define RULE_DISCONNECTED 1000003
+#define RULE_ABSTRACT_UNIX 1000004
 
 /* Counter paths. */
 #define PATH_TRACEPOINT 0

@@ -15,9 +15,39 @@
 
 #define MAX_WALK 128
 
+/* What a file event refused (the event's op=; internal/events FileOp). */
 #define FILE_OP_OPEN 1
 #define FILE_OP_LINK 2
 #define FILE_OP_RENAME 3
+#define FILE_OP_UNLINK 4
+#define FILE_OP_RMDIR 5
+#define FILE_OP_CREATE 6
+#define FILE_OP_MKDIR 7
+#define FILE_OP_MKNOD 8
+#define FILE_OP_SYMLINK 9
+#define FILE_OP_TRUNCATE 10
+#define FILE_OP_CHMOD 11
+#define FILE_OP_CHOWN 12
+#define FILE_OP_UTIMES 13
+#define FILE_OP_SETATTR 14
+#define FILE_OP_SETXATTR 15
+#define FILE_OP_REMOVEXATTR 16
+#define FILE_OP_EXEC 17
+#define FILE_OP_MMAP 18
+#define FILE_OP_CONNECT 19
+#define FILE_OP_SEND 20
+
+/* include/linux/fs.h, stable across versions */
+#define FMODE_EXEC 0x20
+#define ATTR_MODE 1
+#define ATTR_UID 2
+#define ATTR_GID 4
+#define ATTR_SIZE 8
+#define ATTR_ATIME 16
+#define ATTR_MTIME 32
+#define ATTR_ATIME_SET 128
+#define ATTR_MTIME_SET 256
+#define PROT_EXEC 4
 
 /* Magic numbers of the filesystems that need care (include/uapi/linux/magic.h). */
 #define BTRFS_SUPER_MAGIC 0x9123683EUL
@@ -314,7 +344,7 @@ int BPF_PROG(file_open, struct file *file, int ret)
 	__u32 rule = inode ? inode_rule(rules, inode) : 0;
 	if (!rule && s->has_dir_rules)
 		rule = ancestor_rule(rules, d, m);
-	return file_verdict(s, rule, inode, FILE_OP_OPEN);
+	return file_verdict(s, rule, inode, (file->f_mode & FMODE_EXEC) ? FILE_OP_EXEC : FILE_OP_OPEN);
 }
 
 SEC("lsm/inode_link")
@@ -350,6 +380,273 @@ int BPF_PROG(inode_rename, struct inode *old_dir, struct dentry *old_dentry, str
 	if (!rule)
 		rule = dentry_rule(s, rules, new_dentry, 0);
 	return file_verdict(s, rule, old_dentry->d_inode, FILE_OP_RENAME);
+}
+
+/* ---- Deny means untouchable: every hook below refuses, for an in-scope
+ * task, an operation on a denied inode or on a name inside a denied
+ * directory (dentry_rule: the dentry's own inode, then its ancestors up to
+ * its filesystem's root). A name being created has no inode yet: its
+ * ancestors (the directory it is made in, and up) decide. */
+
+/* dentry_hook judges operation op on dentry d; report is the inode the
+ * event names (the directory for a name being created). */
+static __always_inline int dentry_hook(struct dentry *d, struct inode *report, __u8 op)
+{
+	if (!in_scope())
+		return 0;
+	struct assay_settings *s;
+	void *rules;
+	if (!file_policy(&s, &rules))
+		return -EPERM;
+	__u32 rule = dentry_rule(s, rules, d, 0);
+	return file_verdict(s, rule, report, op);
+}
+
+SEC("lsm/inode_unlink")
+int BPF_PROG(inode_unlink, struct inode *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dentry->d_inode, FILE_OP_UNLINK);
+}
+
+SEC("lsm/inode_rmdir")
+int BPF_PROG(inode_rmdir, struct inode *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dentry->d_inode, FILE_OP_RMDIR);
+}
+
+SEC("lsm/inode_create")
+int BPF_PROG(inode_create, struct inode *dir, struct dentry *dentry, umode_t mode, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dir, FILE_OP_CREATE);
+}
+
+SEC("lsm/inode_mkdir")
+int BPF_PROG(inode_mkdir, struct inode *dir, struct dentry *dentry, umode_t mode, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dir, FILE_OP_MKDIR);
+}
+
+SEC("lsm/inode_mknod")
+int BPF_PROG(inode_mknod, struct inode *dir, struct dentry *dentry, umode_t mode, dev_t dev, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dir, FILE_OP_MKNOD);
+}
+
+SEC("lsm/inode_symlink")
+int BPF_PROG(inode_symlink, struct inode *dir, struct dentry *dentry, const char *old_name, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dir, FILE_OP_SYMLINK);
+}
+
+/* setattr_op names what a setattr changes: truncate(2), O_TRUNC and
+ * ftruncate (ATTR_SIZE), chmod, chown, utimes. */
+static __always_inline __u8 setattr_op(struct iattr *attr)
+{
+	unsigned int v = attr->ia_valid;
+	if (v & ATTR_SIZE)
+		return FILE_OP_TRUNCATE;
+	if (v & ATTR_MODE)
+		return FILE_OP_CHMOD;
+	if (v & (ATTR_UID | ATTR_GID))
+		return FILE_OP_CHOWN;
+	if (v & (ATTR_ATIME | ATTR_MTIME | ATTR_ATIME_SET | ATTR_MTIME_SET))
+		return FILE_OP_UTIMES;
+	return FILE_OP_SETATTR;
+}
+
+/* inode_setattr gained a leading idmap argument in Linux 6.9: the loader
+ * attaches the variant whose arguments match the running kernel's hook
+ * (kernel/hooks.go). */
+SEC("lsm/inode_setattr")
+int BPF_PROG(inode_setattr, struct dentry *dentry, struct iattr *attr, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dentry->d_inode, setattr_op(attr));
+}
+
+SEC("lsm/inode_setattr")
+int BPF_PROG(inode_setattr_idmap, void *idmap, struct dentry *dentry, struct iattr *attr, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dentry->d_inode, setattr_op(attr));
+}
+
+/* The first argument is a user namespace before 6.3, an idmap after: the
+ * dentry is second in both. */
+SEC("lsm/inode_setxattr")
+int BPF_PROG(inode_setxattr, void *ns, struct dentry *dentry, const char *name, const void *value, size_t size,
+	     int flags, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dentry->d_inode, FILE_OP_SETXATTR);
+}
+
+SEC("lsm/inode_removexattr")
+int BPF_PROG(inode_removexattr, void *ns, struct dentry *dentry, const char *name, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dentry->d_inode, FILE_OP_REMOVEXATTR);
+}
+
+/* POSIX ACLs have their own hooks since 6.2 (before, they were xattrs):
+ * attached where the kernel has them. */
+SEC("lsm/inode_set_acl")
+int BPF_PROG(inode_set_acl, void *idmap, struct dentry *dentry, const char *acl_name, void *kacl, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dentry->d_inode, FILE_OP_SETXATTR);
+}
+
+SEC("lsm/inode_remove_acl")
+int BPF_PROG(inode_remove_acl, void *idmap, struct dentry *dentry, const char *acl_name, int ret)
+{
+	if (ret)
+		return ret;
+	return dentry_hook(dentry, dentry->d_inode, FILE_OP_REMOVEXATTR);
+}
+
+/* file_hook judges operation op on an open file (its inode, then its
+ * path's ancestors across mounts, like file_open). */
+static __always_inline int file_hook(struct file *file, __u8 op)
+{
+	if (!in_scope())
+		return 0;
+	struct assay_settings *s;
+	void *rules;
+	if (!file_policy(&s, &rules))
+		return -EPERM;
+	struct dentry *d = file->f_path.dentry;
+	struct vfsmount *vm = BPF_CORE_READ(file, f_path.mnt);
+	struct mount *m = container_of(vm, struct mount, mnt);
+	struct inode *inode = file->f_inode;
+	__u32 rule = inode ? inode_rule(rules, inode) : 0;
+	if (!rule && s->has_dir_rules)
+		rule = ancestor_rule(rules, d, m);
+	return file_verdict(s, rule, inode, op);
+}
+
+/* Mapping a denied file executable (a descriptor obtained before the
+ * monitor started, or passed in from outside). */
+SEC("lsm/mmap_file")
+int BPF_PROG(mmap_file, struct file *file, unsigned long reqprot, unsigned long prot, unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	if (!file || !(prot & PROT_EXEC))
+		return 0;
+	return file_hook(file, FILE_OP_MMAP);
+}
+
+SEC("lsm/file_mprotect")
+int BPF_PROG(file_mprotect, struct vm_area_struct *vma, unsigned long reqprot, unsigned long prot, int ret)
+{
+	if (ret)
+		return ret;
+	if (!(prot & PROT_EXEC))
+		return 0;
+	struct file *file = vma->vm_file;
+	if (!file)
+		return 0;
+	return file_hook(file, FILE_OP_MMAP);
+}
+
+/* ---- Unix-domain sockets. Reaching a named socket (connect, or a
+ * datagram sent to it) is an access to its file: judged by the file rules
+ * on the socket's inode and its ancestors. An abstract socket has no file:
+ * an in-scope task may reach one only when its owner is in a scope too
+ * (RULE_ABSTRACT_UNIX otherwise), so that a server cannot talk to a
+ * daemon's abstract socket outside the sandbox. */
+
+/* cgroup_in_scope reports whether cgroup cg (not a BTF pointer) is a scope
+ * cgroup or below one. */
+static __always_inline int cgroup_in_scope(struct cgroup *cg)
+{
+	if (scope_config.scope_all)
+		return 1;
+	if (!cg)
+		return 0;
+	int level = BPF_CORE_READ(cg, level);
+#pragma unroll
+	for (int i = 0; i < MAX_SCOPES; i++) {
+		if (i >= scope_config.nscopes)
+			break;
+		int l = scope_config.scope_level[i];
+		if (l > level || l < 0 || l > 1024)
+			continue;
+		struct cgroup *anc = 0;
+		bpf_probe_read_kernel(&anc, sizeof(anc), &cg->ancestors[l]);
+		if (anc && BPF_CORE_READ(anc, kn, id) == scope_config.scope_id[i])
+			return 1;
+	}
+	return 0;
+}
+
+/* unix_peer judges reaching the Unix socket other. */
+static __always_inline int unix_peer(struct sock *other, __u8 op)
+{
+	if (!in_scope())
+		return 0;
+	struct assay_settings *s;
+	void *rules;
+	if (!file_policy(&s, &rules))
+		return -EPERM;
+	struct unix_sock *u = bpf_skc_to_unix_sock(other);
+	if (!u)
+		return 0;
+	struct dentry *d = u->path.dentry;
+	if (!d) {
+		/* Abstract (or unnamed: a socketpair peer, which the task
+		 * already holds): only a bound address makes it abstract. */
+		if (!u->addr)
+			return 0;
+		struct cgroup *cg = BPF_CORE_READ(other, sk_cgrp_data.cgroup);
+		if (cgroup_in_scope(cg))
+			return 0;
+		return file_verdict(s, RULE_ABSTRACT_UNIX, 0, op);
+	}
+	struct vfsmount *vm = BPF_CORE_READ(u, path.mnt);
+	struct mount *m = container_of(vm, struct mount, mnt);
+	struct inode *inode = d->d_inode;
+	__u32 rule = inode ? inode_rule(rules, inode) : 0;
+	if (!rule && s->has_dir_rules)
+		rule = ancestor_rule(rules, d, m);
+	return file_verdict(s, rule, inode, op);
+}
+
+SEC("lsm/unix_stream_connect")
+int BPF_PROG(unix_stream_connect, struct sock *sock, struct sock *other, struct sock *newsk, int ret)
+{
+	if (ret)
+		return ret;
+	return unix_peer(other, FILE_OP_CONNECT);
+}
+
+SEC("lsm/unix_may_send")
+int BPF_PROG(unix_may_send, struct socket *sock, struct socket *other, int ret)
+{
+	if (ret)
+		return ret;
+	struct sock *sk = other->sk;
+	if (!sk)
+		return 0;
+	return unix_peer(sk, FILE_OP_SEND);
 }
 
 /* One record of the identify iterator: the key of one descriptor. */
