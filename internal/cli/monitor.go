@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/container"
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/monitor"
@@ -55,6 +56,9 @@ type monitorFlags struct {
 	pin      string
 	attach   string
 	metrics  string
+	// containers (fsrules, #10)
+	container string
+	paths     string
 }
 
 func newMonitorCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -105,6 +109,9 @@ policy leaves the old one in force.
 	fl.StringVar(&f.pin, "pin", "", "pin the instance as `NAME` under "+kernel.PinRoot+": enforcement continues after assay exits, until 'assay detach NAME'")
 	fl.StringVar(&f.attach, "attach", "", "stream the events of the pinned instance `NAME` (no policy or scope needed)")
 	registerMetrics(fl, &f.metrics)
+	// containers (fsrules, #10)
+	fl.StringVar(&f.container, "container", "", "judge the Docker or Podman container `NAME|ID` (its cgroup, found through the engine's CLI); policy paths are resolved inside it")
+	fl.StringVar(&f.paths, "paths", "container", "with --container: resolve policy paths inside the `container` (default) or on the host")
 	return cmd
 }
 
@@ -127,11 +134,20 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 		rate = -1
 	}
 	nScopes := len(f.cgroups) + len(f.pids)
+	if f.container != "" {
+		nScopes++
+	}
+	if f.paths != "container" && f.paths != "host" {
+		return usagef("--paths must be container or host")
+	}
+	if f.paths != "container" && f.container == "" {
+		return usagef("--paths applies to --container")
+	}
 	if f.all && nScopes > 0 {
 		return usagef("--all judges the whole host; it cannot be combined with --cgroup or --pid")
 	}
 	if !f.all && nScopes == 0 {
-		return usagef("no scope: give --cgroup PATH or --pid PID (the processes to judge), or --all for the whole host")
+		return usagef("no scope: give --cgroup PATH, --pid PID or --container NAME (the processes to judge), or --all for the whole host")
 	}
 
 	p, err := loadPolicy(f.policy, f.audit, stderr)
@@ -141,6 +157,13 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 	scopes, err := resolveScopes(f.cgroups, f.pids)
 	if err != nil {
 		return fail(stderr, exitError, err)
+	}
+	pathRoot, cscope, err := containerScope(f.container, f.paths, stderr)
+	if err != nil {
+		return fail(stderr, exitError, err)
+	}
+	if cscope != nil {
+		scopes = appendScope(scopes, *cscope)
 	}
 
 	signal.Ignore(syscall.SIGPIPE) // a closed output pipe is an error we report, not a silent death
@@ -160,7 +183,8 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 	sess, err := monitor.Start(monitor.Options{
 		Policy: p, Audit: f.audit, Scopes: scopes, All: f.all, Trace: f.trace,
 		Object: f.object, RingBytes: int(f.ringSize), RateLimit: rate, Pin: f.pin, Out: stdout, Format: format,
-		Metrics: met,
+		Metrics:  met,
+		PathRoot: pathRoot,
 	})
 	if err != nil {
 		return fail(stderr, exitError, err)
@@ -303,4 +327,39 @@ func resolveScopes(cgroups []string, pids []int) ([]cgroup.Scope, error) {
 		add(s)
 	}
 	return out, nil
+}
+
+// containerScope finds the container named by --container: its cgroup as a
+// scope and, unless --paths host, its root for policy paths.
+func containerScope(ref, paths string, stderr io.Writer) (string, *cgroup.Scope, error) {
+	if ref == "" {
+		return "", nil, nil
+	}
+	c, err := container.Find(ref)
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := cgroup.ForPID(c.PID)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", c, err)
+	}
+	if s.Level == 0 {
+		return "", nil, fmt.Errorf("%s is in the root cgroup; scoping to it would judge the whole host", c)
+	}
+	root := c.Root()
+	where := "inside it (" + root + ")"
+	if paths == "host" {
+		root, where = "", "on the host (--paths host)"
+	}
+	fmt.Fprintf(stderr, "assay: %s: cgroup %s; policy paths resolved %s\n", c, s.Path, where)
+	return root, &s, nil
+}
+
+func appendScope(scopes []cgroup.Scope, s cgroup.Scope) []cgroup.Scope {
+	for _, o := range scopes {
+		if o.ID == s.ID {
+			return scopes
+		}
+	}
+	return append(scopes, s)
 }

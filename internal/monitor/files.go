@@ -17,8 +17,9 @@ const identifyBatch = 1024
 // (O_PATH|O_NOFOLLOW); the kernel then reports the identity of the very
 // inode each descriptor holds (kernel.Identify), made by the same code as
 // the hooks. Rules on filesystems where that identity cannot be relied on
-// are refused, naming the filesystem (fail closed): see fsSupport.
-func compileFiles(p *policy.Policy) ([]kernel.File, error) {
+// are refused, naming the filesystem (fail closed): see fsSupport. With a
+// root (a container's /proc/PID/root), paths are resolved inside it.
+func compileFiles(p *policy.Policy, root string) ([]kernel.File, error) {
 	var out []kernel.File
 	seen := map[[2]uint64]uint32{}
 	for start := 0; start < len(p.FileDeny); start += identifyBatch {
@@ -30,7 +31,7 @@ func compileFiles(p *policy.Policy) ([]kernel.File, error) {
 			}
 		}
 		for _, f := range batch {
-			h, err := resolve.Open(f.Path)
+			h, err := resolve.OpenIn(root, f.Path)
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("%s:%d: files.deny: %w", p.File, f.Line, err)

@@ -57,6 +57,9 @@ type Options struct {
 	// (the tracepoint path is loaded for Judge only, not asked for).
 	Judge      func(events.Event) (events.Event, bool)
 	QuietTrace bool
+	// PathRoot is the root directory policy paths are resolved in (a
+	// container's /proc/PID/root, see resolve.OpenIn); "" for the host's.
+	PathRoot string
 
 	// ScopeEmpty says Stop is only called once no task is left in the
 	// scopes (e.g. `assay run` removed its cgroup first). Stop no longer
@@ -134,7 +137,7 @@ func Start(o Options) (*Session, error) {
 		rules = *o.Rules
 	} else {
 		var err error
-		if rules, err = Compile(o.Policy); err != nil {
+		if rules, err = CompileIn(o.Policy, o.PathRoot); err != nil {
 			return nil, err
 		}
 	}
@@ -263,7 +266,7 @@ func (s *Session) reload(p *policy.Policy) error {
 	if err := noToolRules(p); err != nil {
 		return err
 	}
-	rules, err := Compile(p)
+	rules, err := CompileIn(p, s.opts.PathRoot)
 	if err != nil {
 		return err
 	}
@@ -561,7 +564,11 @@ func aggregateEvent(a kernel.Aggregate) events.Aggregate {
 // identity the kernel gives its inode (see compileFiles). Any path that
 // cannot be resolved safely, or whose identity the kernel cannot be relied
 // on to keep, is an error: a rule is never silently dropped.
-func Compile(p *policy.Policy) (kernel.Rules, error) {
+func Compile(p *policy.Policy) (kernel.Rules, error) { return CompileIn(p, "") }
+
+// CompileIn is Compile with policy paths resolved inside root (see
+// Options.PathRoot).
+func CompileIn(p *policy.Policy, root string) (kernel.Rules, error) {
 	if p.Version == 2 {
 		return compileV2(p)
 	}
@@ -575,7 +582,7 @@ func Compile(p *policy.Policy) (kernel.Rules, error) {
 	for _, c := range p.AllowCIDRs {
 		r.AllowCIDRs = append(r.AllowCIDRs, kernel.CIDR{Prefix: c.Prefix, ID: c.ID})
 	}
-	files, err := compileFiles(p)
+	files, err := compileFiles(p, root)
 	if err != nil {
 		return r, err
 	}

@@ -356,3 +356,46 @@ func errnoError(orig, at string, err error) error {
 	}
 	return &Error{Path: orig, Reason: fmt.Sprintf("cannot be resolved: %s: %v", at, err), Err: err}
 }
+
+// OpenIn resolves path as a process whose root directory is root sees it
+// (root is typically a container's /proc/PID/root): openat2 with
+// RESOLVE_IN_ROOT, so ".." and absolute names stay inside root, and
+// without following any symlink. Identity.Path is path as given (cleaned).
+func OpenIn(root, path string) (*Handle, error) {
+	if root == "" || root == "/" {
+		return Open(path)
+	}
+	clean, err := checkPath(path)
+	if err != nil {
+		return nil, err
+	}
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &Error{Path: path, Reason: fmt.Sprintf("cannot be resolved: the root %s cannot be opened: %v", root, err), Err: err}
+	}
+	defer unix.Close(rfd)
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	rel := strings.TrimPrefix(clean, "/")
+	if rel == "" {
+		rel = "."
+	}
+	var fd int
+	for {
+		fd, err = unix.Openat2(rfd, rel, &how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case err == unix.ELOOP:
+		return nil, &Error{Path: path, Reason: "is or passes through a symlink inside " + root + ": write the path of the real file instead", Err: ErrSymlink}
+	case err == unix.ENOSYS:
+		return nil, &Error{Path: path, Reason: "cannot be resolved inside " + root + ": the kernel has no openat2 (Linux 5.6 or later is needed)", Err: err}
+	case err != nil:
+		return nil, errnoError(path, clean+" (inside "+root+")", err)
+	}
+	return handleOf(path, clean, fd)
+}

@@ -336,3 +336,36 @@ func TestRootDev(t *testing.T) {
 		t.Logf("root filesystem has major 0 (%s); the encodings coincide only trivially here", majmin)
 	}
 }
+
+// TestOpenIn: paths resolve inside the given root; absolute symlinks and
+// ".." cannot leave it, and symlinks are refused.
+func TestOpenIn(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(root+"/etc", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root+"/etc/secret", []byte("in"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/secret", root+"/link"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := OpenIn(root, "/etc/secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var st unix.Stat_t
+	if err := unix.Stat(root+"/etc/secret", &st); err != nil {
+		t.Fatal(err)
+	}
+	if h.Ino != st.Ino || h.Path != "/etc/secret" {
+		t.Errorf("resolved %+v, want ino %d", h.Identity, st.Ino)
+	}
+	if _, err := OpenIn(root, "/link"); !errors.Is(err, ErrSymlink) {
+		t.Errorf("symlink: %v", err)
+	}
+	if _, err := OpenIn(root, "/missing"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+}

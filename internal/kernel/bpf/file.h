@@ -192,71 +192,88 @@ static __always_inline int disconnected(struct dentry *d, struct mount *m)
 	return 1;
 }
 
-/* above_mount continues a walk that reached root, the root of mount m's
- * filesystem: it crosses to the mount point in the parent mount and walks
- * on, crossing again at each filesystem root. Pointers here come from
- * struct mount, which BTF pointer arithmetic cannot reach (vfsmount is
- * embedded in it), so fields are read with bpf_probe_read. */
-static __always_inline __u32 above_mount(void *rules, struct dentry *root, struct mount *m)
-{
-	struct dentry *cur = root;
-	for (int i = 0; i < MAX_WALK; i++) {
-		struct dentry *parent = BPF_CORE_READ(cur, d_parent);
-		if (!parent)
-			return 0;
-		if (parent == cur) {
-			if (!m)
-				return 0;
-			struct mount *pm = BPF_CORE_READ(m, mnt_parent);
-			if (!pm || pm == m)
-				return 0;
-			cur = BPF_CORE_READ(m, mnt_mountpoint);
-			m = pm;
-		} else {
-			cur = parent;
-		}
-		struct inode *inode = BPF_CORE_READ(cur, d_inode);
-		if (!inode)
-			continue;
-		__u32 rule = inode_rule_read(rules, inode);
-		if (rule)
-			return rule;
-	}
-	return RULE_TOO_DEEP;
-}
+/* The ancestor walk. It runs as a bpf_loop callback, so the verifier checks
+ * one step once instead of MAX_WALK unrolled steps in every hook (with
+ * fifteen hooks, verifying unrolled walks made start-up take minutes under
+ * emulation); its pointers are read with bpf_probe_read. */
+struct walk_state {
+	__u64 cur; /* struct dentry *: the last dentry judged */
+	__u64 m;   /* struct mount * of cur, 0 when the hook has no mount */
+	__u32 gen; /* the policy generation of the decision */
+	__u32 rule;
+	__u32 done; /* the walk ended; rule says how */
+	__u32 _pad;
+};
 
-/* ancestor_rule walks from dentry d (a BTF pointer, in mount m, which may be
- * NULL when the hook has no mount) to the root: first along d_parent to
- * the root of d's filesystem with direct loads (the hot part: a bind mount
- * of part of a denied tree is still inside it this way), then across mount
- * points. Returns the first matching rule id, RULE_TOO_DEEP when a part of
- * the walk did not end within MAX_WALK steps (fail closed: a deeper nest
- * must not escape a directory rule), RULE_DISCONNECTED when it ended at a
- * disconnected dentry (fail closed: its real ancestors are unknown), or 0. */
-static __always_inline __u32 ancestor_rule(void *rules, struct dentry *d, struct mount *m)
+/* walk_step moves one step up: to the parent dentry, or at the root of a
+ * filesystem across to the mount point in the parent mount (so that a
+ * filesystem mounted inside a denied directory is inside it), and looks the
+ * new dentry's inode up. Going up d_parent first, to the root of the
+ * file's filesystem, makes a bind mount of part of a denied tree still
+ * inside it. */
+static long walk_step(__u32 i, void *ctx)
 {
-	struct dentry *cur = d;
-	for (int i = 0; i < MAX_WALK; i++) {
-		struct dentry *parent = cur->d_parent;
-		if (!parent)
-			return 0;
-		if (parent == cur) {
-			if (disconnected(cur, m))
-				return RULE_DISCONNECTED;
-			return m ? above_mount(rules, cur, m) : 0;
+	struct walk_state *w = ctx;
+	struct dentry *cur = (void *)w->cur;
+	struct dentry *parent = BPF_CORE_READ(cur, d_parent);
+	if (!parent) {
+		w->done = 1;
+		return 1;
+	}
+	if (parent == cur) {
+		struct mount *m = (void *)w->m;
+		if (disconnected(cur, m)) {
+			w->rule = RULE_DISCONNECTED;
+			w->done = 1;
+			return 1;
 		}
+		struct mount *pm = m ? BPF_CORE_READ(m, mnt_parent) : 0;
+		if (!pm || pm == m) {
+			w->done = 1;
+			return 1;
+		}
+		cur = BPF_CORE_READ(m, mnt_mountpoint);
+		w->m = (__u64)pm;
+	} else {
 		cur = parent;
-		struct inode *inode = cur->d_inode;
-		if (!inode)
-			continue;
-		__u32 rule = inode_rule(rules, inode);
-		if (rule)
-			return rule;
 	}
-	return RULE_TOO_DEEP;
+	w->cur = (__u64)cur;
+	struct inode *inode = BPF_CORE_READ(cur, d_inode);
+	if (!inode)
+		return 0;
+	__u32 gen = w->gen;
+	void *rules = bpf_map_lookup_elem(&file_rules, &gen);
+	if (!rules) {
+		w->rule = RULE_TOO_DEEP; /* fail closed */
+		w->done = 1;
+		return 1;
+	}
+	__u32 rule = inode_rule_read(rules, inode);
+	if (rule) {
+		w->rule = rule;
+		w->done = 1;
+		return 1;
+	}
+	return 0;
 }
 
-static __always_inline __u32 dentry_rule(const struct assay_settings *s, void *rules, struct dentry *d,
+/* ancestor_rule walks from dentry d (in mount m, NULL when the hook has no
+ * mount: the walk then ends at the root of d's filesystem) towards the
+ * root, in policy generation gen. Returns the first matching rule id,
+ * RULE_TOO_DEEP when the walk did not end within MAX_WALK steps (fail
+ * closed: a deeper nest must not escape a directory rule),
+ * RULE_DISCONNECTED when it ended at a disconnected dentry (fail closed:
+ * its real ancestors are unknown), or 0. */
+static __always_inline __u32 ancestor_rule(__u32 gen, struct dentry *d, struct mount *m)
+{
+	struct walk_state w = {.cur = (__u64)d, .m = (__u64)m, .gen = gen};
+	bpf_loop(MAX_WALK, walk_step, &w, 0);
+	if (!w.done)
+		return RULE_TOO_DEEP;
+	return w.rule;
+}
+
+static __always_inline __u32 dentry_rule(const struct assay_settings *s, void *rules, __u32 gen, struct dentry *d,
 					 struct mount *m)
 {
 	struct inode *inode = d->d_inode;
@@ -264,20 +281,20 @@ static __always_inline __u32 dentry_rule(const struct assay_settings *s, void *r
 	if (inode)
 		rule = inode_rule(rules, inode);
 	if (!rule && s->has_dir_rules)
-		rule = ancestor_rule(rules, d, m);
+		rule = ancestor_rule(gen, d, m);
 	return rule;
 }
 
 /* file_policy finds the active generation's settings and file rules.
  * Returns 0 when they cannot be found: callers then fail closed. */
-static __always_inline int file_policy(struct assay_settings **s, void **rules)
+static __always_inline int file_policy(struct assay_settings **s, void **rules, __u32 *gen)
 {
-	int gen = policy_gen();
-	if (gen < 0)
+	int g = policy_gen();
+	if (g < 0)
 		return 0;
-	__u32 g = gen;
-	*s = get_settings(g);
-	*rules = bpf_map_lookup_elem(&file_rules, &g);
+	*gen = g;
+	*s = get_settings(*gen);
+	*rules = bpf_map_lookup_elem(&file_rules, gen);
 	return *s && *rules;
 }
 
@@ -335,7 +352,8 @@ int BPF_PROG(file_open, struct file *file, int ret)
 		return 0;
 	struct assay_settings *s;
 	void *rules;
-	if (!file_policy(&s, &rules))
+	__u32 gen;
+	if (!file_policy(&s, &rules, &gen))
 		return -EPERM; /* fail closed */
 	struct dentry *d = file->f_path.dentry;
 	struct vfsmount *vm = BPF_CORE_READ(file, f_path.mnt);
@@ -343,7 +361,7 @@ int BPF_PROG(file_open, struct file *file, int ret)
 	struct inode *inode = file->f_inode;
 	__u32 rule = inode ? inode_rule(rules, inode) : 0;
 	if (!rule && s->has_dir_rules)
-		rule = ancestor_rule(rules, d, m);
+		rule = ancestor_rule(gen, d, m);
 	return file_verdict(s, rule, inode, (file->f_mode & FMODE_EXEC) ? FILE_OP_EXEC : FILE_OP_OPEN);
 }
 
@@ -356,11 +374,12 @@ int BPF_PROG(inode_link, struct dentry *old_dentry, struct inode *dir, struct de
 		return 0;
 	struct assay_settings *s;
 	void *rules;
-	if (!file_policy(&s, &rules))
+	__u32 gen;
+	if (!file_policy(&s, &rules, &gen))
 		return -EPERM;
-	__u32 rule = dentry_rule(s, rules, old_dentry, 0);
+	__u32 rule = dentry_rule(s, rules, gen, old_dentry, 0);
 	if (!rule)
-		rule = dentry_rule(s, rules, new_dentry, 0);
+		rule = dentry_rule(s, rules, gen, new_dentry, 0);
 	return file_verdict(s, rule, old_dentry->d_inode, FILE_OP_LINK);
 }
 
@@ -374,11 +393,12 @@ int BPF_PROG(inode_rename, struct inode *old_dir, struct dentry *old_dentry, str
 		return 0;
 	struct assay_settings *s;
 	void *rules;
-	if (!file_policy(&s, &rules))
+	__u32 gen;
+	if (!file_policy(&s, &rules, &gen))
 		return -EPERM;
-	__u32 rule = dentry_rule(s, rules, old_dentry, 0);
+	__u32 rule = dentry_rule(s, rules, gen, old_dentry, 0);
 	if (!rule)
-		rule = dentry_rule(s, rules, new_dentry, 0);
+		rule = dentry_rule(s, rules, gen, new_dentry, 0);
 	return file_verdict(s, rule, old_dentry->d_inode, FILE_OP_RENAME);
 }
 
@@ -396,9 +416,10 @@ static __always_inline int dentry_hook(struct dentry *d, struct inode *report, _
 		return 0;
 	struct assay_settings *s;
 	void *rules;
-	if (!file_policy(&s, &rules))
+	__u32 gen;
+	if (!file_policy(&s, &rules, &gen))
 		return -EPERM;
-	__u32 rule = dentry_rule(s, rules, d, 0);
+	__u32 rule = dentry_rule(s, rules, gen, d, 0);
 	return file_verdict(s, rule, report, op);
 }
 
@@ -530,7 +551,8 @@ static __always_inline int file_hook(struct file *file, __u8 op)
 		return 0;
 	struct assay_settings *s;
 	void *rules;
-	if (!file_policy(&s, &rules))
+	__u32 gen;
+	if (!file_policy(&s, &rules, &gen))
 		return -EPERM;
 	struct dentry *d = file->f_path.dentry;
 	struct vfsmount *vm = BPF_CORE_READ(file, f_path.mnt);
@@ -538,7 +560,7 @@ static __always_inline int file_hook(struct file *file, __u8 op)
 	struct inode *inode = file->f_inode;
 	__u32 rule = inode ? inode_rule(rules, inode) : 0;
 	if (!rule && s->has_dir_rules)
-		rule = ancestor_rule(rules, d, m);
+		rule = ancestor_rule(gen, d, m);
 	return file_verdict(s, rule, inode, op);
 }
 
@@ -605,7 +627,8 @@ static __always_inline int unix_peer(struct sock *other, __u8 op)
 		return 0;
 	struct assay_settings *s;
 	void *rules;
-	if (!file_policy(&s, &rules))
+	__u32 gen;
+	if (!file_policy(&s, &rules, &gen))
 		return -EPERM;
 	struct unix_sock *u = bpf_skc_to_unix_sock(other);
 	if (!u)
@@ -626,7 +649,7 @@ static __always_inline int unix_peer(struct sock *other, __u8 op)
 	struct inode *inode = d->d_inode;
 	__u32 rule = inode ? inode_rule(rules, inode) : 0;
 	if (!rule && s->has_dir_rules)
-		rule = ancestor_rule(rules, d, m);
+		rule = ancestor_rule(gen, d, m);
 	return file_verdict(s, rule, inode, op);
 }
 
