@@ -16,6 +16,8 @@ have xz || need+=(xz-utils)
 have mkfs.btrfs || [ -x /usr/sbin/mkfs.btrfs ] || [ -x /sbin/mkfs.btrfs ] || need+=(btrfs-progs)
 have mkfs.xfs || [ -x /usr/sbin/mkfs.xfs ] || [ -x /sbin/mkfs.xfs ] || need+=(xfsprogs)
 have make || need+=(make)
+have podman || need+=(podman)   # test/container
+[ -x /usr/sbin/runc ] || need+=(runc)
 have git || need+=(git)
 have bpftool || need+=(bpftool)
 have cpio || true
