@@ -39,6 +39,7 @@
 
 /* include/linux/fs.h, stable across versions */
 #define FMODE_EXEC 0x20
+#define __FMODE_EXEC 0x20 /* the same bit, in f_flags */
 #define ATTR_MODE 1
 #define ATTR_UID 2
 #define ATTR_GID 4
@@ -362,7 +363,10 @@ int BPF_PROG(file_open, struct file *file, int ret)
 	__u32 rule = inode ? inode_rule(rules, inode) : 0;
 	if (!rule && s->has_dir_rules)
 		rule = ancestor_rule(gen, d, m);
-	return file_verdict(s, rule, inode, (file->f_mode & FMODE_EXEC) ? FILE_OP_EXEC : FILE_OP_OPEN);
+	/* execve opens with __FMODE_EXEC in f_flags (f_mode gets FMODE_EXEC
+	 * later, or never, depending on the kernel version). */
+	int exec = (file->f_flags & __FMODE_EXEC) || (file->f_mode & FMODE_EXEC);
+	return file_verdict(s, rule, inode, exec ? FILE_OP_EXEC : FILE_OP_OPEN);
 }
 
 SEC("lsm/inode_link")
