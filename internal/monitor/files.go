@@ -3,6 +3,8 @@ package monitor
 import (
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/resolve"
@@ -83,6 +85,14 @@ var stableFS = map[uint64]string{
 	kernel.MagicSysfs:    "sysfs",
 }
 
+// otherFS names common filesystems file rules are refused on, for messages
+// made without the kernel's name (CheckPaths).
+var otherFS = map[uint64]string{
+	0x9fa0: "proc", 0x4d44: "vfat", 0x6969: "nfs", 0x65735546: "fuse", 0xff534d42: "cifs",
+	0xfe534d42: "smb2", 0x01021997: "v9fs", 0x1cd1: "devpts", 0x63677270: "cgroup2",
+	0x27e0eb: "cgroup", 0x73636673: "securityfs", 0xcafe4a11: "bpf", 0x74726163: "tracefs",
+}
+
 // fsSupport returns why the kernel identity id of a policy path (whose
 // stat(2) identity is st) cannot carry a rule, or nil.
 func fsSupport(id kernel.Ident, st resolve.Identity) error {
@@ -105,6 +115,40 @@ func fsSupport(id kernel.Ident, st resolve.Identity) error {
 	default:
 		if id.Dev != resolve.KernelDev(st.StatDev) || id.Ino != st.Ino {
 			return fmt.Errorf("is on %s, where the kernel's identity of the file (dev %#x ino %d) is not what stat(2) reports (dev %#x ino %d): the rule is refused", name, id.Dev, id.Ino, resolve.KernelDev(st.StatDev), st.Ino)
+		}
+	}
+	return nil
+}
+
+// CheckPaths resolves every file rule of p as Compile does, without the
+// kernel (no privilege needed: `assay policy check`): missing paths,
+// symlinks, a trailing slash on a file and filesystems whose file
+// identities cannot be relied on fail with Compile's messages. What only
+// the kernel can tell (an overlay's inode numbers, btrfs's BTF) is checked
+// when the rules are loaded.
+func CheckPaths(p *policy.Policy) error {
+	for _, f := range p.FileDeny {
+		h, err := resolve.Open(f.Path)
+		if err != nil {
+			return fmt.Errorf("%s:%d: files.deny: %w", p.File, f.Line, err)
+		}
+		var sfs unix.Statfs_t
+		serr := unix.Fstatfs(h.FD, &sfs)
+		isDir := h.IsDir
+		h.Close()
+		if f.WantDir && !isDir {
+			return fmt.Errorf("%s:%d: files.deny: %s ends with / but is not a directory", p.File, f.Line, f.Path)
+		}
+		if serr != nil {
+			return fmt.Errorf("%s:%d: files.deny: %s: statfs: %w", p.File, f.Line, f.Path, serr)
+		}
+		if _, ok := stableFS[uint64(sfs.Type)]; !ok {
+			name, ok := otherFS[uint64(sfs.Type)]
+			if !ok {
+				name = "unknown"
+			}
+			id := kernel.Ident{Magic: uint64(sfs.Type), FSType: name, OK: true}
+			return fmt.Errorf("%s:%d: files.deny: %s %w", p.File, f.Line, f.Path, fsSupport(id, resolve.Identity{}))
 		}
 	}
 	return nil
