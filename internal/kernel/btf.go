@@ -102,3 +102,21 @@ func fileProgramsHere() ([]string, error) {
 	}
 	return out, nil
 }
+
+var embedded struct {
+	once sync.Once
+	spec *ebpf.CollectionSpec
+	err  error
+}
+
+// embeddedSpec returns a copy of the embedded BPF object's spec, parsed
+// once per process (start-up parses it for the probe, the identity
+// iterator and the load: tens of milliseconds each, seconds under
+// emulation).
+func embeddedSpec() (*ebpf.CollectionSpec, error) {
+	embedded.once.Do(func() { embedded.spec, embedded.err = loadBpf() })
+	if embedded.err != nil {
+		return nil, embedded.err
+	}
+	return embedded.spec.Copy(), nil
+}

@@ -53,7 +53,7 @@ var identProg struct {
 func identifyProgram() (*ebpf.Program, error) {
 	identProg.once.Do(func() {
 		_ = rlimit.RemoveMemlock()
-		spec, err := loadBpf()
+		spec, err := embeddedSpec()
 		if err != nil {
 			identProg.err = err
 			return

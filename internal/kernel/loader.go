@@ -98,7 +98,7 @@ var ruleMapNames = []string{bpfMapDenyPorts, bpfMapDenyV4, bpfMapAllowV4, bpfMap
 // LoadSpec returns the embedded BPF object, or the one at path.
 func LoadSpec(path string) (*ebpf.CollectionSpec, error) {
 	if path == "" {
-		return loadBpf()
+		return embeddedSpec()
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

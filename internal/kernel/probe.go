@@ -60,7 +60,7 @@ func probeLSM() error {
 			Fix: "add bpf to the lsm= kernel parameter (e.g. lsm=" + strings.Join(lsms, ",") + ",bpf) and reboot"}
 	}
 	_ = rlimit.RemoveMemlock()
-	spec, err := loadBpf()
+	spec, err := embeddedSpec()
 	if err != nil {
 		return err
 	}
