@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/assaymcp/assay/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -11,7 +12,7 @@ import (
 // inode the kernel holds: on ext4/tmpfs the same numbers stat(2) gives
 // (converted to the kernel's device encoding).
 func TestIdentify(t *testing.T) {
-	requireRoot(t)
+	testenv.Privileged(t)
 	dir := t.TempDir()
 	f := dir + "/f"
 	if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
