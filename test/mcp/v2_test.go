@@ -30,7 +30,12 @@ func TestNodeFilesystemServerV2(t *testing.T) {
 		t.Fatal("npx is needed (Node.js with npm)")
 	}
 	t.Run("node", func(t *testing.T) {
-		filesV2(t, assay, script, nil, func(code, root, outside string) []string { return []string{node, script, root, outside} })
+		filesV2(t, assay, script, false, nil, func(code, root, outside string) []string { return []string{node, script, root, outside} })
+	})
+	// With --mcp the refusals' events name the tools/call that caused
+	// them (tool and request id), as the relay saw it.
+	t.Run("node-mcp", func(t *testing.T) {
+		filesV2(t, assay, script, true, nil, func(code, root, outside string) []string { return []string{node, script, root, outside} })
 	})
 	// npx finds the pinned install's bin (no network: --offline, and no
 	// update check); npm writes its logs under HOME, which the policy
@@ -41,13 +46,13 @@ func TestNodeFilesystemServerV2(t *testing.T) {
 		assaytest.PublicDir(t, home)
 		os.Chown(home, 65534, 65534)
 		env := append(os.Environ(), "HOME="+home, "npm_config_update_notifier=false")
-		filesV2(t, assay, script, []string{home}, func(code, root, outside string) []string {
+		filesV2(t, assay, script, false, []string{home}, func(code, root, outside string) []string {
 			return []string{"/bin/sh", "-c", `cd "$0" && exec "$1" --offline mcp-server-filesystem "$2" "$3"`, code, npx, root, outside}
 		}, env...)
 	})
 }
 
-func filesV2(t *testing.T, assay, script string, rw []string, server func(code, root, outside string) []string, env ...string) {
+func filesV2(t *testing.T, assay, script string, mcp bool, rw []string, server func(code, root, outside string) []string, env ...string) {
 	base := t.TempDir()
 	assaytest.PublicDir(t, base)
 	root := filepath.Join(base, "projects")
@@ -95,7 +100,11 @@ files:
 `, root, code, extra)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := mcptest.Start(t, mcptest.Options{Assay: assay, Policy: policy, Server: server(code, root, outside), Env: env})
+	var flags []string
+	if mcp {
+		flags = append(flags, "--mcp")
+	}
+	s := mcptest.Start(t, mcptest.Options{Assay: assay, Policy: policy, Server: server(code, root, outside), Env: env, Flags: flags})
 	call := func(tool string, args map[string]any) (string, bool) {
 		t.Helper()
 		res := s.Call(tool, args)
@@ -141,11 +150,17 @@ files:
 	// the path, the operation and the deciding rule (files.default).
 	// (The server opens the directory before it writes a new file: the
 	// refusal of the write is the refusal of that open.)
-	for _, p := range []string{filepath.Join(outside, "secret.txt"), outside} {
+	for i, p := range []string{filepath.Join(outside, "secret.txt"), outside} {
 		found := false
 		for _, e := range r.Events {
 			if e.Kind == "file" && e.Verdict == "blocked" && e.Path == p && e.RuleID == 1000002 && e.Op == "open" {
 				found = true
+				if mcp && i == 0 {
+					mcptest.CheckMCPContext(t, e, mcptest.CallIDs(t, r, "read_text_file", "path", p), "read_text_file")
+				}
+				if mcp && i == 1 {
+					mcptest.CheckMCPContext(t, e, mcptest.CallIDs(t, r, "write_file", "path", filepath.Join(outside, "new.txt")), "write_file")
+				}
 			}
 		}
 		if !found {
