@@ -50,36 +50,55 @@ func (ps *parser) assignIDs(pol *Policy) *Error {
 		next++
 		return nil
 	}
+	// Sections in the fixed order of the package doc; each rule without
+	// an explicit id gets the smallest free one.
 	if pol.Version == 2 {
-		return ps.assignIDsV2(pol, assign)
+		return firstError(
+			assignEach(pol.NetDeny, "network.deny", assign),
+			assignEach(pol.NetAllow, "network.allow", assign),
+			assignEach(pol.FileDeny, "files.deny", assign),
+			assignEach(pol.FileAllow, "files.allow", assign),
+			assignEach(pol.ToolDeny, "mcp.tools.deny", assign),
+			assignEach(pol.ToolAllow, "mcp.tools.allow", assign))
 	}
-	for i := range pol.DenyPorts {
-		if err := assign(&pol.DenyPorts[i].ID, pol.DenyPorts[i].Line, index("network.deny_ports", i)); err != nil {
+	return firstError(
+		assignEach(pol.DenyPorts, "network.deny_ports", assign),
+		assignEach(pol.DenyCIDRs, "network.deny_cidrs", assign),
+		assignEach(pol.AllowCIDRs, "network.allow_cidrs", assign),
+		assignEach(pol.FileDeny, "files.deny", assign),
+		assignEach(pol.ToolDeny, "mcp.tools.deny", assign),
+		assignEach(pol.ToolAllow, "mcp.tools.allow", assign))
+}
+
+// numbered is a rule with an id and the line it was written on.
+type numbered interface{ idLine() (*uint32, int) }
+
+func (r *PortRule) idLine() (*uint32, int) { return &r.ID, r.Line }
+func (r *CIDRRule) idLine() (*uint32, int) { return &r.ID, r.Line }
+func (r *FileRule) idLine() (*uint32, int) { return &r.ID, r.Line }
+func (r *NetRule) idLine() (*uint32, int)  { return &r.ID, r.Line }
+func (r *ToolRule) idLine() (*uint32, int) { return &r.ID, r.Line }
+
+// assignEach runs assign over one section's rules, in order, and returns
+// the first error.
+func assignEach[T any, P interface {
+	*T
+	numbered
+}](rules []T, section string, assign func(id *uint32, line int, field string) *Error) *Error {
+	for i := range rules {
+		id, line := P(&rules[i]).idLine()
+		if err := assign(id, line, index(section, i)); err != nil {
 			return err
 		}
 	}
-	for i := range pol.DenyCIDRs {
-		if err := assign(&pol.DenyCIDRs[i].ID, pol.DenyCIDRs[i].Line, index("network.deny_cidrs", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.AllowCIDRs {
-		if err := assign(&pol.AllowCIDRs[i].ID, pol.AllowCIDRs[i].Line, index("network.allow_cidrs", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.FileDeny {
-		if err := assign(&pol.FileDeny[i].ID, pol.FileDeny[i].Line, index("files.deny", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.ToolDeny {
-		if err := assign(&pol.ToolDeny[i].ID, pol.ToolDeny[i].Line, index("mcp.tools.deny", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.ToolAllow {
-		if err := assign(&pol.ToolAllow[i].ID, pol.ToolAllow[i].Line, index("mcp.tools.allow", i)); err != nil {
+	return nil
+}
+
+// firstError returns the first non-nil error (the arguments are evaluated
+// in order, so the sections are assigned in order).
+func firstError(errs ...*Error) *Error {
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}

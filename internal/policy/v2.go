@@ -766,41 +766,6 @@ func (ps *parser) rootV2(n *yaml.Node, pol *Policy) *Error {
 	return nil
 }
 
-// assignIDsV2 gives every version 2 rule without an explicit id one.
-func (ps *parser) assignIDsV2(pol *Policy, assign func(id *uint32, line int, field string) *Error) *Error {
-	for i := range pol.NetDeny {
-		if err := assign(&pol.NetDeny[i].ID, pol.NetDeny[i].Line, index("network.deny", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.NetAllow {
-		if err := assign(&pol.NetAllow[i].ID, pol.NetAllow[i].Line, index("network.allow", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.FileDeny {
-		if err := assign(&pol.FileDeny[i].ID, pol.FileDeny[i].Line, index("files.deny", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.FileAllow {
-		if err := assign(&pol.FileAllow[i].ID, pol.FileAllow[i].Line, index("files.allow", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.ToolDeny {
-		if err := assign(&pol.ToolDeny[i].ID, pol.ToolDeny[i].Line, index("mcp.tools.deny", i)); err != nil {
-			return err
-		}
-	}
-	for i := range pol.ToolAllow {
-		if err := assign(&pol.ToolAllow[i].ID, pol.ToolAllow[i].Line, index("mcp.tools.allow", i)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // ruleCount is the number of rules Rules returns.
 func (p *Policy) v2Summary() string {
 	files := "files: none"
