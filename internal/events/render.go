@@ -440,7 +440,8 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
+// appendJSONString appends s as a JSON string, every control character
+// escaped (a hostile comm or path must not reach a terminal raw). Invalid UTF-8 becomes
 // U+FFFD, as with encoding/json.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
@@ -455,7 +456,7 @@ func appendJSONString(b []byte, s string) []byte {
 			b = append(b, '\\', 'r')
 		case c == '\t':
 			b = append(b, '\\', 't')
-		case c < 0x20 || c == 0x2028 || c == 0x2029:
+		case c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x2028 || c == 0x2029: // C0, DEL, C1, line separators
 			b = append(b, '\\', 'u', hex[c>>12&0xf], hex[c>>8&0xf], hex[c>>4&0xf], hex[c&0xf])
 		default:
 			b = utf8.AppendRune(b, c)
