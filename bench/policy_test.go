@@ -14,8 +14,8 @@ import (
 	"github.com/assaymcp/assay/bench/harness"
 	"github.com/assaymcp/assay/bench/report"
 	"github.com/assaymcp/assay/internal/kernel"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/session"
 	"github.com/cilium/ebpf"
 )
 
@@ -95,7 +95,7 @@ const mib = 1 << 20
 // BenchmarkPolicyScale is figure 5: time and memory to load 100k CIDRs
 // (half IPv4, half IPv6) and 1k ports, and 100k file rules. Phases are
 // timed in this process with the product's own code (policy.Load,
-// monitor.Compile: parsing and path resolution) and the loader's map
+// session.Compile: parsing and path resolution) and the loader's map
 // layout (one generation's inner maps, filled with one batch update); the
 // CIDR policy is also timed end to end (`assay monitor` from exec to its
 // "enforcing" line), with its peak RSS and the kernel memory of its maps.
@@ -140,7 +140,7 @@ func BenchmarkPolicyScale(b *testing.B) {
 			}
 			t1 := time.Now()
 			cp.parse = append(cp.parse, ms(t1.Sub(t0)))
-			if rules, err = monitor.Compile(p); err != nil {
+			if rules, err = session.Compile(p); err != nil {
 				b.Fatal(err)
 			}
 			t2 := time.Now()
@@ -178,7 +178,7 @@ func BenchmarkPolicyScale(b *testing.B) {
 			}
 			t1 := time.Now()
 			fp.parse = append(fp.parse, ms(t1.Sub(t0)))
-			if rules, err = monitor.Compile(p); err != nil {
+			if rules, err = session.Compile(p); err != nil {
 				b.Fatal(err)
 			}
 			t2 := time.Now()
@@ -231,7 +231,7 @@ func BenchmarkPolicyScale(b *testing.B) {
 	for _, ph := range []struct {
 		name string
 		v    []float64
-	}{{"parse (policy.Load)", cp.parse}, {"compile (monitor.Compile)", cp.compile}, {"create + fill maps", cp.maps}} {
+	}{{"parse (policy.Load)", cp.parse}, {"compile (session.Compile)", cp.compile}, {"create + fill maps", cp.maps}} {
 		record(b, report.Row{Figure: fig, Case: "100k CIDRs + 1k ports", Variant: ph.name, Unit: "ms", Value: report.Median(ph.v), Raw: ph.v})
 	}
 	row := report.Row{Figure: fig, Case: "100k CIDRs + 1k ports", Variant: "total in process", Unit: "ms", Value: report.Median(cp.total), Raw: cp.total}
@@ -248,7 +248,7 @@ func BenchmarkPolicyScale(b *testing.B) {
 	for _, ph := range []struct {
 		name string
 		v    []float64
-	}{{"parse (policy.Load)", fp.parse}, {"resolve paths (monitor.Compile)", fp.compile}, {"create + fill map", fp.maps}} {
+	}{{"parse (policy.Load)", fp.parse}, {"resolve paths (session.Compile)", fp.compile}, {"create + fill map", fp.maps}} {
 		record(b, report.Row{Figure: fig, Case: fmt.Sprintf("%dk file rules", nFiles/1000), Variant: ph.name, Unit: "ms", Value: report.Median(ph.v), Raw: ph.v})
 	}
 	row = report.Row{Figure: fig, Case: fmt.Sprintf("%dk file rules", nFiles/1000), Variant: "total in process", Unit: "ms", Value: report.Median(fp.total), Raw: fp.total}

@@ -10,8 +10,8 @@ import (
 	"github.com/assaymcp/assay/bench/report"
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/kernel"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/session"
 )
 
 // Phases measures servers under several states of the system, for
@@ -85,7 +85,7 @@ func Phases(tb testing.TB, servers []*load.Server, n int64, rounds, steps, perSe
 }
 
 // Instance loads a policy's programs and maps into the kernel with Assay's
-// own code (policy.Load, monitor.Compile, kernel.Load: what `assay
+// own code (policy.Load, session.Compile, kernel.Load: what `assay
 // monitor` runs), scoped to scope, without attaching them; the benchmark
 // attaches and detaches them between phases. Instances are closed when the
 // benchmark ends. $BENCH_EBPF names a BPF object to use instead of the
@@ -96,7 +96,7 @@ func Instance(tb testing.TB, policyPath string, scope cgroup.Scope, trace bool) 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rules, err := monitor.Compile(p)
+	rules, err := session.Compile(p)
 	if err != nil {
 		tb.Fatal(err)
 	}

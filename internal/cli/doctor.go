@@ -12,8 +12,8 @@ import (
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/landlock"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/sandbox"
+	"github.com/assaymcp/assay/internal/session"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
@@ -134,7 +134,7 @@ func runDoctor() doctorReport {
 		add(c)
 	}
 
-	if err := monitor.CheckPrivileges(); err != nil {
+	if err := session.CheckPrivileges(); err != nil {
 		add(failed("privileges", true, err, ""))
 	} else {
 		add(doctorCheck{Name: "privileges", Status: statusOK, Required: true, Detail: "can load BPF programs (CAP_SYS_ADMIN or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN)"})

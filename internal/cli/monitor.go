@@ -17,8 +17,8 @@ import (
 	"github.com/assaymcp/assay/internal/container"
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/session"
 )
 
 type pidList []int
@@ -174,13 +174,13 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	monitor.Version = Version()
+	session.Version = Version()
 	met, msrv, err := startMetrics(f.metrics, stderr)
 	if err != nil {
 		return fail(stderr, exitError, err)
 	}
 	defer msrv.Close()
-	sess, err := monitor.Start(monitor.Options{
+	sess, err := session.Start(session.Options{
 		Policy: p, Audit: f.audit, Scopes: scopes, All: f.all, Trace: f.trace,
 		Object: f.object, RingBytes: int(f.ringSize), RateLimit: rate, Pin: f.pin, Out: stdout, Format: format,
 		Metrics:  met,

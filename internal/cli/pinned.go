@@ -16,12 +16,12 @@ import (
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
-	"github.com/assaymcp/assay/internal/monitor"
+	"github.com/assaymcp/assay/internal/session"
 )
 
 // reload re-reads the policy file and swaps it in (SIGHUP). A refused
 // policy leaves the old one in force.
-func reload(sess *monitor.Session, path string, audit bool, stderr io.Writer) {
+func reload(sess *session.Session, path string, audit bool, stderr io.Writer) {
 	p, err := loadPolicy(path, audit, io.Discard)
 	if err == nil {
 		err = sess.Reload(p)
@@ -50,14 +50,14 @@ func goneScope(scopes []cgroup.Scope) string {
 // attachCmd streams the events of a pinned instance until stopped, then
 // prints its counters (cumulative since it was pinned).
 func attachCmd(f *monitorFlags, format events.Format, stdout, stderr io.Writer) error {
-	if err := monitor.CheckPrivileges(); err != nil {
+	if err := session.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
 	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	sess, meta, err := monitor.Resume(f.attach, stdout, format)
+	sess, meta, err := session.Resume(f.attach, stdout, format)
 	if err != nil {
 		return fail(stderr, exitError, err)
 	}
@@ -130,7 +130,7 @@ pinned it still runs, and the emitted/dropped/suppressed event counters.` + exit
 }
 
 func runStatus(output string, stdout, stderr io.Writer) error {
-	if err := monitor.CheckPrivileges(); err != nil {
+	if err := session.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
 	names, err := kernel.ListPinned()
@@ -214,7 +214,7 @@ under ` + kernel.PinRoot + `/NAME: its enforcement ends.` + exitStatusSection(`
 }
 
 func runDetach(name string, stdout, stderr io.Writer) error {
-	if err := monitor.CheckPrivileges(); err != nil {
+	if err := session.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
 	inst, err := kernel.OpenPinned(name)
@@ -256,14 +256,14 @@ The scope cannot change on reload.` + exitStatusSection(`
 }
 
 func runReload(name, path string, stdout, stderr io.Writer) error {
-	if err := monitor.CheckPrivileges(); err != nil {
+	if err := session.CheckPrivileges(); err != nil {
 		return fail(stderr, exitError, err)
 	}
 	p, err := readPolicy(path)
 	if err != nil {
 		return fail(stderr, exitError, fmt.Errorf("reload refused, the previous policy stays in force: %w", err))
 	}
-	if err := monitor.ReloadPinned(name, p); err != nil {
+	if err := session.ReloadPinned(name, p); err != nil {
 		return fail(stderr, exitError, fmt.Errorf("reload refused, the previous policy stays in force: %w", err))
 	}
 	fmt.Fprintf(stdout, "assay: reloaded %q with %s (%s)\n", name, p.File, p.Summary())

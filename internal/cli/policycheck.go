@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/sandbox"
+	"github.com/assaymcp/assay/internal/session"
 )
 
 func newPolicyCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -83,11 +83,11 @@ func runPolicyCheck(file string, stdout, stderr io.Writer) error {
 	if p.Version == 1 {
 		var err error
 		if os.Geteuid() == 0 {
-			_, err = monitor.Compile(p)
+			_, err = session.Compile(p)
 		} else {
 			// Without privilege the kernel cannot be asked for file
 			// identities: the same checks, short of those.
-			err = monitor.CheckPaths(p)
+			err = session.CheckPaths(p)
 		}
 		if err != nil {
 			return fail(stderr, exitError, err)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/mcp"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/session"
 )
 
 // relayDrain bounds the wait, after the command's cgroup was removed, for
@@ -29,7 +29,7 @@ type mcpRelay struct {
 	started   bool
 }
 
-// context is the tracker's lookup for the monitor session, nil without a
+// context is the tracker's lookup for the enforcement session, nil without a
 // relay.
 func (m *mcpRelay) context() func(uint64) []events.MCPCall {
 	if m == nil {
@@ -80,7 +80,7 @@ func (m *mcpRelay) attach(cmd *exec.Cmd) {
 
 // start relays once the command runs: tool decisions become events of
 // sess, attributed to the command's process pid in cgroup cg.
-func (m *mcpRelay) start(sess *monitor.Session, pid int, cg uint64, onDecision func(mcp.Decision)) {
+func (m *mcpRelay) start(sess *session.Session, pid int, cg uint64, onDecision func(mcp.Decision)) {
 	if m == nil {
 		return
 	}

@@ -85,9 +85,9 @@ import (
 	"github.com/assaymcp/assay/internal/landlock"
 	"github.com/assaymcp/assay/internal/mcp"
 	"github.com/assaymcp/assay/internal/metrics"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/seccomp"
+	"github.com/assaymcp/assay/internal/session"
 	"golang.org/x/sys/unix"
 )
 
@@ -170,7 +170,7 @@ type launch struct {
 	rs       *landlock.Ruleset
 	judge    func(events.Event) (events.Event, bool) // policy v2 file events from traced opens
 	leaf     cgroup.Scope
-	sess     *monitor.Session
+	sess     *session.Session
 	cmd      *exec.Cmd
 	control  *os.File // write end: signals for init
 	sigs     chan os.Signal
@@ -219,7 +219,7 @@ func (l *launch) prepare() (int, error) {
 		return status, err
 	}
 	l.path = path
-	if err := monitor.CheckPrivileges(); err != nil {
+	if err := session.CheckPrivileges(); err != nil {
 		return ExitSetup, err
 	}
 	// Resolve every file rule now, once: a rule is never silently dropped,
@@ -432,7 +432,7 @@ func (l *launch) start() (int, error) {
 			return ExitSetup, err
 		}
 	}
-	l.sess, err = monitor.Start(monitor.Options{
+	l.sess, err = session.Start(session.Options{
 		Policy: &kp, Rules: &l.rules, Audit: o.Audit, Scopes: []cgroup.Scope{l.leaf}, Trace: o.Trace || l.judge != nil,
 		Judge: l.judge, QuietTrace: l.judge != nil && !o.Trace,
 		RingBytes: o.RingBytes, Out: o.Events, Format: o.Format,

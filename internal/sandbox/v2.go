@@ -8,8 +8,8 @@ import (
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/landlock"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/session"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +37,7 @@ func compileForRun(p *policy.Policy) (kernel.Rules, error) {
 		withoutFiles(&np)
 		p = &np
 	}
-	return monitor.Compile(p)
+	return session.Compile(p)
 }
 
 // withoutFiles drops the file rules of a policy (they are enforced by
@@ -182,7 +182,7 @@ func CheckV2(p *policy.Policy) (Report, error) {
 // observation only: nothing is blocked, and only opens are seen.
 const MechTraceAudit = "trace-audit"
 
-// judgeV2 returns the monitor's judge for version 2 file rules: a traced
+// judgeV2 returns the session's judge for version 2 file rules: a traced
 // open of an absolute path that the policy refuses for the access asked
 // becomes a file event naming the path and the deciding rule. In enforce
 // mode (Landlock) only opens that failed with EACCES count (Landlock's

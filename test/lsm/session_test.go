@@ -15,8 +15,8 @@ import (
 
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/session"
 )
 
 // TestSessionSurvivesGC: the links are held for the session's whole life;
@@ -41,7 +41,7 @@ func TestSessionSurvivesGC(t *testing.T) {
 			t.Errorf("remove the cgroup: %v", err)
 		}
 	})
-	sess, err := monitor.Start(monitor.Options{Policy: p, Scopes: []cgroup.Scope{cg}, Out: io.Discard, Format: events.Text})
+	sess, err := session.Start(session.Options{Policy: p, Scopes: []cgroup.Scope{cg}, Out: io.Discard, Format: events.Text})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
-// Package monitor turns a policy and a scope into enforcement: it resolves
-// file rules, loads and attaches the kernel programs, streams their events
-// to a renderer, and at the end detaches everything and accounts for every
-// event. `assay monitor` and `assay run` both drive it.
-package monitor
+// Package session is the enforcement session that `assay run` and `assay
+// monitor` both drive: it turns a policy and a scope into enforcement,
+// resolving file rules, loading and attaching the kernel programs, streaming
+// their events to a renderer, and at the end detaching everything and
+// accounting for every event.
+package session
 
 import (
 	"errors"

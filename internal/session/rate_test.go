@@ -1,4 +1,4 @@
-package monitor_test
+package session_test
 
 import (
 	"bytes"
@@ -11,8 +11,8 @@ import (
 	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
-	"github.com/assaymcp/assay/internal/monitor"
 	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/session"
 )
 
 func TestMain(m *testing.M) { assaytest.Main(m) }
@@ -59,7 +59,7 @@ func (l *lockedBuffer) seen(t *testing.T) (single, aggregated map[uint64]uint64)
 // making one denied connect, with a limit of one event per second:
 //   - while the map is full, a new cgroup's event is not emitted under
 //     another's budget, nor lost: it is counted in an aggregate;
-//   - the monitor sweeps the budgets of seconds that are over, so a new
+//   - the session sweeps the budgets of seconds that are over, so a new
 //     cgroup soon gets a budget of its own again (kernel.TestRateBudgets
 //     checks the map itself, step by step);
 //   - every attempt of every cgroup reaches the operator exactly once.
@@ -71,7 +71,7 @@ func TestRateBudgetsUnderCgroupChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := &lockedBuffer{}
-	s, err := monitor.Start(monitor.Options{
+	s, err := session.Start(session.Options{
 		Policy: p, Scopes: []cgroup.Scope{scope}, RateLimit: 1, RateEntries: 4,
 		AggInterval: 50 * time.Millisecond, Out: out, Format: events.JSON,
 	})
@@ -124,7 +124,7 @@ func TestRateBudgetsUnderCgroupChurn(t *testing.T) {
 		}
 	}
 	t.Logf("8 cgroups in quick succession: %d not emitted one by one (the map holds 4)", full)
-	// The monitor sweeps the budgets of past seconds: a new cgroup soon
+	// The session sweeps the budgets of past seconds: a new cgroup soon
 	// gets a budget of its own again.
 	deadline := time.Now().Add(20 * time.Second)
 	for !reported(attempt()) {
