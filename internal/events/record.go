@@ -146,6 +146,41 @@ const (
 	AFInet6 = 10
 )
 
+// PathSource says where a traced path comes from
+// (assay_trace_event.source).
+type PathSource uint16
+
+// Path sources.
+const (
+	// SourceArg: the path argument as written in the caller's memory (a
+	// failed open, which opened no file). A racing thread can change it.
+	SourceArg PathSource = 0
+	// SourceFile: the path of the opened or executed file, built by the
+	// kernel program from the file's dentries and mounts.
+	SourceFile PathSource = 1
+	// With SourceFile: the leading components did not fit in the record
+	// (Path holds the last ones, starting with "/").
+	SourcePartial PathSource = 0x100
+	// With SourceFile: no path reaches the file (deleted, disconnected).
+	SourceUnlinked PathSource = 0x200
+)
+
+// FromFile reports whether the path names the file the kernel opened, in
+// full.
+func (s PathSource) FromFile() bool { return s == SourceFile }
+
+func (s PathSource) String() string {
+	switch {
+	case s == SourceFile:
+		return "file"
+	case s&SourceFile != 0 && s&SourcePartial != 0:
+		return "file-partial"
+	case s&SourceFile != 0 && s&SourceUnlinked != 0:
+		return "file-unlinked"
+	}
+	return "argument"
+}
+
 // Event is one decoded record.
 type Event struct {
 	Kind     Kind
@@ -177,6 +212,8 @@ type Event struct {
 	Path  string
 	Flags uint32
 	Ret   int32 // the open's result: an fd, or -errno
+	// Source says where Path comes from (see PathSource).
+	Source PathSource
 
 	// Tool events: the tool's name.
 	Tool string
@@ -258,6 +295,7 @@ func Decode(b []byte) (Event, error) {
 		if n > TracePathMax-1 {
 			return e, malformed("path length %d exceeds %d", n, TracePathMax-1)
 		}
+		e.Source = PathSource(le.Uint16(p[10:]))
 		e.Path = string(p[16 : 16+n])
 	}
 	return e, nil

@@ -101,12 +101,16 @@ func TestOperatorLines(t *testing.T) {
 			binary.LittleEndian.PutUint32(b[HeaderSize+4:], uint32(0xfffffff3)) // -EACCES
 			return b
 		}(),
-			"[PID 7] OPEN: path=/home/agent/.ssh/id_ed25519 flags=0x0 cgroup=0 result=EACCES comm=cat tid=7 observation=trace"},
-		{traceRecord(KindTraceOpen, "cat", "/etc/hosts"),
+			"[PID 7] OPEN: path=/home/agent/.ssh/id_ed25519 flags=0x0 cgroup=0 result=EACCES path_source=argument comm=cat tid=7 observation=trace"},
+		{func() []byte {
+			b := traceRecord(KindTraceOpen, "cat", "/etc/hosts")
+			binary.LittleEndian.PutUint16(b[HeaderSize+10:], uint16(SourceFile))
+			return b
+		}(),
 			"[PID 7] OPEN: path=/etc/hosts flags=0x0 cgroup=0 result=ok comm=cat tid=7 observation=trace"},
 		// A hostile path or comm cannot end the line or forge a field.
 		{traceRecord(KindTraceExec, "x rule_id=1", "/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9"),
-			`[PID 7] EXEC: path="/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9" cgroup=0 comm="x rule_id=1" tid=7 observation=trace`},
+			`[PID 7] EXEC: path="/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9" cgroup=0 path_source=argument comm="x rule_id=1" tid=7 observation=trace`},
 	} {
 		e, err := Decode(tc.rec)
 		if err != nil {

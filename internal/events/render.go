@@ -205,6 +205,10 @@ func AppendText(b []byte, e Event) []byte {
 			b = append(b, " result="...)
 			b = append(b, openResult(e.Ret)...)
 		}
+		if e.Source != SourceFile {
+			b = append(b, " path_source="...)
+			b = append(b, e.Source.String()...)
+		}
 	}
 	b = append(b, " comm="...)
 	b = appendValue(b, e.Comm)
@@ -305,6 +309,9 @@ type JSONEvent struct {
 	Flags  *uint32 `json:"flags,omitempty"`
 	Ret    *int32  `json:"ret,omitempty"`    // open: the result, an fd or -errno
 	Result string  `json:"result,omitempty"` // open: "ok" or the errno name
+	// PathSource: open and exec: where Path comes from (file, file-partial,
+	// file-unlinked, argument).
+	PathSource string `json:"path_source,omitempty"`
 
 	Tool string     `json:"tool,omitempty"` // tool events: the tool's name
 	MCP  MCPContext `json:"mcp,omitempty"`  // the MCP requests in flight (assay run --mcp)
@@ -335,6 +342,7 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 		j.Path = e.Path
 	case KindTraceOpen, KindTraceExec:
 		j.Path = e.Path
+		j.PathSource = e.Source.String()
 		if e.Kind == KindTraceOpen {
 			f, ret := e.Flags, e.Ret
 			j.Flags, j.Ret = &f, &ret
@@ -429,6 +437,9 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 			b = append(b, openResult(e.Ret)...)
 			b = append(b, '"')
 		}
+		b = append(b, `,"path_source":"`...)
+		b = append(b, e.Source.String()...)
+		b = append(b, '"')
 	case KindTool:
 		b = append(b, `,"tool":`...)
 		b = appendJSONString(b, e.Tool)

@@ -171,8 +171,14 @@ type bpfAssayTraceEvent struct {
 	Flags   uint32
 	Ret     int32
 	PathLen uint16
-	Pad     [3]uint16
+	Source  uint16
+	Pad     [2]uint16
 	Path    [256]int8
+}
+
+type bpfAssayTraceScratch struct {
+	_   structs.HostLayout
+	Buf [512]int8
 }
 
 // Names of all BPF objects in the ELF.
@@ -196,6 +202,7 @@ const (
 	bpfMapRate               = "rate"
 	bpfMapSettings           = "settings"
 	bpfMapTraceEvents        = "trace_events"
+	bpfMapTraceScratch       = "trace_scratch"
 	bpfProgConnect4          = "connect4"
 	bpfProgConnect6          = "connect6"
 	bpfProgFileMprotect      = "file_mprotect"
@@ -315,23 +322,24 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Active      *ebpf.MapSpec `ebpf:"active"`
-	Agg         *ebpf.MapSpec `ebpf:"agg"`
-	AllowV4     *ebpf.MapSpec `ebpf:"allow_v4"`
-	AllowV6     *ebpf.MapSpec `ebpf:"allow_v6"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	DenyPorts   *ebpf.MapSpec `ebpf:"deny_ports"`
-	DenyV4      *ebpf.MapSpec `ebpf:"deny_v4"`
-	DenyV6      *ebpf.MapSpec `ebpf:"deny_v6"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	FileRules   *ebpf.MapSpec `ebpf:"file_rules"`
-	Net2AllowV4 *ebpf.MapSpec `ebpf:"net2_allow_v4"`
-	Net2AllowV6 *ebpf.MapSpec `ebpf:"net2_allow_v6"`
-	Net2DenyV4  *ebpf.MapSpec `ebpf:"net2_deny_v4"`
-	Net2DenyV6  *ebpf.MapSpec `ebpf:"net2_deny_v6"`
-	Rate        *ebpf.MapSpec `ebpf:"rate"`
-	Settings    *ebpf.MapSpec `ebpf:"settings"`
-	TraceEvents *ebpf.MapSpec `ebpf:"trace_events"`
+	Active       *ebpf.MapSpec `ebpf:"active"`
+	Agg          *ebpf.MapSpec `ebpf:"agg"`
+	AllowV4      *ebpf.MapSpec `ebpf:"allow_v4"`
+	AllowV6      *ebpf.MapSpec `ebpf:"allow_v6"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	DenyPorts    *ebpf.MapSpec `ebpf:"deny_ports"`
+	DenyV4       *ebpf.MapSpec `ebpf:"deny_v4"`
+	DenyV6       *ebpf.MapSpec `ebpf:"deny_v6"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	FileRules    *ebpf.MapSpec `ebpf:"file_rules"`
+	Net2AllowV4  *ebpf.MapSpec `ebpf:"net2_allow_v4"`
+	Net2AllowV6  *ebpf.MapSpec `ebpf:"net2_allow_v6"`
+	Net2DenyV4   *ebpf.MapSpec `ebpf:"net2_deny_v4"`
+	Net2DenyV6   *ebpf.MapSpec `ebpf:"net2_deny_v6"`
+	Rate         *ebpf.MapSpec `ebpf:"rate"`
+	Settings     *ebpf.MapSpec `ebpf:"settings"`
+	TraceEvents  *ebpf.MapSpec `ebpf:"trace_events"`
+	TraceScratch *ebpf.MapSpec `ebpf:"trace_scratch"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -375,23 +383,24 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Active      *ebpf.Map `ebpf:"active"`
-	Agg         *ebpf.Map `ebpf:"agg"`
-	AllowV4     *ebpf.Map `ebpf:"allow_v4"`
-	AllowV6     *ebpf.Map `ebpf:"allow_v6"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	DenyPorts   *ebpf.Map `ebpf:"deny_ports"`
-	DenyV4      *ebpf.Map `ebpf:"deny_v4"`
-	DenyV6      *ebpf.Map `ebpf:"deny_v6"`
-	Events      *ebpf.Map `ebpf:"events"`
-	FileRules   *ebpf.Map `ebpf:"file_rules"`
-	Net2AllowV4 *ebpf.Map `ebpf:"net2_allow_v4"`
-	Net2AllowV6 *ebpf.Map `ebpf:"net2_allow_v6"`
-	Net2DenyV4  *ebpf.Map `ebpf:"net2_deny_v4"`
-	Net2DenyV6  *ebpf.Map `ebpf:"net2_deny_v6"`
-	Rate        *ebpf.Map `ebpf:"rate"`
-	Settings    *ebpf.Map `ebpf:"settings"`
-	TraceEvents *ebpf.Map `ebpf:"trace_events"`
+	Active       *ebpf.Map `ebpf:"active"`
+	Agg          *ebpf.Map `ebpf:"agg"`
+	AllowV4      *ebpf.Map `ebpf:"allow_v4"`
+	AllowV6      *ebpf.Map `ebpf:"allow_v6"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	DenyPorts    *ebpf.Map `ebpf:"deny_ports"`
+	DenyV4       *ebpf.Map `ebpf:"deny_v4"`
+	DenyV6       *ebpf.Map `ebpf:"deny_v6"`
+	Events       *ebpf.Map `ebpf:"events"`
+	FileRules    *ebpf.Map `ebpf:"file_rules"`
+	Net2AllowV4  *ebpf.Map `ebpf:"net2_allow_v4"`
+	Net2AllowV6  *ebpf.Map `ebpf:"net2_allow_v6"`
+	Net2DenyV4   *ebpf.Map `ebpf:"net2_deny_v4"`
+	Net2DenyV6   *ebpf.Map `ebpf:"net2_deny_v6"`
+	Rate         *ebpf.Map `ebpf:"rate"`
+	Settings     *ebpf.Map `ebpf:"settings"`
+	TraceEvents  *ebpf.Map `ebpf:"trace_events"`
+	TraceScratch *ebpf.Map `ebpf:"trace_scratch"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -413,6 +422,7 @@ func (m *bpfMaps) Close() error {
 		m.Rate,
 		m.Settings,
 		m.TraceEvents,
+		m.TraceScratch,
 	)
 }
 

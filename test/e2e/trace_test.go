@@ -4,15 +4,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/assaymcp/assay/internal/assaytest"
 )
 
-// TestTrace: --trace reports the files an in-scope process opens, with the
-// path read from its memory and the open's result, and the programs it
-// executes; nothing for a process outside the scope; and it decides
+// TestTrace: --trace reports the files an in-scope process opens (the
+// opened file's path, from the kernel), a failed open with the path
+// argument as written, the open's result, and the programs it executes; nothing for a process outside the scope; and it decides
 // nothing.
 func TestTrace(t *testing.T) {
 	assaytest.Privileged(t)
@@ -54,11 +55,11 @@ func TestTrace(t *testing.T) {
 		}
 		switch {
 		case int(e.PID) == in.ChildPID && e.Kind == "open" && e.Path == file:
-			sawOpen = e.Result == "ok"
+			sawOpen = e.Result == "ok" && e.PathSource == "file"
 		case int(e.PID) == in.ChildPID && e.Kind == "exec" && strings.HasSuffix(e.Path, "/cat"):
-			sawExec = true
+			sawExec = e.PathSource == "file"
 		case int(e.PID) == miss.PID && e.Kind == "open" && e.Path == missing:
-			sawMissing = e.Result == "ENOENT" && e.Ret != nil && *e.Ret == -2
+			sawMissing = e.Result == "ENOENT" && e.Ret != nil && *e.Ret == -2 && e.PathSource == "argument"
 		}
 	}
 	if !sawOpen || !sawExec || !sawMissing {
@@ -66,5 +67,46 @@ func TestTrace(t *testing.T) {
 	}
 	if res.Summary.Tracepoint.Emitted != uint64(len(res.Events)) || res.Summary.Tracepoint.Dropped != 0 {
 		t.Errorf("tracepoint summary %+v, events %d", res.Summary.Tracepoint, len(res.Events))
+	}
+}
+
+// TestTraceSwappedPath: a thread's open waits in the kernel on a named
+// pipe while another thread rewrites the path argument in memory to name
+// another file, then lets the open return. The traced open names the file
+// the kernel opened (the pipe, path_source file), not what the argument
+// says at the syscall's exit.
+func TestTraceSwappedPath(t *testing.T) {
+	assaytest.Privileged(t)
+	t.Parallel()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other-file-named-by-the-swapped-argument")
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cg := assaytest.NewCgroup(t)
+	pol := filepath.Join(dir, "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nnetwork:\n  deny_ports: [9]\n"), 0o600)
+	m := assaytest.StartMonitor(t, "monitor", "--policy", pol, "--cgroup", cg.Path, "--trace", "--output", "json")
+	res := assaytest.Probe(t, &cg, "open-swapped", fifo, other)
+	if !res.Ok() || res.Out != "fifo" {
+		t.Fatalf("open-swapped: %+v", res)
+	}
+	stop := m.Stop() // drains the ring buffer
+	var found bool
+	for _, e := range stop.Events {
+		if int(e.TID) != res.TID || e.Kind != "open" || e.Ret == nil || *e.Ret < 0 {
+			continue
+		}
+		found = true
+		if e.Path != fifo || e.PathSource != "file" {
+			t.Errorf("the open of the pipe is reported as path=%q path_source=%q, want %q from the file", e.Path, e.PathSource, fifo)
+		}
+	}
+	if !found {
+		t.Errorf("no successful open by thread %d; events:\n%s", res.TID, strings.Join(stop.EventLines, "\n"))
 	}
 }

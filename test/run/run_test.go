@@ -142,11 +142,19 @@ func TestRunStartsInFreshCgroup(t *testing.T) {
 	// The exec tracepoint fires inside execve, before the first instruction
 	// of the new program, and the in-kernel scope check only reports tasks
 	// already in the cgroup: the command was in the cgroup from its start.
-	// Before it, assay's own init and shim (/proc/self/exe) execute there.
-	catPath := lookPath(t, "cat")
+	// Before it, assay's own init and shim (/proc/self/exe, named as the
+	// file executed: the assay binary) execute there.
+	catPath, err := filepath.EvalSymlinks(lookPath(t, "cat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := filepath.EvalSymlinks(assaytest.Binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
 	found := false
 	for _, ev := range evs {
-		if ev["kind"] == "exec" && ev["path"] == "/proc/self/exe" {
+		if ev["kind"] == "exec" && ev["path"] == self {
 			continue
 		}
 		if ev["kind"] == "exec" {
