@@ -159,6 +159,18 @@ func helper(args []string) int {
 		s := <-c
 		fmt.Printf("got %s\n", unix.SignalName(s.(syscall.Signal)))
 		return 7
+	case "signals-all": // report each forwarded signal; exit 7 after SIGTERM
+		c := make(chan os.Signal, 8)
+		signal.Notify(c, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
+		printCgroup()
+		fmt.Println("ready")
+		for s := range c {
+			fmt.Printf("got %s\n", unix.SignalName(s.(syscall.Signal)))
+			if s == syscall.SIGTERM {
+				return 7
+			}
+		}
+		return 1
 	case "daemon": // leave a grandchild behind, then wait to be killed
 		gc := exec.Command("sleep", "300")
 		if err := gc.Start(); err != nil {

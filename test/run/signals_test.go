@@ -39,6 +39,38 @@ func TestRunForwardsSignals(t *testing.T) {
 	}
 }
 
+// TestRunForwardsOtherSignals: SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+// sent to assay reach the command too (README), one session for all: the
+// command acknowledges each before the next is sent, and SIGTERM ends it.
+func TestRunForwardsOtherSignals(t *testing.T) {
+	e := newEnv(t)
+	s := e.start("--policy", e.policy(netPolicy), "--", "@", "signals-all")
+	for _, sig := range []syscall.Signal{syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH} {
+		if err := s.cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		line := make(chan string, 1)
+		go func() {
+			l, _ := s.stdout.ReadString('\n')
+			line <- l
+		}()
+		select {
+		case l := <-line:
+			if want := "got " + unix.SignalName(sig) + "\n"; l != want {
+				t.Fatalf("after %s the command printed %q, want %q\nstderr:\n%s", unix.SignalName(sig), l, want, s.stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s was not forwarded within 20s\nstderr:\n%s", unix.SignalName(sig), s.stderr.String())
+		}
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if status, rest := s.wait(t); status != 7 || rest != "got SIGTERM\n" {
+		t.Errorf("status %d, stdout %q; want 7 and \"got SIGTERM\\n\"\nstderr:\n%s", status, rest, s.stderr.String())
+	}
+}
+
 // TestRunSIGKILL: when assay is killed with SIGKILL, nothing of the
 // sandbox keeps running: init dies with assay (PR_SET_PDEATHSIG) and the
 // kernel kills the rest of its PID namespace, a grandchild included. The
