@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
 )
@@ -34,18 +35,34 @@ func (inst *Instance) Stream(fn func(rec []byte, idle bool)) (*Stream, error) {
 		}
 		s.readers = append(s.readers, r)
 	}
-	for _, r := range s.readers {
+	for i, r := range s.readers {
 		s.wg.Add(1)
-		go s.loop(r, fn)
+		// The trace ring's producers batch their wake-ups
+		// (ringbuf_wakeup in bpf/common.h): its reader polls too.
+		go s.loop(r, names[i] == bpfMapTraceEvents, fn)
 	}
 	return s, nil
 }
 
-func (s *Stream) loop(r *ringbuf.Reader, fn func([]byte, bool)) {
+// RingPollInterval bounds how long a trace record waits in its ring
+// buffer: the programs wake the reader only once per 64 KiB of records
+// (bpf/common.h, ringbuf_wakeup), so the reader also wakes itself this
+// often and takes what has arrived.
+const RingPollInterval = 10 * time.Millisecond
+
+func (s *Stream) loop(r *ringbuf.Reader, poll bool, fn func([]byte, bool)) {
 	defer s.wg.Done()
 	var rec ringbuf.Record
+	if poll {
+		r.SetDeadline(time.Now().Add(RingPollInterval))
+	}
 	for {
 		err := r.ReadInto(&rec)
+		if poll && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Every record that had arrived was delivered first.
+			r.SetDeadline(time.Now().Add(RingPollInterval))
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrClosed) {
 				return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/assaymcp/assay/internal/assaytest"
+	"github.com/assaymcp/assay/internal/cgroup"
 )
 
 // TestTrace: --trace reports the files an in-scope process opens (the
@@ -36,15 +37,37 @@ func TestTrace(t *testing.T) {
 	if miss.Errno != "ENOENT" {
 		t.Fatalf("open of a missing file: %+v", miss)
 	}
+	// The scope check walks the task's cgroup ancestry (in_scope_btf):
+	// two levels below the scope is in scope, a sibling cgroup (same
+	// level, another id) is not.
+	nested, err := cgroup.CreateLeaf(cg.Path, "nested")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cgroup.Remove(nested) })
+	deeper, err := cgroup.CreateLeaf(nested.Path, "deeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cgroup.Remove(deeper) })
+	deep := assaytest.Probe(t, &deeper, "open", file, "r")
+	if !deep.Ok() {
+		t.Fatalf("open two cgroups below the scope: %+v", deep)
+	}
+	sibling := assaytest.NewCgroup(t)
+	sib := assaytest.Probe(t, &sibling, "open", file, "r")
+	if !sib.Ok() {
+		t.Fatalf("open in a sibling cgroup: %+v", sib)
+	}
 	outside := assaytest.Probe(t, nil, "cat", file)
 	if outside.Exit != 0 {
 		t.Fatalf("outside cat: %+v", outside)
 	}
 	time.Sleep(300 * time.Millisecond)
 	res := m.Stop()
-	var sawOpen, sawExec, sawMissing bool
+	var sawOpen, sawExec, sawMissing, sawDeep bool
 	for _, e := range res.Events {
-		if int(e.PID) == outside.ChildPID || int(e.PID) == outside.PID {
+		if int(e.PID) == outside.ChildPID || int(e.PID) == outside.PID || int(e.PID) == sib.PID {
 			t.Errorf("event for an out-of-scope process: %+v", e)
 		}
 		if e.Verdict != "observed" || e.RuleID != 0 {
@@ -58,12 +81,14 @@ func TestTrace(t *testing.T) {
 			sawOpen = e.Result == "ok" && e.PathSource == "file"
 		case int(e.PID) == in.ChildPID && e.Kind == "exec" && strings.HasSuffix(e.Path, "/cat"):
 			sawExec = e.PathSource == "file"
+		case int(e.PID) == deep.PID && e.Kind == "open" && e.Path == file:
+			sawDeep = true
 		case int(e.PID) == miss.PID && e.Kind == "open" && e.Path == missing:
 			sawMissing = e.Result == "ENOENT" && e.Ret != nil && *e.Ret == -2 && e.PathSource == "argument"
 		}
 	}
-	if !sawOpen || !sawExec || !sawMissing {
-		t.Errorf("open seen %v, exec seen %v, failed open seen %v; events:\n%s", sawOpen, sawExec, sawMissing, strings.Join(res.EventLines, "\n"))
+	if !sawOpen || !sawExec || !sawMissing || !sawDeep {
+		t.Errorf("open seen %v, exec seen %v, failed open seen %v, nested open seen %v; events:\n%s", sawOpen, sawExec, sawMissing, sawDeep, strings.Join(res.EventLines, "\n"))
 	}
 	if res.Summary.Tracepoint.Emitted != uint64(len(res.Events)) || res.Summary.Tracepoint.Dropped != 0 {
 		t.Errorf("tracepoint summary %+v, events %d", res.Summary.Tracepoint, len(res.Events))

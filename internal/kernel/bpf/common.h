@@ -237,6 +237,49 @@ static __always_inline int in_scope(void)
 	return 0;
 }
 
+/* in_scope_btf is in_scope for tracing and LSM programs without a helper
+ * call: it reads the current task's cgroup v2 and walks up its parents
+ * with plain loads through BTF pointers, comparing each level's id with
+ * the scopes at that level (the scope levels and ids are load-time
+ * constants). Past SCOPE_WALK levels above the leaf it asks in_scope.
+ * Same answer as in_scope. */
+#define SCOPE_WALK 8
+
+static __always_inline int in_scope_btf(void)
+{
+	if (scope_config.scope_all)
+		return 1;
+	__u32 min_level = 0xffffffff;
+#pragma unroll
+	for (int i = 0; i < MAX_SCOPES; i++) {
+		if (i >= scope_config.nscopes)
+			break;
+		if (scope_config.scope_level[i] < min_level)
+			min_level = scope_config.scope_level[i];
+	}
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct cgroup *cg = t->cgroups->dfl_cgrp;
+#pragma unroll
+	for (int d = 0; d < SCOPE_WALK; d++) {
+		if (!cg)
+			return 0;
+		__u32 level = cg->level;
+		if (level < min_level)
+			return 0; /* above every scope */
+		__u64 id = cg->kn->id;
+#pragma unroll
+		for (int i = 0; i < MAX_SCOPES; i++) {
+			if (i >= scope_config.nscopes)
+				break;
+			if (scope_config.scope_level[i] == level && scope_config.scope_id[i] == id)
+				return 1;
+		}
+		struct cgroup_subsys_state *parent = cg->self.parent;
+		cg = parent ? parent->cgroup : 0;
+	}
+	return in_scope();
+}
+
 #define COUNT_DROPPED 0
 #define COUNT_EMITTED 1
 #define COUNT_SUPPRESSED 2
@@ -359,4 +402,26 @@ static __always_inline void fill_header(struct assay_event_header *h, __u8 kind,
 	h->cgroup_id = bpf_get_current_cgroup_id();
 	h->ts_ns = bpf_ktime_get_ns();
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* Batched wake-ups for a ring buffer whose reader also polls on a timer
+ * (internal/kernel/stream.go: RingPollInterval). Submitting with the
+ * default flags wakes the reader for every record it was caught up
+ * with: an irq_work and a cross-CPU wake-up per event when it keeps up.
+ * ringbuf_wakeup, called between reserve and submit, asks for a wake-up
+ * only when the producer position has just crossed a RINGBUF_WAKE_BYTES
+ * boundary (so a busy reader is woken about once per 64 KiB of records)
+ * and for none otherwise: the reader's timer then delivers a quiet
+ * trickle, so a record waits at most one poll interval. */
+#define RINGBUF_WAKE_BYTES (64 * 1024)
+
+static __always_inline __u64 ringbuf_wakeup(void *ring, __u64 size)
+{
+	/* Reserve already advanced the producer position past this record
+	 * (and its 8-byte header). */
+	__u64 end = bpf_ringbuf_query(ring, BPF_RB_PROD_POS);
+	__u64 start = end - size - 8;
+	if (start / RINGBUF_WAKE_BYTES != end / RINGBUF_WAKE_BYTES)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
 }

@@ -55,7 +55,7 @@
 #define NR32_creat 8
 #define NR32_openat 295
 #define NR32_openat2 437
-#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#define SYSCALL_NR(regs) ((regs)->orig_ax) /* a plain load: regs is a trusted BTF pointer */
 #elif defined(__TARGET_ARCH_arm64)
 /* arm64 has no open(2) nor creat(2): libc calls openat(AT_FDCWD, ...). */
 #define NR_openat 56
@@ -72,7 +72,7 @@ struct user_pt_regs {
 struct pt_regs___assay_arm64 {
 	__s32 syscallno;
 } __attribute__((preserve_access_index));
-#define SYSCALL_NR(regs) BPF_CORE_READ((struct pt_regs___assay_arm64 *)(regs), syscallno)
+#define SYSCALL_NR(regs) (((struct pt_regs___assay_arm64 *)(regs))->syscallno)
 #else
 #error "trace.h: unsupported architecture (add its syscall numbers)"
 #endif
@@ -211,7 +211,7 @@ static __always_inline struct assay_trace_event *trace_reserve(__u8 kind, __u32 
 
 static __always_inline void trace_submit(struct assay_trace_event *e)
 {
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ringbuf_wakeup(&trace_events, sizeof(*e)));
 	count(PATH_TRACEPOINT, COUNT_EMITTED);
 }
 
@@ -255,8 +255,12 @@ int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
 	const void *path;
 	__u32 flags;
 #if defined(__TARGET_ARCH_x86)
+	/* Most system calls are none of these: leave before anything else. */
+	if (id != NR_openat && id != NR_open && id != NR_creat && id != NR_openat2 && id != NR32_open &&
+	    id != NR32_creat && id != NR32_openat)
+		return 0;
 	struct task_struct *t = bpf_get_current_task_btf();
-	if (BPF_CORE_READ(t, thread_info.status) & TS_COMPAT_BIT) {
+	if (t->thread_info.status & TS_COMPAT_BIT) {
 		if (id == NR32_open || id == NR32_creat) {
 			path = (const void *)(unsigned long)(__u32)BPF_CORE_READ(regs, bx);
 			flags = id == NR32_creat ? (O_CREAT_FLAG | O_WRONLY_FLAG | O_TRUNC_FLAG) : (__u32)BPF_CORE_READ(regs, cx);
@@ -272,33 +276,33 @@ int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
 		} else {
 			return 0;
 		}
-		if (!in_scope())
+		if (!in_scope_btf())
 			return 0;
 		emit_open(ret, path, flags);
 		return 0;
 	}
 #endif
 	if (id == NR_openat) {
-		if (!in_scope())
+		if (!in_scope_btf())
 			return 0;
 		path = (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs);
 		flags = (__u32)PT_REGS_PARM3_CORE_SYSCALL(regs);
 #ifdef NR_open
 	} else if (id == NR_open) {
-		if (!in_scope())
+		if (!in_scope_btf())
 			return 0;
 		path = (const void *)PT_REGS_PARM1_CORE_SYSCALL(regs);
 		flags = (__u32)PT_REGS_PARM2_CORE_SYSCALL(regs);
 #endif
 #ifdef NR_creat
 	} else if (id == NR_creat) {
-		if (!in_scope())
+		if (!in_scope_btf())
 			return 0;
 		path = (const void *)PT_REGS_PARM1_CORE_SYSCALL(regs);
 		flags = O_CREAT_FLAG | O_WRONLY_FLAG | O_TRUNC_FLAG;
 #endif
 	} else if (id == NR_openat2) {
-		if (!in_scope())
+		if (!in_scope_btf())
 			return 0;
 		struct open_how *how = (struct open_how *)PT_REGS_PARM3_CORE_SYSCALL(regs);
 		__u64 f = 0;
@@ -316,7 +320,7 @@ int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(trace_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	if (!in_scope())
+	if (!in_scope_btf())
 		return 0;
 	struct assay_trace_event *e = trace_reserve(EV_TRACE_EXEC, 0, 0);
 	if (!e)
