@@ -10,11 +10,13 @@ import (
 	"github.com/assaymcp/assay/bench/harness"
 	"github.com/assaymcp/assay/bench/load"
 	"github.com/assaymcp/assay/bench/report"
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 )
 
 var traceSummaryRE = regexp.MustCompile(`Tracepoint ringbuf: emitted=([0-9]+) dropped=([0-9]+)`)
 
-// BenchmarkTrace is figure 3: what `--trace` (tp_btf/sys_enter, run on
+// BenchmarkTrace is figure 3: what `--trace` (tp_btf/sys_exit, run on
 // every system call of every task on the host, and
 // tp_btf/sched_process_exec) costs a syscall-heavy loop (openat + close of
 // one file), for a process in the scope (each open is an event, rendered as
@@ -39,22 +41,32 @@ func BenchmarkTrace(b *testing.B) {
 	sIn := server(b, inFD, o)
 	sOut := server(b, outFD, o)
 	servers := []*load.Server{sIn, sOut}
-	null := devNull(b)
+	devnull := devNull(b)
 	args := []string{"--policy", pol, "--cgroup", inCG.Path, "--trace", "--rate-limit", "0"}
 
 	R := rounds()
 	// Out of scope: the monitor's programs (loaded once, in this process,
 	// with Assay's loader) attached and detached between phases: paired
-	// rounds, no event involved.
+	// rounds, no event involved. The third state is the floor: a program
+	// that returns at once on the same hook (tp_btf/sys_exit), measured in
+	// the same rounds.
 	inst := harness.Instance(b, pol, inCG, true)
-	ph := harness.Phases(b, servers[1:], n, R, chunks(), 1, 2, func(st int) func() {
-		if st == 0 {
-			return func() {}
+	null := nullProgram(b, ebpf.Tracing, ebpf.AttachTraceRawTp, "sys_exit")
+	ph := harness.Phases(b, servers[1:], n, R, chunks(), 1, 3, func(st int) func() {
+		switch st {
+		case 1:
+			return harness.Attached(b, inst)
+		case 2:
+			l, err := link.AttachTracing(link.TracingOptions{Program: null})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return func() { l.Close() }
 		}
-		return harness.Attached(b, inst)
+		return func() {}
 	})
 	inst.Close()
-	baseOut, trOut := ph[0][0], ph[1][0]
+	baseOut, trOut, floorOut := ph[0][0], ph[1][0], ph[2][0]
 
 	// In scope: the real `assay monitor --trace`, which reads and renders
 	// every event; phases alternate with no monitor.
@@ -66,7 +78,7 @@ func BenchmarkTrace(b *testing.B) {
 				baseIn = append(baseIn, paired(b, servers[:1], n, 1, chunks())[0][0])
 				continue
 			}
-			m := startMonitor(b, null, args...)
+			m := startMonitor(b, devnull, args...)
 			trIn = append(trIn, paired(b, servers[:1], n, 1, chunks())[0][0])
 			if s := traceSummaryRE.FindStringSubmatch(m.Stop(b)); s != nil {
 				emitted, dropped = s[1], s[2]
@@ -75,7 +87,7 @@ func BenchmarkTrace(b *testing.B) {
 	}
 
 	// The programs' own time per run, each process alone (bpf_stats).
-	m := startMonitor(b, null, args...)
+	m := startMonitor(b, devnull, args...)
 	perProc := map[string]map[string]float64{}
 	harness.WithBPFStats(b, func() {
 		for name, s := range map[string]*load.Server{"in": sIn, "out": sOut} {
@@ -92,9 +104,14 @@ func BenchmarkTrace(b *testing.B) {
 	row.Value = report.Median(baseOut)
 	record(b, row)
 	row = report.Row{Figure: "3 trace", Case: "openat+close loop", Variant: "--trace, out of scope", Unit: "ns/op"}
-	row.SetOverhead(trOut, baseOut, 2)
-	row.Note = fmt.Sprintf("%d paired rounds; per run (bpf_stats, which adds ~50 ns itself): %s", len(trOut), fmtRuns(perProc["out"]))
+	row.SetOverhead(trOut, baseOut, nan)
+	floor := row.JudgeAboveFloor(floorOut, 2)
+	row.Note = fmt.Sprintf("%d paired rounds; floor (a null program on tp_btf/sys_exit, same rounds) %+.1f%%, so %+.1f points above it; per run (bpf_stats, which adds ~50 ns itself): %s", len(trOut), floor, *row.Overhead-floor, fmtRuns(perProc["out"]))
 	record(b, row)
+	fl := report.Row{Figure: "3 trace", Case: "openat+close loop", Variant: "null program on tp_btf/sys_exit (the floor, same rounds)", Unit: "ns/op"}
+	fl.SetOverhead(floorOut, baseOut, nan)
+	fl.Note = "a program that returns at once on --trace's own hook, attached in turn with it and with nothing"
+	record(b, fl)
 	row = report.Row{Figure: "3 trace", Case: "openat+close loop", Variant: "--trace, in scope (text to /dev/null)", Unit: "ns/op"}
 	row.SetOverhead(trIn, baseIn, nan)
 	row.Note = fmt.Sprintf("per run (bpf_stats): %s; last round's summary: emitted=%s dropped=%s",

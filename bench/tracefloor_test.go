@@ -63,7 +63,7 @@ func nullProgram(b *testing.B, typ ebpf.ProgramType, at ebpf.AttachType, to stri
 // on this host (fentry and kprobes are refused or absent), for the same
 // openat+close loop, out of any scope. Attached and detached in turn
 // between chunks by this process, so the rounds are paired. Assay's
-// tracing path (tp_btf/sys_enter) cannot cost less than its row.
+// tracing path (tp_btf/sys_exit) cannot cost less than its row.
 func BenchmarkTraceFloor(b *testing.B) {
 	privileged(b)
 	f, err := os.CreateTemp(b.TempDir(), "floor")
@@ -77,7 +77,10 @@ func BenchmarkTraceFloor(b *testing.B) {
 		name   string
 		attach func() (link.Link, error)
 	}{
-		{"tp_btf/sys_enter (Assay's hook)", func() (link.Link, error) {
+		{"tp_btf/sys_exit (Assay's hook)", func() (link.Link, error) {
+			return link.AttachTracing(link.TracingOptions{Program: nullProgram(b, ebpf.Tracing, ebpf.AttachTraceRawTp, "sys_exit")})
+		}},
+		{"tp_btf/sys_enter", func() (link.Link, error) {
 			return link.AttachTracing(link.TracingOptions{Program: nullProgram(b, ebpf.Tracing, ebpf.AttachTraceRawTp, "sys_enter")})
 		}},
 		{"raw_tp/sys_enter", func() (link.Link, error) {

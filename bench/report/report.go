@@ -86,6 +86,18 @@ func (r *Row) SetOverhead(raw, base []float64, limit float64) {
 	}
 }
 
+// JudgeAboveFloor judges an overhead row against a floor measured in the
+// same rounds (e.g. an empty program on the same hook): met when the
+// overhead is at most points percentage points above the floor's. It
+// returns the floor's overhead, for the note.
+func (r *Row) JudgeAboveFloor(floorRaw []float64, points float64) float64 {
+	var fl Row
+	fl.SetOverhead(floorRaw, r.BaseRaw, math.NaN())
+	r.Target = fmt.Sprintf("<= floor %+.1f%% + %g pts", *fl.Overhead, points)
+	r.Met = yesNo(r.Overhead != nil && *r.Overhead-*fl.Overhead <= points)
+	return *fl.Overhead
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"
