@@ -181,6 +181,17 @@ type bpfAssayTraceScratch struct {
 	Buf [512]int8
 }
 
+type bpfAssayVcacheEntry struct {
+	_     structs.HostLayout
+	Seq   uint64
+	Epoch uint64
+	Addr  [4]uint32
+	Port  uint16
+	Proto uint8
+	Fam   uint8
+	Rule  uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -203,6 +214,8 @@ const (
 	bpfMapSettings           = "settings"
 	bpfMapTraceEvents        = "trace_events"
 	bpfMapTraceScratch       = "trace_scratch"
+	bpfMapVcache             = "vcache"
+	bpfMapVerdictEpoch       = "verdict_epoch"
 	bpfProgConnect4          = "connect4"
 	bpfProgConnect6          = "connect6"
 	bpfProgFileMprotect      = "file_mprotect"
@@ -340,6 +353,8 @@ type bpfMapSpecs struct {
 	Settings     *ebpf.MapSpec `ebpf:"settings"`
 	TraceEvents  *ebpf.MapSpec `ebpf:"trace_events"`
 	TraceScratch *ebpf.MapSpec `ebpf:"trace_scratch"`
+	Vcache       *ebpf.MapSpec `ebpf:"vcache"`
+	VerdictEpoch *ebpf.MapSpec `ebpf:"verdict_epoch"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -401,6 +416,8 @@ type bpfMaps struct {
 	Settings     *ebpf.Map `ebpf:"settings"`
 	TraceEvents  *ebpf.Map `ebpf:"trace_events"`
 	TraceScratch *ebpf.Map `ebpf:"trace_scratch"`
+	Vcache       *ebpf.Map `ebpf:"vcache"`
+	VerdictEpoch *ebpf.Map `ebpf:"verdict_epoch"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -423,6 +440,8 @@ func (m *bpfMaps) Close() error {
 		m.Settings,
 		m.TraceEvents,
 		m.TraceScratch,
+		m.Vcache,
+		m.VerdictEpoch,
 	)
 }
 

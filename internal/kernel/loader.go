@@ -162,6 +162,11 @@ func Load(cfg Config) (*Instance, error) {
 		inst.Close()
 		return nil, fmt.Errorf("set the active generation: %w", err)
 	}
+	// The verdict cache works from the first epoch on (0: off).
+	if err := inst.InvalidateVerdicts(); err != nil {
+		inst.Close()
+		return nil, err
+	}
 	if err := inst.loadPrograms(cfg.Rules, cfg.Trace); err != nil {
 		inst.Close()
 		return nil, err
@@ -194,7 +199,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 	if v := spec.Variables[bpfVarScopeConfig]; v == nil || !v.Constant() || v.Size() != uint32(binary.Size(bpfAssayScope{})) {
 		return fmt.Errorf("BPF object has no constant %q of %d bytes: build it from this version's internal/kernel/bpf", bpfVarScopeConfig, binary.Size(bpfAssayScope{}))
 	}
-	for _, m := range append([]string{bpfMapSettings, bpfMapActive, bpfMapRate, bpfMapCounters, bpfMapAgg, bpfMapEvents, bpfMapTraceEvents}, ruleMapNames...) {
+	for _, m := range append([]string{bpfMapSettings, bpfMapActive, bpfMapRate, bpfMapCounters, bpfMapAgg, bpfMapEvents, bpfMapTraceEvents, bpfMapVcache, bpfMapVerdictEpoch}, ruleMapNames...) {
 		if spec.Maps[m] == nil {
 			return fmt.Errorf("BPF object has no map %q: build it from this version's internal/kernel/bpf", m)
 		}
@@ -525,6 +530,10 @@ func (inst *Instance) Reload(r Rules, audit bool) error {
 	}
 	if err := inst.maps[bpfMapActive].Put(uint32(0), next); err != nil {
 		return fmt.Errorf("switch to the new policy: %w", err)
+	}
+	// Verdicts cached under the old policy must not be used again.
+	if err := inst.InvalidateVerdicts(); err != nil {
+		return fmt.Errorf("the new policy is in force, but verdicts cached under the old one may still be used: %w", err)
 	}
 	inst.cfg.Rules, inst.cfg.Audit = r, audit
 	return nil

@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "net2.h"
+#include "vcache.h"
 
 struct assay_lpm_v4_key {
 	__u32 prefixlen;
@@ -150,6 +151,33 @@ static __always_inline __u32 judge_v6(const struct assay_settings *s, const stru
 	return 0;
 }
 
+/* judge_v4_cached and judge_v6_cached are judge_v4 and judge_v6 behind
+ * the verdict cache (vcache.h) of epoch ep. */
+static __always_inline __u32 judge_v4_cached(const struct assay_settings *s, const struct net_rules *r, __u64 ep,
+					     __u32 addr, __u16 port)
+{
+	__u32 a[4] = {addr, 0, 0, 0};
+	__u32 rule;
+	if (vcache_get(ep, a, 4, port, r->proto, &rule))
+		return rule;
+	rule = judge_v4(s, r, addr, port);
+	vcache_put(ep, a, 4, port, r->proto, rule);
+	return rule;
+}
+
+static __always_inline __u32 judge_v6_cached(const struct assay_settings *s, const struct net_rules *r, __u64 ep,
+					     const struct assay_lpm_v6_key *key, __u16 port)
+{
+	__u32 a[4];
+	__u32 rule;
+	__builtin_memcpy(a, key->addr, 16);
+	if (vcache_get(ep, a, 6, port, r->proto, &rule))
+		return rule;
+	rule = judge_v6(s, r, key, port);
+	vcache_put(ep, a, 6, port, r->proto, rule);
+	return rule;
+}
+
 /* judge_unspec4 judges 0.0.0.0 as routing resolves it
  * (ip_route_output_key: daddr = saddr, or 127.0.0.1 without a source): src
  * is the source the call will use (network byte order, 0 if none). A socket
@@ -246,7 +274,8 @@ static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __
 static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 src)
 {
 	struct net_rules r;
-	int gen = policy_gen();
+	__u64 ep = vcache_epoch(); /* first: see vcache.h */
+	int gen = policy_gen_after(ep);
 	if (gen < 0)
 		return 0; /* no policy: fail closed */
 	struct assay_settings *s = get_settings(gen);
@@ -262,7 +291,7 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 		unspec = UNSPEC_V4;
 		rule = judge_unspec4(s, &r, src, port, &addr);
 	} else {
-		rule = judge_v4(s, &r, addr, port);
+		rule = judge_v4_cached(s, &r, ep, addr, port);
 	}
 	if (ctx->family == AF_INET6) {
 		/* An AF_INET6 UDP socket sending to ::ffff:a.b.c.d takes the
@@ -282,7 +311,8 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 src4, int bound_mapped)
 {
 	struct net_rules r;
-	int gen = policy_gen();
+	__u64 ep = vcache_epoch(); /* first: see vcache.h */
+	int gen = policy_gen_after(ep);
 	if (gen < 0)
 		return 0;
 	struct assay_settings *s = get_settings(gen);
@@ -306,7 +336,7 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 			rule = judge_unspec4(s, &r, src4, port, &a);
 			w[3] = a;
 		} else {
-			rule = judge_v4(s, &r, a, port);
+			rule = judge_v4_cached(s, &r, ep, a, port);
 		}
 		return verdict(s, kind, rule, AF_INET6, protocol, port, 1, unspec, w, 4);
 	}
@@ -330,7 +360,7 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 	}
 	struct assay_lpm_v6_key key = {.prefixlen = 128};
 	__builtin_memcpy(key.addr, w, 16);
-	rule = judge_v6(s, &r, &key, port);
+	rule = judge_v6_cached(s, &r, ep, &key, port);
 	return verdict(s, kind, rule, AF_INET6, protocol, port, 0, UNSPEC_NONE, w, 4);
 }
 
