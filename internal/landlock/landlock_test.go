@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/assaymcp/assay/internal/testenv"
@@ -95,7 +96,7 @@ func errName(err error) string {
 // sandboxed runs the helper under rs and returns op -> result.
 func sandboxed(t *testing.T, rs *Ruleset, ops ...string) map[string]string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], ops...)
+	cmd := exec.Command("/proc/self/exe", ops...)
 	cmd.Env = append(os.Environ(), "ASSAY_LANDLOCK_HELPER=1")
 	cmd.ExtraFiles = []*os.File{rs.File()}
 	out, err := cmd.CombinedOutput()
@@ -233,8 +234,38 @@ func TestDenyEnforced(t *testing.T) {
 	}
 }
 
+// privateTmpEnv marks the re-executed test binary of TestDenyRuleCount,
+// which runs in a mount namespace of its own with a fresh tmpfs on /tmp.
+const privateTmpEnv = "ASSAY_LANDLOCK_PRIVATE_TMP"
+
+// TestDenyRuleCount checks the exact number of rules Deny adds: one per
+// ancestor of a denied path and one per other entry of each ancestor. An
+// ancestor is /tmp (t.TempDir), whose entries other tests and go build
+// change at any time, so the count runs in a re-executed test binary in a
+// mount namespace of its own with a private tmpfs on /tmp: nothing else
+// writes there, and the expected count is exact, on the first try.
 func TestDenyRuleCount(t *testing.T) {
 	abi := requireLandlock(t)
+	if os.Getenv(privateTmpEnv) == "" {
+		testenv.Privileged(t) // a mount namespace
+		cmd := exec.Command("/proc/self/exe", "-test.run=^TestDenyRuleCount$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), privateTmpEnv+"=1")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestDenyRuleCount") {
+			t.Fatalf("TestDenyRuleCount with a private /tmp: %v\n%s", err, out)
+		}
+		return
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		t.Fatalf("make the mounts private: %v", err)
+	}
+	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", 0, "mode=1777"); err != nil {
+		t.Fatalf("mount a private tmpfs on /tmp: %v", err)
+	}
+	if os.TempDir() != "/tmp" {
+		t.Fatalf("TMPDIR=%s: the test needs its temporary directories in /tmp", os.TempDir())
+	}
 	root := tree(t)
 	rs, err := Deny(abi, []string{filepath.Join(root, "dir", "sub", "b"), filepath.Join(root, "dir", "sub")})
 	if err != nil {
@@ -251,40 +282,25 @@ func TestDenyRuleCount(t *testing.T) {
 	}
 	// Rules = ancestors + every entry of every ancestor that is neither an
 	// ancestor, denied, nor a symlink.
-	count := func() (rules, links int) {
-		rules = len(anc)
-		for _, a := range anc {
-			ents, err := os.ReadDir(a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range ents {
-				p := filepath.Join(a, e.Name())
-				switch {
-				case p == filepath.Join(root, "dir", "sub") || contains(anc, p):
-				case e.Type()&os.ModeSymlink != 0:
-					links++
-				default:
-					rules++
-				}
-			}
-		}
-		return rules, links
-	}
-	// Other tests may create and remove entries in /tmp meanwhile: count
-	// again (and rebuild) a few times before calling a difference a bug.
-	for try := 0; ; try++ {
-		want, links := count()
-		if rs.Rules == want && rs.SkippedSymlinks == links {
-			break
-		}
-		if try == 4 {
-			t.Fatalf("Rules = %d, SkippedSymlinks = %d; want %d and %d", rs.Rules, rs.SkippedSymlinks, want, links)
-		}
-		rs.Close()
-		if rs, err = Deny(abi, []string{filepath.Join(root, "dir", "sub")}); err != nil {
+	want, links := len(anc), 0
+	for _, a := range anc {
+		ents, err := os.ReadDir(a)
+		if err != nil {
 			t.Fatal(err)
 		}
+		for _, e := range ents {
+			p := filepath.Join(a, e.Name())
+			switch {
+			case p == filepath.Join(root, "dir", "sub") || contains(anc, p):
+			case e.Type()&os.ModeSymlink != 0:
+				links++
+			default:
+				want++
+			}
+		}
+	}
+	if rs.Rules != want || rs.SkippedSymlinks != links {
+		t.Fatalf("Rules = %d, SkippedSymlinks = %d; want %d and %d", rs.Rules, rs.SkippedSymlinks, want, links)
 	}
 	res := sandboxed(t, rs, "read:"+filepath.Join(root, "dir", "a"), "read:"+filepath.Join(root, "dir", "sub", "b"))
 	if res["read:"+filepath.Join(root, "dir", "a")] != "ok" || res["read:"+filepath.Join(root, "dir", "sub", "b")] != "EACCES" {
