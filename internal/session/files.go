@@ -122,11 +122,13 @@ func fsSupport(id kernel.Ident, st resolve.Identity) error {
 
 // CheckPaths resolves every file rule of p as Compile does, without the
 // kernel (no privilege needed: `assay policy check`): missing paths,
-// symlinks, a trailing slash on a file and filesystems whose file
-// identities cannot be relied on fail with Compile's messages. What only
+// symlinks, a trailing slash on a file, two paths of one file (a hard link,
+// a bind mount) and filesystems whose file identities cannot be relied on
+// fail with Compile's messages. What only
 // the kernel can tell (an overlay's inode numbers, btrfs's BTF) is checked
 // when the rules are loaded.
 func CheckPaths(p *policy.Policy) error {
+	seen := map[[2]uint64]uint32{}
 	for _, f := range p.FileDeny {
 		h, err := resolve.Open(f.Path)
 		if err != nil {
@@ -134,11 +136,16 @@ func CheckPaths(p *policy.Policy) error {
 		}
 		var sfs unix.Statfs_t
 		serr := unix.Fstatfs(h.FD, &sfs)
-		isDir := h.IsDir
+		isDir, ident := h.IsDir, h.Identity
 		h.Close()
 		if f.WantDir && !isDir {
 			return fmt.Errorf("%s:%d: files.deny: %s ends with / but is not a directory", p.File, f.Line, f.Path)
 		}
+		k := [2]uint64{uint64(ident.Dev), ident.Ino}
+		if other, ok := seen[k]; ok {
+			return fmt.Errorf("%s:%d: files.deny: %s is the same file as rule %d (a hard link or bind mount); keep one rule", p.File, f.Line, f.Path, other)
+		}
+		seen[k] = f.ID
 		if serr != nil {
 			return fmt.Errorf("%s:%d: files.deny: %s: statfs: %w", p.File, f.Line, f.Path, serr)
 		}
