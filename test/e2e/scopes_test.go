@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
@@ -152,4 +153,52 @@ func TestScopeRemovedStopsAll(t *testing.T) {
 	r := assaytest.Probe(t, &kept, "connect", "tcp4", l.String())
 	requireOK(t, "after the monitor stopped", r)
 	requireAccepted(t, l, r)
+}
+
+// TestAllJudgesWholeHost: `--all` attaches at the cgroup2 root and judges
+// every process on the host: a connect to the denied port (a listener of
+// this test, which nothing else on the machine uses) is refused from a
+// fresh cgroup no flag names and from the test's own cgroup, each event
+// naming its cgroup; when the monitor stops, the root has the programs it
+// had before and the connect passes.
+func TestAllJudgesWholeHost(t *testing.T) {
+	assaytest.Privileged(t)
+	l := assaytest.ListenTCP(t, "127.0.0.1:0")
+	pol := writePolicy(t, "version: 1\nnetwork:\n  deny_ports: [{port: %d, id: 44}]\n", l.Port())
+	root, err := cgroup.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := cgroup.ForPID(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := assaytest.NewCgroup(t)
+	before := assaytest.CgroupPrograms(t, root)
+
+	m := assaytest.StartMonitor(t, "monitor", "--all", "--policy", pol, "--output", "json")
+	during := assaytest.CgroupPrograms(t, root)
+	for _, typ := range assaytest.SocketAttachTypes {
+		if len(during[typ]) != len(before[typ])+1 {
+			t.Errorf("%v at the cgroup2 root: %v while monitoring, %v before; want one more", typ, during[typ], before[typ])
+		}
+	}
+	inFresh := assaytest.Probe(t, &cg, "connect", "tcp4", l.String())
+	inSelf := assaytest.Probe(t, nil, "connect", "tcp4", l.String())
+	requireEPERM(t, "from a cgroup no flag names", inFresh)
+	requireEPERM(t, "from the test's own cgroup", inSelf)
+	m.WaitEvents(2, eventTimeout)
+	res := m.Stop()
+	checkAccounting(t, res, 2)
+	byPID := map[int]uint64{}
+	for _, e := range res.Events {
+		byPID[int(e.PID)] = e.CgroupID
+	}
+	if byPID[inFresh.PID] != cg.ID || byPID[inSelf.PID] != self.ID {
+		t.Errorf("events' cgroups by pid %v; want %d: %d (fresh) and %d: %d (the test's)", byPID, inFresh.PID, cg.ID, inSelf.PID, self.ID)
+	}
+	if after := assaytest.CgroupPrograms(t, root); !reflect.DeepEqual(before, after) {
+		t.Errorf("programs at the cgroup2 root: %v before, %v after the monitor stopped", before, after)
+	}
+	requireOK(t, "after the monitor stopped", assaytest.Probe(t, &cg, "connect", "tcp4", l.String()))
 }
