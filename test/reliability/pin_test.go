@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -248,5 +249,54 @@ func TestUnpinnedDiesWithMonitor(t *testing.T) {
 	res := assaytest.Run(t, "status", "--output", "json")
 	if res.ExitCode != 0 || strings.Contains(strings.Join(res.Stdout, ""), fmt.Sprintf("%q", cg.Path)) {
 		t.Errorf("assay status lists an instance on %s after an unpinned monitor died:\n%s", cg.Path, strings.Join(res.Stdout, "\n"))
+	}
+}
+
+// TestPinnedEventsWaitThenCountAsDropped: with the monitor of a pinned
+// instance killed, refused connects go on being judged; their events wait
+// in the ring buffer until it is full, and the rest count as dropped (the
+// README's "events wait in the ring buffer (then count as dropped) until
+// --attach"): with a 4 KiB ring and 300 refused connects, `assay status`
+// counts emitted + dropped = 300 with some dropped, and `--attach`
+// delivers exactly the emitted ones that waited, its summary counting
+// every one of the 300.
+func TestPinnedEventsWaitThenCountAsDropped(t *testing.T) {
+	assaytest.Privileged(t)
+	t.Parallel()
+	const n = 300
+	cg := assaytest.NewCgroup(t)
+	l, addr := listen(t)
+	pol := writePolicy(t, "version: 1\nnetwork:\n  deny_ports: [{port: %d, id: 42}]\n", l.Port())
+	name := pinName(t)
+	m := assaytest.StartMonitor(t, "monitor", "--policy", pol, "--cgroup", cg.Path, "--pin", name,
+		"--ring-size", "4096", "--rate-limit", "0", "--output", "json")
+	m.Signal(syscall.SIGKILL)
+	m.Wait(10 * time.Second)
+
+	r := assaytest.Probe(t, &cg, "connect-loop", strconv.Itoa(n), "tcp4", addr)
+	if r.N != n || r.Other != 0 {
+		t.Fatalf("%d of %d connects refused with EPERM, %d otherwise", r.N, n, r.Other)
+	}
+	st := statusJSON(t, name)
+	if st == nil {
+		t.Fatalf("assay status does not list %s", name)
+	}
+	c := st.Counters["socket"]
+	t.Logf("status with no monitor: socket %+v", c)
+	if c.Emitted+c.Dropped != n || c.Dropped == 0 || c.Emitted == 0 {
+		t.Fatalf("status counters %+v with no monitor: want emitted + dropped = %d, both non-zero (a 4 KiB ring)", c, n)
+	}
+
+	a := assaytest.StartMonitor(t, "monitor", "--attach", name, "--output", "json")
+	a.WaitEvents(int(c.Emitted), eventTimeout)
+	ares := a.Stop()
+	if len(ares.Events) != int(c.Emitted) || len(eventsOf(ares.Events, r.PID)) != int(c.Emitted) {
+		t.Errorf("--attach delivered %d events (%d of the probe), want the %d that waited in the ring buffer", len(ares.Events), len(eventsOf(ares.Events, r.PID)), c.Emitted)
+	}
+	if s := ares.Summary.Socket; s.Emitted != c.Emitted || s.Dropped != c.Dropped || s.Emitted+s.Dropped != n {
+		t.Errorf("--attach summary socket %+v, want emitted=%d dropped=%d (every refusal since the pin)", s, c.Emitted, c.Dropped)
+	}
+	if det := assaytest.Run(t, "detach", name); det.ExitCode != 0 {
+		t.Errorf("detach: %s", det.StderrText())
 	}
 }
