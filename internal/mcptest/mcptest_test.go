@@ -132,7 +132,10 @@ func TestCommandTransportRecordsStrayBytes(t *testing.T) {
 	// stdin ends, a goodbye; then it ignores the end of stdin until SIGTERM,
 	// while a background child keeps stdout open for a while longer.
 	script := `echo banner; cat >/dev/null; echo goodbye; (sleep 2) & trap 'exit 3' TERM; while :; do sleep 0.05; done`
-	tr := &CommandTransport{Command: exec.Command("sh", "-c", script), TerminateDuration: 200 * time.Millisecond}
+	// The shell must act on SIGTERM within TerminateDuration, or it gets
+	// SIGKILL too: 200 ms was too short on a busy machine (load 17: the
+	// trap waits for the loop's current sleep, a fork and exec).
+	tr := &CommandTransport{Command: exec.Command("sh", "-c", script), TerminateDuration: 2 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, tr, &mcp.ClientSessionOptions{ProtocolVersion: ProtocolVersion})
