@@ -168,6 +168,9 @@ func RunMain(m *testing.M) int {
 	if action := os.Getenv(probeEnv); action != "" {
 		return runProbe(action, os.Args[1:])
 	}
+	if os.Getenv(noLandlockEnv) != "" {
+		return execWithoutLandlock(os.Args[1:])
+	}
 	code := m.Run()
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
