@@ -156,7 +156,7 @@ ensure_packages() {
 	done
 	[[ ${#missing[@]} -eq 0 ]] && return 0
 	log "installing ${missing[*]}"
-	local install=("${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}")
+	local install=("${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}")
 	"${install[@]}" >&2 || { apt_update && "${install[@]}" >&2; } || die "apt-get install ${missing[*]} failed"
 }
 # busybox-static, not busybox: the guest has no libc.

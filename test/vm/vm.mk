@@ -3,6 +3,7 @@
 #   make vmtest                            all of ./test/lsm in a QEMU guest
 #   make vmtest-arm64                      an arm64 guest (qemu-system-aarch64, TCG): the tests in
 #                                          VMTEST_ARM64_RUN, or VMTEST_RUN's
+#   make vmtest-both                       both at the same time (make test; test/vm/both.sh)
 #   make vmtest VMTEST_RUN='Loop|Tmpfs'    only tests matching the go test -run regex
 #   VMTEST_NO_ASSAY=1 make vmtest          tolerate a missing ./cmd/assay
 #
@@ -13,7 +14,7 @@ VMTEST_RUN ?=
 # Including this file must not change the including Makefile's default goal.
 vmtest_saved_default_goal := $(.DEFAULT_GOAL)
 
-.PHONY: vmtest vmtest-arm64
+.PHONY: vmtest vmtest-arm64 vmtest-both
 vmtest:
 	bash test/vm/run.sh $(if $(VMTEST_RUN),'$(VMTEST_RUN)')
 
@@ -32,5 +33,9 @@ VMTEST_ARM64_TIMEOUT ?= 1200
 
 vmtest-arm64:
 	VMTEST_ARCH=arm64 VMTEST_TIMEOUT=$(VMTEST_ARM64_TIMEOUT) bash test/vm/run.sh '$(or $(VMTEST_RUN),$(VMTEST_ARM64_RUN))'
+
+# Both guests at once: each keeps about one of CI's two cores busy.
+vmtest-both:
+	MAKE='$(MAKE)' bash test/vm/both.sh
 
 .DEFAULT_GOAL := $(vmtest_saved_default_goal)
