@@ -130,6 +130,7 @@ Start with 'assay doctor' (what this machine can enforce), then
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(
 		newRunCmd(stdout, stderr),
+		newLearnCmd(stdout, stderr),
 		newMonitorCmd(stdout, stderr),
 		newStatusCmd(stdout, stderr),
 		newReloadCmd(stdout, stderr),

@@ -56,6 +56,22 @@ every compiled rule with its id, kind and line.` + exitStatusSection(`
 			return nil
 		},
 	}, &cobra.Command{
+		Use:   "diff OLD NEW",
+		Short: "list what the policy NEW allows that OLD did not",
+		Long: `Compares two version 2 policies and lists, one line each, what NEW allows
+that OLD did not: file paths (a directory ends in /) with the access letters
+added and the rule that grants them, and network destinations (per allow
+entry of NEW, per deny entry of OLD, per port) that OLD refused. Nothing
+is listed for what NEW takes away. Use it to review what 'assay learn
+--policy OLD' added before applying NEW.` + exitStatusSection(`
+  0  NEW allows nothing that OLD did not
+  1  NEW allows more: the lines say what
+  2  a wrong command line, or a policy that is invalid or not version 2`),
+		Args: exactArgs(2, "the policies OLD and NEW"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPolicyDiff(args[0], args[1], stdout, stderr)
+		},
+	}, &cobra.Command{
 		Use:   "baseline",
 		Short: "print the runtime baseline as it resolves on this machine",
 		Long: `Prints the file rules of 'files.baseline: runtime' (version 2 policies) as
@@ -145,6 +161,30 @@ func runPolicyBaseline(stdout, stderr io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return fail(stderr, exitError, errors.New("write: "+err.Error()))
+	}
+	return nil
+}
+
+func runPolicyDiff(oldFile, newFile string, stdout, stderr io.Writer) error {
+	oldp, err := readPolicy(oldFile)
+	if err != nil {
+		return fail(stderr, exitUsage, err)
+	}
+	newp, err := readPolicy(newFile)
+	if err != nil {
+		return fail(stderr, exitUsage, err)
+	}
+	ws, err := policy.Diff(oldp, newp)
+	if err != nil {
+		return fail(stderr, exitUsage, err)
+	}
+	for _, w := range ws {
+		if _, err := fmt.Fprintln(stdout, w.String()); err != nil {
+			return fail(stderr, exitUsage, err)
+		}
+	}
+	if len(ws) > 0 {
+		return exitWith(exitError)
 	}
 	return nil
 }

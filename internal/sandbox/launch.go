@@ -150,6 +150,8 @@ func (l *launch) start() (int, error) {
 		ScopeEmpty: true,
 		MCP:        l.relay.context(),
 		Metrics:    o.Metrics,
+		Observe:    o.Observe,
+		RateLimit:  o.RateLimit,
 	})
 	if err != nil {
 		return ExitSetup, err

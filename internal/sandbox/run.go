@@ -138,6 +138,13 @@ type Options struct {
 	// Metrics, when set, counts events, ring buffers and tool calls
 	// (--metrics).
 	Metrics *metrics.Metrics
+
+	// Observe, when set, sees every kernel event decoded (`assay learn`);
+	// RateLimit is passed to the session (0: the default, negative:
+	// unlimited); OnSummary, when set, gets the exit summary.
+	Observe   func(events.Event)
+	RateLimit int
+	OnSummary func(events.Summary)
 }
 
 // forwarded are the signals passed on to the command.
@@ -358,6 +365,9 @@ func (l *launch) teardown() {
 	if werr := l.sess.WriteErr(); werr != nil {
 		fmt.Fprintln(l.o.Log, "assay: writing events failed: "+werr.Error()+"; the summary follows")
 		out = l.o.Log
+	}
+	if l.o.OnSummary != nil {
+		l.o.OnSummary(sum)
 	}
 	if l.o.Format == events.JSON {
 		sum.WriteJSON(out)

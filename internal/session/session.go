@@ -57,6 +57,10 @@ type Options struct {
 	// (the tracepoint path is loaded for Judge only, not asked for).
 	Judge      func(events.Event) (events.Event, bool)
 	QuietTrace bool
+	// Observe, when set, sees every record the kernel delivers, decoded
+	// (from the reading goroutine, before it is rendered; also after a
+	// failed write): `assay learn` builds a policy from them.
+	Observe func(events.Event)
 	// PathRoot is the root directory policy paths are resolved in (a
 	// container's /proc/PID/root, see resolve.OpenIn); "" for the host's.
 	PathRoot string

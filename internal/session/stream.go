@@ -53,6 +53,11 @@ func (s *Session) Emit(e events.Event) {
 }
 
 func (s *Session) record(raw []byte, idle bool) {
+	if s.opts.Observe != nil {
+		if e, err := events.Decode(raw); err == nil {
+			s.opts.Observe(e)
+		}
+	}
 	s.renderMu.Lock()
 	defer s.renderMu.Unlock()
 	if s.writeErr.Load() != nil {

@@ -40,6 +40,8 @@
 #define O_CREAT_FLAG 0100
 #define O_WRONLY_FLAG 01
 #define O_TRUNC_FLAG 01000
+#define S_IFMT_BITS 0170000
+#define S_IFDIR_BITS 0040000
 
 /* Per architecture: the syscall numbers of the opens reported, and where
  * the saved user registers hold the syscall number. The arguments are read
@@ -56,6 +58,7 @@
 #define NR32_openat 295
 #define NR32_openat2 437
 #define SYSCALL_NR(regs) ((regs)->orig_ax) /* a plain load: regs is a trusted BTF pointer */
+#define O_DIRECTORY_FLAG 0200000
 #elif defined(__TARGET_ARCH_arm64)
 /* arm64 has no open(2) nor creat(2): libc calls openat(AT_FDCWD, ...). */
 #define NR_openat 56
@@ -73,6 +76,7 @@ struct pt_regs___assay_arm64 {
 	__s32 syscallno;
 } __attribute__((preserve_access_index));
 #define SYSCALL_NR(regs) (((struct pt_regs___assay_arm64 *)(regs))->syscallno)
+#define O_DIRECTORY_FLAG 040000
 #else
 #error "trace.h: unsupported architecture (add its syscall numbers)"
 #endif
@@ -216,8 +220,8 @@ static __always_inline void trace_submit(struct assay_trace_event *e)
 }
 
 /* emit_open reports an open: on success the opened file (its flags as the
- * kernel holds them, O_CREAT when this open created it, O_TRUNC as asked),
- * else the argument as written. */
+ * kernel holds them, O_CREAT when this open created it, O_DIRECTORY when it
+ * is a directory, O_TRUNC as asked), else the argument as written. */
 static __always_inline void emit_open(long ret, const void *arg, __u32 argflags)
 {
 	struct file *f = ret >= 0 ? fd_file(ret) : 0;
@@ -226,6 +230,8 @@ static __always_inline void emit_open(long ret, const void *arg, __u32 argflags)
 		flags = BPF_CORE_READ(f, f_flags) | (argflags & O_TRUNC_FLAG);
 		if (BPF_CORE_READ(f, f_mode) & FMODE_CREATED_BIT)
 			flags |= O_CREAT_FLAG;
+		if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT_BITS) == S_IFDIR_BITS)
+			flags |= O_DIRECTORY_FLAG;
 	}
 	struct assay_trace_event *e = trace_reserve(EV_TRACE_OPEN, flags, (__s32)ret);
 	if (!e)

@@ -1,0 +1,45 @@
+package learn
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/policy"
+	"github.com/assaymcp/assay/internal/sandbox"
+)
+
+// observePolicy is what `assay learn` runs the command under: audit mode,
+// so nothing is blocked; network default deny, so that every connect and
+// send is reported (as an audit event naming its destination); no file
+// rules (the tracepoint path reports every open and execution, named by
+// the kernel).
+const observePolicy = "version: 2\nmode: audit\nnetwork:\n  default: deny\n"
+
+// Run runs the command (o.Argv, contained as by `assay run`) observed and
+// returns the command's exit status, whether it ran (was executed: not
+// when assay failed first or the command could not be executed), and what
+// it did.
+// o.Policy, Audit and Trace are set here.
+func Run(o sandbox.Options) (status int, ran bool, rec *Recorder, sum events.Summary) {
+	self, err := os.Executable()
+	if err != nil {
+		self = "/proc/self/exe"
+	}
+	rec = NewRecorder(self)
+	p, err := policy.Parse("assay learn (observe mode: audit, every connection reported, every open traced)", []byte(observePolicy))
+	if err != nil {
+		fmt.Fprintln(o.Log, "assay: "+err.Error())
+		return sandbox.ExitSetup, false, rec, sum
+	}
+	o.Policy, o.Audit, o.Trace = p, true, true
+	o.RateLimit = -1 // every event: a missed one is a rule missing
+	o.Observe = rec.Observe
+	o.OnSummary = func(s events.Summary) { sum, ran = s, true }
+	if o.Events == nil {
+		o.Events = io.Discard
+	}
+	status = sandbox.Run(o)
+	return status, ran && rec.Started(), rec, sum
+}
