@@ -77,8 +77,7 @@ The policy goes to --out FILE, else to stdout after CMD's own output
 }
 
 func runLearn(f *learnFlags, argv []string, stdout, stderr io.Writer) error {
-	var lo learn.Options
-	lo.Argv = argv
+	lo := learn.Options{Argv: argv, Entries: dirEntries}
 	if f.policy != "" {
 		abs, err := filepath.Abs(f.policy)
 		if err != nil {
@@ -164,4 +163,13 @@ func writeLearnSummary(w io.Writer, out string, status int, res learn.Result, re
 		fmt.Fprintln(w, "assay learn: note: "+strings.Join(notes, "; "))
 	}
 	fmt.Fprintln(w, "assay learn: review the policy, then: assay policy check FILE; assay run --policy FILE -- CMD")
+}
+
+// dirEntries counts a directory's entries (the collapse rule of learn).
+func dirEntries(dir string) (int, bool) {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	return len(es), true
 }

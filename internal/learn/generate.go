@@ -23,6 +23,10 @@ type Options struct {
 	// Hosts: write network entries by host name where the address came
 	// from a lookup (the policy format has host entries).
 	Hosts bool
+	// Entries, when set, counts a directory's entries as it is when the
+	// policy is written (see the collapse rule); ok false when it cannot
+	// be read. Nil: not considered.
+	Entries func(dir string) (n int, ok bool)
 }
 
 // Result is the written policy and what the summary says about it.
@@ -51,7 +55,9 @@ type entry struct {
 //
 //   - a directory the run listed, or in which it created a file, is used;
 //   - a directory is used when at least two of its entries were used
-//     (files opened, created or executed there, or used directories);
+//     (files opened, created or executed there, or used directories),
+//     and these are more than half of its entries (counted when the
+//     policy is written; when it cannot be read, two are enough);
 //   - the topmost used directory of a branch becomes one subtree rule
 //     (DIR/), with the union of the access letters used anywhere beneath
 //     it; paths outside every such directory get a rule of their own;
@@ -191,7 +197,7 @@ func Generate(r *Recorder, o Options) (Result, error) {
 	})
 	for _, d := range order {
 		di := dirs[d]
-		di.used = di.listed || di.created || len(di.entries) >= minEntries
+		di.used = di.listed || di.created || len(di.entries) >= minEntries && mostUsed(o.Entries, d, len(di.entries))
 		if di.used && d != "/" {
 			getDir(path.Dir(d)).entries[d] = true
 		}
@@ -409,6 +415,15 @@ var sharedObjectRE = regexp.MustCompile(`\.so(\.[0-9.]+)?$|\.node$`)
 // for execution (the trace path sees the open, not the mapping).
 func sharedObject(p string) bool { return sharedObjectRE.MatchString(path.Base(p)) }
 
+// mostUsed: used entries are more than half of the directory's.
+func mostUsed(entries func(string) (int, bool), dir string, used int) bool {
+	if entries == nil {
+		return true
+	}
+	n, ok := entries(dir)
+	return !ok || 2*used > n
+}
+
 func depth(p string) int {
 	if p == "/" {
 		return 0
@@ -522,8 +537,9 @@ func netLine(key, val string, ports map[uint16]int, proto policy.Proto) string {
 	return s + "}"
 }
 
-// header is the comment at the top of a written policy.
-func header(argv []string) string {
+// argvText is the command line, each argument quoted when needed (never
+// a line break).
+func argvText(argv []string) string {
 	q := make([]string, len(argv))
 	for i, a := range argv {
 		if plainYAML.MatchString(a) {
@@ -532,7 +548,12 @@ func header(argv []string) string {
 			q[i] = strconv.Quote(a)
 		}
 	}
-	return "# Written by assay learn from one run of: " + strings.Join(q, " ") + "\n" +
+	return strings.Join(q, " ")
+}
+
+// header is the comment at the top of a written policy.
+func header(argv []string) string {
+	return "# Written by assay learn from one run of: " + argvText(argv) + "\n" +
 		"# Review it before use: it allows what that run did (a directory used in\n" +
 		"# several places as a whole subtree), nothing else. Commented-out rules are\n" +
 		"# sensitive paths or addresses the run touched: allow them only on purpose.\n"

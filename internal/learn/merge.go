@@ -37,8 +37,7 @@ func mergeBase(o Options, files, nets []entry) ([]byte, error) {
 		}
 	}
 	var b bytes.Buffer
-	b.WriteString(fmt.Sprintf("# %s, with what assay learn saw and it did not allow (\"learned:\" comments)\n", o.Base.File))
-	b.WriteString(header(o.Argv))
+	b.WriteString(fmt.Sprintf("# %s, and what assay learn saw in one run of: %s that it did not allow (the \"learned:\" entries; review them)\n", o.Base.File, argvText(o.Argv)))
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(&doc); err != nil {
