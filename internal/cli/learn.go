@@ -21,6 +21,7 @@ type learnFlags struct {
 	out          string
 	events       string
 	cgroupParent string
+	ringSize     sizeFlag
 	contain      containFlags
 }
 
@@ -72,6 +73,7 @@ The policy goes to --out FILE, else to stdout after CMD's own output
 	fl.StringVar(&f.out, "out", "", "write the policy to `FILE` (default: stdout)")
 	fl.StringVar(&f.events, "events", "", "also write the observed events and the summary to `FILE`")
 	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "create the command's cgroup under the cgroup v2 `PATH` (default: the cgroup2 mount root)")
+	fl.Var(&f.ringSize, "ring-size", "ring buffer size: bytes, or with a binary unit (256K, 16M, 64MiB); a power of two; default 16MiB")
 	f.contain.register(fl)
 	return cmd
 }
@@ -96,7 +98,7 @@ func runLearn(f *learnFlags, argv []string, stdout, stderr io.Writer) error {
 		lo.BaseText = text
 	}
 	o := sandbox.Options{
-		CgroupParent: f.cgroupParent, Format: events.Text,
+		CgroupParent: f.cgroupParent, Format: events.Text, RingBytes: int(f.ringSize),
 		Log: stderr, Argv: argv, Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
 	}
 	if f.events != "" {
