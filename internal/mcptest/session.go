@@ -54,6 +54,10 @@ type Options struct {
 	Server []string // the server's command line
 	Roots  []string // directories the client offers as MCP roots (roots/list)
 	Env    []string // the environment of assay (nil: this process's)
+	// Learn, when set, runs `assay learn --out LEARN FLAGS... -- SERVER...`
+	// instead (Policy and Output are not used; the output is Text, and
+	// learn writes no events).
+	Learn string
 }
 
 // Session is an MCP client session with a server started by `assay run`:
@@ -83,8 +87,14 @@ func Start(t testing.TB, o Options) *Session {
 	if o.Output == "" {
 		o.Output = JSON
 	}
+	if o.Learn != "" {
+		o.Output = Text
+	}
 	s := &Session{t: t, o: o, stderr: &syncBuffer{}}
 	args := []string{"run", "--policy", o.Policy}
+	if o.Learn != "" {
+		args = []string{"learn", "--out", o.Learn}
+	}
 	switch o.Output {
 	case JSON:
 		s.events = filepath.Join(t.TempDir(), "events.jsonl")
