@@ -1,0 +1,51 @@
+//go:build vmtest
+
+package lsm_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/assaymcp/assay/internal/assaytest"
+)
+
+// TestLearnThenRun: in the guest (BPF LSM present), assay learn observes a
+// busybox shell reading two files of a directory (of four) and writes a
+// policy naming those two files (the trace path names the opened files,
+// from the kernel); assay run with it lets the same command through with
+// the same output, and refuses a third file of the directory with a
+// BLOCKED FILE event.
+func TestLearnThenRun(t *testing.T) {
+	dir := t.TempDir()
+	assaytest.PublicDir(t, dir) // the command runs as nobody
+	for n, c := range map[string]string{"a.txt": "alpha", "b.txt": "beta", "c.txt": "gamma", "d.txt": "delta"} {
+		writeFile(t, filepath.Join(dir, n), c)
+	}
+	pol := filepath.Join(t.TempDir(), "learned.yaml")
+	script := "cat " + filepath.Join(dir, "a.txt") + " " + filepath.Join(dir, "b.txt")
+	lr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "learn", "--out", pol, "--", "/bin/busybox", "sh", "-c", script))
+	if lr.ExitCode != 0 || strings.Join(lr.Stdout, "") != "alphabeta" {
+		t.Fatalf("assay learn: exit %d stdout %q\n%s", lr.ExitCode, lr.Stdout, lr.StderrText())
+	}
+	text, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"- {path: " + filepath.Join(dir, "a.txt") + ", access: r}", "- {path: " + filepath.Join(dir, "b.txt") + ", access: r}"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("learned policy lacks %q:\n%s", want, text)
+		}
+	}
+	rr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--", "/bin/busybox", "sh", "-c", script))
+	if rr.ExitCode != 0 || strings.Join(rr.Stdout, "") != "alphabeta" || strings.Contains(rr.StderrText(), "BLOCKED FILE:") {
+		t.Errorf("under the learned policy: exit %d stdout %q\n%s", rr.ExitCode, rr.Stdout, rr.StderrText())
+	}
+	other := filepath.Join(dir, "c.txt")
+	xr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--", "/bin/busybox", "cat", other))
+	if xr.ExitCode == 0 || strings.Contains(strings.Join(xr.Stdout, ""), "gamma") || !strings.Contains(xr.StderrText(), "BLOCKED FILE:") {
+		t.Errorf("a file the run did not read: exit %d stdout %q\n%s", xr.ExitCode, xr.Stdout, xr.StderrText())
+	}
+}
