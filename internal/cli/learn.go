@@ -79,7 +79,7 @@ The policy goes to --out FILE, else to stdout after CMD's own output
 }
 
 func runLearn(f *learnFlags, argv []string, stdout, stderr io.Writer) error {
-	lo := learn.Options{Argv: argv, Entries: dirEntries}
+	lo := learn.Options{Argv: argv, Subdirs: subdirs}
 	if f.policy != "" {
 		abs, err := filepath.Abs(f.policy)
 		if err != nil {
@@ -167,11 +167,17 @@ func writeLearnSummary(w io.Writer, out string, status int, res learn.Result, re
 	fmt.Fprintln(w, "assay learn: review the policy, then: assay policy check FILE; assay run --policy FILE -- CMD")
 }
 
-// dirEntries counts a directory's entries (the collapse rule of learn).
-func dirEntries(dir string) (int, bool) {
+// subdirs lists a directory's subdirectories (the collapse rule of learn).
+func subdirs(dir string) ([]string, bool) {
 	es, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
-	return len(es), true
+	var out []string
+	for _, e := range es {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, true
 }

@@ -23,10 +23,10 @@ type Options struct {
 	// Hosts: write network entries by host name where the address came
 	// from a lookup (the policy format has host entries).
 	Hosts bool
-	// Entries, when set, counts a directory's entries as it is when the
-	// policy is written (see the collapse rule); ok false when it cannot
-	// be read. Nil: not considered.
-	Entries func(dir string) (n int, ok bool)
+	// Subdirs, when set, lists a directory's subdirectories as they are
+	// when the policy is written (see the collapse rule); ok false when it
+	// cannot be read. Nil: not considered.
+	Subdirs func(dir string) (names []string, ok bool)
 }
 
 // Result is the written policy and what the summary says about it.
@@ -55,9 +55,10 @@ type entry struct {
 //
 //   - a directory the run listed, or in which it created a file, is used;
 //   - a directory is used when at least two of its entries were used
-//     (files opened, created or executed there, or used directories),
-//     and these are more than half of its entries (counted when the
-//     policy is written; when it cannot be read, two are enough);
+//     (files opened, created or executed there, or used directories) and
+//     the run touched something beneath every one of its subdirectories
+//     (listed when the policy is written): a rule never spans a subtree
+//     the run did not enter (unused files next to used ones are covered);
 //   - the topmost used directory of a branch becomes one subtree rule
 //     (DIR/), with the union of the access letters used anywhere beneath
 //     it; paths outside every such directory get a rule of their own;
@@ -184,6 +185,23 @@ func Generate(r *Recorder, o Options) (Result, error) {
 			getDir(path.Dir(p)).entries[p] = true
 		}
 	}
+	touched := map[string]bool{} // every path used and its ancestors
+	for p := range need {
+		for c := p; ; c = path.Dir(c) {
+			if touched[c] {
+				break
+			}
+			touched[c] = true
+			if c == "/" {
+				break
+			}
+		}
+	}
+	for _, s := range sens {
+		for c := s.sortKey; c != "/"; c = path.Dir(c) {
+			touched[c] = true
+		}
+	}
 	order := make([]string, 0, len(dirs))
 	for d := range dirs {
 		order = append(order, d)
@@ -197,7 +215,7 @@ func Generate(r *Recorder, o Options) (Result, error) {
 	})
 	for _, d := range order {
 		di := dirs[d]
-		di.used = di.listed || di.created || len(di.entries) >= minEntries && mostUsed(o.Entries, d, len(di.entries))
+		di.used = di.listed || di.created || len(di.entries) >= minEntries && allEntered(o.Subdirs, d, touched)
 		if di.used && d != "/" {
 			getDir(path.Dir(d)).entries[d] = true
 		}
@@ -415,13 +433,21 @@ var sharedObjectRE = regexp.MustCompile(`\.so(\.[0-9.]+)?$|\.node$`)
 // for execution (the trace path sees the open, not the mapping).
 func sharedObject(p string) bool { return sharedObjectRE.MatchString(path.Base(p)) }
 
-// mostUsed: used entries are more than half of the directory's.
-func mostUsed(entries func(string) (int, bool), dir string, used int) bool {
-	if entries == nil {
+// allEntered: the run touched something beneath every subdirectory of dir.
+func allEntered(subdirs func(string) ([]string, bool), dir string, touched map[string]bool) bool {
+	if subdirs == nil {
 		return true
 	}
-	n, ok := entries(dir)
-	return !ok || 2*used > n
+	names, ok := subdirs(dir)
+	if !ok {
+		return true
+	}
+	for _, n := range names {
+		if !touched[path.Join(dir, n)] {
+			return false
+		}
+	}
+	return true
 }
 
 func depth(p string) int {

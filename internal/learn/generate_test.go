@@ -213,3 +213,25 @@ func TestBase(t *testing.T) {
 		t.Errorf("a policy against itself: %v", ws)
 	}
 }
+
+// TestNoUnenteredSubtree: two files of a directory used, but a
+// subdirectory of it never entered: no subtree rule over it.
+func TestNoUnenteredSubtree(t *testing.T) {
+	evs := run(open("/srv/data/a", unix.O_RDONLY), open("/srv/data/b", unix.O_RDONLY), open("/srv/data/used/c", unix.O_RDONLY))
+	subdirs := func(d string) ([]string, bool) {
+		if d == "/srv/data" {
+			return []string{"used", "private"}, true
+		}
+		return nil, true
+	}
+	_, text := generate(t, evs, Options{Subdirs: subdirs})
+	got := strings.Join(rules(text), "\n")
+	want := "- {path: /srv/app/bin/tool, access: x}\n- {path: /srv/data/a, access: r}\n- {path: /srv/data/b, access: r}\n- {path: /srv/data/used/c, access: r}"
+	if got != want {
+		t.Errorf("rules:\n%s\nwant:\n%s", got, want)
+	}
+	_, text = generate(t, evs, Options{Subdirs: func(string) ([]string, bool) { return []string{"used"}, true }})
+	if got := strings.Join(rules(text), "\n"); !strings.Contains(got, "- {path: /srv/data/, access: r}") {
+		t.Errorf("every subdirectory entered: want /srv/data/, got:\n%s", got)
+	}
+}

@@ -15,9 +15,9 @@ import (
 // TestLearnThenRun: in the guest (BPF LSM present), assay learn observes a
 // busybox shell reading two files of a directory (of four) and writes a
 // policy naming those two files (the trace path names the opened files,
-// from the kernel); assay run with it lets the same command through with
-// the same output, and refuses a third file of the directory with a
-// BLOCKED FILE event.
+// from the kernel); under assay run with it the same reads pass and a
+// third file of the directory is refused with a BLOCKED FILE event (one
+// assay run for both: guest time is CI time).
 func TestLearnThenRun(t *testing.T) {
 	dir := t.TempDir()
 	assaytest.PublicDir(t, dir) // the command runs as nobody
@@ -39,13 +39,11 @@ func TestLearnThenRun(t *testing.T) {
 			t.Errorf("learned policy lacks %q:\n%s", want, text)
 		}
 	}
-	rr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--", "/bin/busybox", "sh", "-c", script))
-	if rr.ExitCode != 0 || strings.Join(rr.Stdout, "") != "alphabeta" || strings.Contains(rr.StderrText(), "BLOCKED FILE:") {
-		t.Errorf("under the learned policy: exit %d stdout %q\n%s", rr.ExitCode, rr.Stdout, rr.StderrText())
-	}
+	// One run under the policy: the learned reads pass, a third file of
+	// the directory is refused.
 	other := filepath.Join(dir, "c.txt")
-	xr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--", "/bin/busybox", "cat", other))
-	if xr.ExitCode == 0 || strings.Contains(strings.Join(xr.Stdout, ""), "gamma") || !strings.Contains(xr.StderrText(), "BLOCKED FILE:") {
-		t.Errorf("a file the run did not read: exit %d stdout %q\n%s", xr.ExitCode, xr.Stdout, xr.StderrText())
+	rr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--", "/bin/busybox", "sh", "-c", script+"; cat "+other))
+	if rr.ExitCode == 0 || strings.Join(rr.Stdout, "") != "alphabeta" || strings.Count(rr.StderrText(), "BLOCKED FILE:") != 1 {
+		t.Errorf("under the learned policy: exit %d stdout %q (want the two learned files, then a refusal)\n%s", rr.ExitCode, rr.Stdout, rr.StderrText())
 	}
 }
