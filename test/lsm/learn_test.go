@@ -13,15 +13,19 @@ import (
 )
 
 // TestLearnThenRun: in the guest (BPF LSM present), assay learn observes a
-// busybox shell reading two files of a directory (of four) and writes a
-// policy naming those two files (the trace path names the opened files,
-// from the kernel); under assay run with it the same reads pass and a
-// third file of the directory is refused with a BLOCKED FILE event (one
-// assay run for both: guest time is CI time).
+// busybox shell reading two files of a directory that also holds a
+// subdirectory it never enters, and writes a policy naming those two files
+// (the trace path names the opened files, from the kernel; no subtree rule
+// spans an unentered subdirectory); under assay run with it the same reads
+// pass and a file in the subdirectory is refused with a BLOCKED FILE event
+// (one assay run for both: guest time is CI time).
 func TestLearnThenRun(t *testing.T) {
 	dir := t.TempDir()
 	assaytest.PublicDir(t, dir) // the command runs as nobody
-	for n, c := range map[string]string{"a.txt": "alpha", "b.txt": "beta", "c.txt": "gamma", "d.txt": "delta"} {
+	for n, c := range map[string]string{"a.txt": "alpha", "b.txt": "beta", "other/c.txt": "gamma"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, n)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		writeFile(t, filepath.Join(dir, n), c)
 	}
 	pol := filepath.Join(t.TempDir(), "learned.yaml")
@@ -41,7 +45,7 @@ func TestLearnThenRun(t *testing.T) {
 	}
 	// One run under the policy: the learned reads pass, a third file of
 	// the directory is refused.
-	other := filepath.Join(dir, "c.txt")
+	other := filepath.Join(dir, "other", "c.txt")
 	rr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--", "/bin/busybox", "sh", "-c", script+"; cat "+other))
 	if rr.ExitCode == 0 || strings.Join(rr.Stdout, "") != "alphabeta" || strings.Count(rr.StderrText(), "BLOCKED FILE:") != 1 {
 		t.Errorf("under the learned policy: exit %d stdout %q (want the two learned files, then a refusal)\n%s", rr.ExitCode, rr.Stdout, rr.StderrText())
