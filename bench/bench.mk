@@ -9,6 +9,8 @@
 #   make bench BENCH_ROUNDS=5          fewer rounds (default 9 on the host, 5 in the VM)
 #   make bench BENCH_QUICK=1           a smoke run: fewer operations, short phases
 #
+#   make bench-deps                    only install the peers (nftables, bubblewrap, firejail)
+#
 # Needs root (BPF, cgroups). Results, logs and the binary under test go to
 # .cache/bench/. See bench/bench.sh and docs/BENCHMARKS.md.
 
@@ -20,8 +22,12 @@ BENCH_QUICK ?=
 # Including this file must not change the including Makefile's default goal.
 bench_saved_default_goal := $(.DEFAULT_GOAL)
 
-.PHONY: bench
-bench:
+.PHONY: bench bench-deps
+# The peers figure 8 compares with (nftables, bubblewrap, firejail), with apt.
+bench-deps:
+	bash scripts/bench-deps.sh
+
+bench: bench-deps
 	GO="$(GO)" BENCH="$(BENCH)" BENCH_VM="$(BENCH_VM)" BENCH_ROUNDS="$(BENCH_ROUNDS)" BENCH_QUICK="$(BENCH_QUICK)" \
 		bash bench/bench.sh
 

@@ -48,9 +48,29 @@ network:
 // lookup of that address walks the deepest path an LPM trie can have (32
 // nodes for IPv4, 128 for IPv6): the adversarial case, not the typical one.
 func NetPolicy(nv4, nv6, nports int, keep []netip.Addr, keepPorts []uint16, worst bool) string {
+	v4, v6, ports := NetRules(nv4, nv6, nports, keep, keepPorts, worst)
+	var sb strings.Builder
+	sb.WriteString("version: 1\nnetwork:\n")
+	if len(ports) > 0 {
+		sb.WriteString("  deny_ports:\n")
+		for _, p := range ports {
+			fmt.Fprintf(&sb, "    - %d\n", p)
+		}
+	}
+	if len(v4)+len(v6) > 0 {
+		sb.WriteString("  deny_cidrs:\n")
+		for _, p := range append(v4, v6...) {
+			fmt.Fprintf(&sb, "    - %q\n", p.String())
+		}
+	}
+	return sb.String()
+}
+
+// NetRules is NetPolicy's rules: the IPv4 and IPv6 prefixes and the ports
+// (the same for the same arguments).
+func NetRules(nv4, nv6, nports int, keep []netip.Addr, keepPorts []uint16, worst bool) (v4, v6 []netip.Prefix, ports []uint16) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	seen := map[netip.Prefix]bool{}
-	var v4, v6 []netip.Prefix
 	add := func(p netip.Prefix) {
 		p = p.Masked()
 		if seen[p] {
@@ -100,7 +120,6 @@ func NetPolicy(nv4, nv6, nports int, keep []netip.Addr, keepPorts []uint16, wors
 	for _, p := range keepPorts {
 		keepPort[p] = true
 	}
-	var ports []uint16
 	seenPort := map[uint16]bool{}
 	for len(ports) < nports {
 		p := uint16(1 + rng.IntN(65535))
@@ -110,21 +129,7 @@ func NetPolicy(nv4, nv6, nports int, keep []netip.Addr, keepPorts []uint16, wors
 		seenPort[p] = true
 		ports = append(ports, p)
 	}
-	var sb strings.Builder
-	sb.WriteString("version: 1\nnetwork:\n")
-	if len(ports) > 0 {
-		sb.WriteString("  deny_ports:\n")
-		for _, p := range ports {
-			fmt.Fprintf(&sb, "    - %d\n", p)
-		}
-	}
-	if len(v4)+len(v6) > 0 {
-		sb.WriteString("  deny_cidrs:\n")
-		for _, p := range append(v4, v6...) {
-			fmt.Fprintf(&sb, "    - %q\n", p.String())
-		}
-	}
-	return sb.String()
+	return v4, v6, ports
 }
 
 func putRand(rng *rand.Rand, b []byte) {
@@ -186,4 +191,46 @@ func MakeDeep(dir string, n int) (string, error) {
 func WriteFile(dir, name, s string) (string, error) {
 	p := filepath.Join(dir, name)
 	return p, os.WriteFile(p, []byte(s), 0o644)
+}
+
+// NftRuleset is the same rules for nftables (Debian's nft): table inet
+// assay_bench with interval sets of the prefixes (auto-merge: random
+// prefixes overlap) and a set of the ports, a chain "sandbox" that drops
+// what they match, and an output chain, empty: NftJump is the rule that
+// sends one cgroup's packets through the sandbox chain.
+func NftRuleset(v4, v6 []netip.Prefix, ports []uint16) string {
+	var sb strings.Builder
+	sb.WriteString("table inet assay_bench {\n")
+	set := func(name, typ string, elems []string) {
+		fmt.Fprintf(&sb, "\tset %s {\n\t\ttype %s\n", name, typ)
+		if typ != "inet_service" {
+			sb.WriteString("\t\tflags interval\n\t\tauto-merge\n")
+		}
+		sb.WriteString("\t\telements = { ")
+		sb.WriteString(strings.Join(elems, ", "))
+		sb.WriteString(" }\n\t}\n")
+	}
+	strs := func(ps []netip.Prefix) []string {
+		out := make([]string, len(ps))
+		for i, p := range ps {
+			out[i] = p.String()
+		}
+		return out
+	}
+	ps := make([]string, len(ports))
+	for i, p := range ports {
+		ps[i] = fmt.Sprint(p)
+	}
+	set("d4", "ipv4_addr", strs(v4))
+	set("d6", "ipv6_addr", strs(v6))
+	set("p", "inet_service", ps)
+	sb.WriteString("\tchain sandbox {\n\t\tip daddr @d4 drop\n\t\tip6 daddr @d6 drop\n\t\tmeta l4proto { tcp, udp } th dport @p drop\n\t}\n")
+	sb.WriteString("\tchain out {\n\t\ttype filter hook output priority filter; policy accept;\n\t}\n}\n")
+	return sb.String()
+}
+
+// NftJump is the rule that sends the packets of the cgroup at path (relative
+// to the cgroup2 mount) and level through the sandbox chain.
+func NftJump(path string, level int) string {
+	return fmt.Sprintf("add rule inet assay_bench out socket cgroupv2 level %d %q jump sandbox\n", level, path)
 }
