@@ -1,8 +1,13 @@
 package bench_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,7 +16,43 @@ import (
 	"github.com/assaymcp/assay/bench/load"
 	"github.com/assaymcp/assay/bench/report"
 	"github.com/assaymcp/assay/internal/assaytest"
+	"github.com/assaymcp/assay/internal/seccomp"
+	"golang.org/x/net/bpf"
 )
+
+// seccompFile writes Assay's seccomp filter (the one `assay run` installs)
+// as raw struct sock_filter records, for `bwrap --seccomp FD`.
+func seccompFile(b *testing.B) string {
+	b.Helper()
+	prog, err := seccomp.Program()
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, in := range raw {
+		binary.Write(&buf, binary.NativeEndian, struct {
+			Op     uint16
+			Jt, Jf uint8
+			K      uint32
+		}{in.Op, in.Jt, in.Jf, in.K})
+	}
+	p := filepath.Join(b.TempDir(), "seccomp.bpf")
+	if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// toolVersion is the first line of `tool ARG`.
+func toolVersion(tool, arg string) string {
+	out, _ := exec.Command(tool, arg).CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
 
 // wallRun runs cmd to completion and returns its wall time in ms.
 func wallRun(b *testing.B, cmd *exec.Cmd) float64 {
@@ -42,12 +83,38 @@ func BenchmarkStartup(b *testing.B) {
 	// Does this assay have `run`?
 	hasRun := exec.Command(bin, "run", "--help").Run() == nil
 
-	var tTrue, tRun, tMonSmall, tMonExample []float64
+	// The peers, with comparable restrictions: another user, no
+	// capabilities, no_new_privs, a seccomp filter (bwrap gets Assay's own
+	// filter; firejail its default one).
+	filter := seccompFile(b)
+	bwrap := func() *exec.Cmd {
+		f, err := os.Open(filter)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		cmd := exec.Command("bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
+			"--uid", "65534", "--gid", "65534", "--new-session", "--die-with-parent", "--cap-drop", "ALL", "--seccomp", "3", "/bin/true")
+		cmd.ExtraFiles = []*os.File{f}
+		return cmd
+	}
+	firejail := func() *exec.Cmd {
+		return exec.Command("firejail", "--quiet", "--noprofile", "--caps.drop=all", "--nonewprivs", "--seccomp", "--noroot", "/bin/true")
+	}
+	for _, tool := range []string{"bwrap", "firejail"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Fatalf("%s not found (make bench-deps): %v", tool, err)
+		}
+	}
+
+	var tTrue, tRun, tMonSmall, tMonExample, tBwrap, tFirejail []float64
 	for r := 0; r < R; r++ {
 		tTrue = append(tTrue, wallRun(b, exec.Command("/bin/true")))
 		if hasRun {
 			tRun = append(tRun, wallRun(b, exec.Command(bin, "run", "--", "/bin/true")))
 		}
+		tBwrap = append(tBwrap, wallRun(b, bwrap()))
+		tFirejail = append(tFirejail, wallRun(b, firejail()))
 		m := startMonitor(b, null, "--policy", small, "--cgroup", cg.Path)
 		tMonSmall = append(tMonSmall, ms(m.Ready))
 		m.Stop(b)
@@ -75,6 +142,10 @@ func BenchmarkStartup(b *testing.B) {
 		record(b, report.Row{Figure: fig, Case: "`assay run -- /bin/true`", Variant: "added to /bin/true", Unit: "ms", Value: nan,
 			Note: "this assay has no `run` command"})
 	}
+	added("`bwrap -- /bin/true` (peer)", "added to /bin/true", tBwrap, fmt.Sprintf("bubblewrap %s: --unshare-all, uid 65534, --cap-drop ALL, --new-session, Assay's seccomp filter (no network or file policy); median total %s ms",
+		toolVersion("bwrap", "--version"), report.Fmt(report.Median(tBwrap))))
+	added("`firejail -- /bin/true` (peer)", "added to /bin/true", tFirejail, fmt.Sprintf("%s: --noprofile --caps.drop=all --nonewprivs --seccomp --noroot (no network or file policy); median total %s ms",
+		toolVersion("firejail", "--version"), report.Fmt(report.Median(tFirejail))))
 	added("`assay monitor` to enforcing", "10-rule policy", tMonSmall, "exec to the \"enforcing\" line")
 	added("`assay monitor` to enforcing", "built-in example policy", tMonExample, "exec to the \"enforcing\" line")
 }
