@@ -32,6 +32,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("BENCH_MCP_ECHO") == "1" {
+		mcpEcho()
+		os.Exit(0)
+	}
 	load.MaybeRun()
 	assaytest.Main(m)
 }
