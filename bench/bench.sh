@@ -28,12 +28,28 @@ T0=$(date +%s)
 log "go build ./cmd/assay"
 "$GO" build -o "$OUT/assay" ./cmd/assay || { log "build failed"; exit 1; }
 
+# The BPF object without the socket path's verdict cache, for the "before"
+# rows of figure 1 measured in the same run (BENCH_NOCACHE_OBJ).
+EBPF_ARCH=$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+NOCACHE=$OUT/assay-nocache.o
+if clang -target bpfel -D__TARGET_ARCH_$EBPF_ARCH -DASSAY_NO_VCACHE -I internal/kernel/bpf -I internal/kernel/bpf/include \
+	-O2 -g -Wall -Werror -c internal/kernel/bpf/assay.bpf.c -o "$NOCACHE" && llvm-strip -g "$NOCACHE"; then
+	export BENCH_NOCACHE_OBJ=$NOCACHE
+else
+	log "could not build the object without the verdict cache: figure 1 has no before rows"
+fi
+
+# The machine's load, recorded beside the figures (2 CPUs shared: a busy
+# machine moves absolute figures; paired ratios much less).
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
 log "host benchmarks (-bench '${BENCH:-.}')"
 ASSAY_BIN=$OUT/assay BENCH_OUT=$OUT/host.jsonl BENCH_ROUNDS=${BENCH_ROUNDS:-} BENCH_QUICK=${BENCH_QUICK:-} \
 	"$GO" test ./bench -run '^$' -bench "${BENCH:-.}" -benchtime 1x -timeout 40m -v 2>&1 | tee "$OUT/host.log" |
 	grep -E --line-buffered '^(Benchmark|--- |FAIL|ok|panic)|_test\.go:[0-9]+: [0-9]' || true
 [[ ${PIPESTATUS[0]} -eq 0 ]] || { log "host benchmarks failed: see $OUT/host.log"; status=1; }
 T1=$(date +%s)
+LOAD_HOST=$(cut -d' ' -f1-3 /proc/loadavg)
 
 if [[ -n ${BENCH_VM:-} ]]; then
 	log "BPF LSM benchmarks in the QEMU guest (-bench '$BENCH_VM'; serial log in $OUT/vm.log)"
@@ -45,9 +61,11 @@ if [[ -n ${BENCH_VM:-} ]]; then
 	[[ $rc -eq 0 ]] || { log "VM benchmarks failed (rc=$rc): see $OUT/vm.log"; tail -n 15 "$OUT/vm.log" >&2; status=1; }
 fi
 T2=$(date +%s)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log "writing docs/BENCHMARKS.md"
 "$GO" run ./bench/cmd/benchreport -host "$OUT/host.jsonl" -vm "$OUT/vm.log" -assay "$OUT/assay" \
-	-durations "host=$((T1 - T0))s,vm=$((T2 - T1))s" -o docs/BENCHMARKS.md || status=1
+	-durations "host=$((T1 - T0))s,vm=$((T2 - T1))s" \
+	-load "start $LOAD_START; after the host part $LOAD_HOST; after the guest part $LOAD_END" -o docs/BENCHMARKS.md || status=1
 log "done in $(($(date +%s) - T0))s"
 exit $status

@@ -40,13 +40,22 @@ func BenchmarkConnect(b *testing.B) {
 	}
 	variants := []variant{{name: "baseline"}}
 	_, variants[0].fd = benchCgroup(b)
-	for _, v := range []struct{ name, policy string }{
-		{"10 rules", small},
-		{"100k CIDRs + 1k ports", large},
-		{"100k CIDRs + 1k ports, deepest trie path", worst},
-	} {
+	pols := []struct{ name, policy, obj string }{
+		{"10 rules", small, ""},
+		{"100k CIDRs + 1k ports", large, ""},
+		{"100k CIDRs + 1k ports, deepest trie path", worst, ""},
+	}
+	if o := noCacheObject(); o != "" {
+		// Miss 1's before and after in the same run.
+		pols = append(pols, struct{ name, policy, obj string }{"100k CIDRs + 1k ports, verdict cache off (before)", large, o})
+	}
+	for _, v := range pols {
 		cg, fd := benchCgroup(b)
-		m := assaytest.StartMonitor(b, monitorArgs("--policy", v.policy, "--cgroup", cg.Path)...)
+		args := []string{"--policy", v.policy, "--cgroup", cg.Path}
+		if v.obj != "" {
+			args = append(args, "--ebpf", v.obj)
+		}
+		m := assaytest.StartMonitor(b, monitorArgs(args...)...)
 		defer m.Stop()
 		variants = append(variants, variant{v.name, fd, m})
 	}

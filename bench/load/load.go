@@ -72,6 +72,9 @@ type Options struct {
 	// StartAt, when non-zero, is a CLOCK_MONOTONIC time (ns) to wait for
 	// before starting, so that several load processes start together.
 	StartAt int64
+	// Landlock, when set, restricts the load thread with Landlock to
+	// reading beneath this directory before the loop (see landlockAllow).
+	Landlock string
 }
 
 // Actions.
@@ -86,6 +89,9 @@ func (o Options) args() []string {
 		"-action", o.Action, "-target", o.Target,
 		"-n", fmt.Sprint(o.N), "-warmup", fmt.Sprint(o.Warmup), "-cpu", fmt.Sprint(o.CPU),
 		"-rate", fmt.Sprint(o.Rate), "-duration", o.Duration.String(), "-start-at", fmt.Sprint(o.StartAt),
+	}
+	if o.Landlock != "" {
+		a = append(a, "-landlock", o.Landlock)
 	}
 	return a
 }
@@ -112,6 +118,7 @@ func Main(args []string) int {
 	fs.Float64Var(&o.Rate, "rate", 0, "")
 	fs.DurationVar(&o.Duration, "duration", 0, "")
 	fs.Int64Var(&o.StartAt, "start-at", 0, "")
+	fs.StringVar(&o.Landlock, "landlock", "", "")
 	serve := fs.Bool("serve", false, "")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -143,6 +150,11 @@ func Run(o Options) (Result, error) {
 	}
 	if o.N <= 0 && o.Duration <= 0 {
 		return res, errors.New("give -n or -duration")
+	}
+	if o.Landlock != "" {
+		if err := landlockAllow(o.Landlock); err != nil {
+			return res, err
+		}
 	}
 	op, cleanup, err := newOp(o)
 	if err != nil {
@@ -366,6 +378,11 @@ func Serve(o Options, in io.Reader, out io.Writer) error {
 	runtime.LockOSThread()
 	if err := pin(o.CPU); err != nil {
 		return err
+	}
+	if o.Landlock != "" {
+		if err := landlockAllow(o.Landlock); err != nil {
+			return err
+		}
 	}
 	op, cleanup, err := newOp(o)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
@@ -32,6 +33,7 @@ func main() {
 	vm := flag.String("vm", ".cache/bench/vm.log", "the guest's serial log (marker lines)")
 	assay := flag.String("assay", "", "the assay binary measured (for its version)")
 	durations := flag.String("durations", "", "how long each part took, for the record")
+	load := flag.String("load", "", "the machine's load averages during the run, for the record")
 	tmpl := flag.String("tmpl", "bench/BENCHMARKS.md.tmpl", "document template")
 	out := flag.String("o", "docs/BENCHMARKS.md", "document to write (- for stdout only)")
 	flag.Parse()
@@ -64,6 +66,8 @@ func main() {
 		Machine:   machine(*assay),
 		Guest:     guest(vmLog),
 		Durations: *durations,
+		Load:      *load,
+		Choose:    choose(rows),
 		Summary:   summary(rows),
 		All:       report.Table(rows),
 		Raw:       report.RawTable(rows),
@@ -76,7 +80,7 @@ func main() {
 	for k, rs := range byFig {
 		d.Figures[k] = figureTable(rs)
 	}
-	for _, k := range []string{"1", "2", "3", "4", "5", "6", "7"} {
+	for _, k := range []string{"1", "2", "3", "4", "5", "6", "7", "8", "9"} {
 		if _, ok := byFig[k]; !ok {
 			d.Missing = append(d.Missing, k)
 			d.Figures[k] = "_Not measured in this run._\n"
@@ -87,6 +91,18 @@ func main() {
 	if *out == "-" {
 		return
 	}
+	// Charts next to the document (docs/bench/*.svg).
+	chartDir := filepath.Join(filepath.Dir(*out), "bench")
+	if err := os.MkdirAll(chartDir, 0o755); err != nil {
+		fatal(err)
+	}
+	for name, svg := range charts(rows) {
+		if err := os.WriteFile(filepath.Join(chartDir, name), []byte(svg), 0o644); err != nil {
+			fatal(err)
+		}
+		d.Charts = append(d.Charts, "bench/"+name)
+	}
+	sort.Strings(d.Charts)
 	t, err := template.ParseFiles(*tmpl)
 	if err != nil {
 		fatal(err)
@@ -102,11 +118,12 @@ func main() {
 }
 
 type data struct {
-	Date, Commit, Guest, Durations string
-	Machine                        []kv
-	Summary, All, Raw              string
-	Figures                        map[string]string // "1".."7"
-	Missing                        []string
+	Date, Commit, Guest, Durations, Load, Choose string
+	Charts                                       []string
+	Machine                                      []kv
+	Summary, All, Raw                            string
+	Figures                                      map[string]string // "1".."7"
+	Missing                                      []string
 }
 
 type kv struct{ K, V string }
@@ -236,4 +253,101 @@ func guest(log []byte) string {
 		return "not run"
 	}
 	return fmt.Sprintf("Linux %s (Debian cloud kernel), %s vCPUs under QEMU TCG (software emulation), LSMs %s", m[1], m[2], m[3])
+}
+
+// find is the first row of figure (prefix), case and variant (substrings).
+func find(rows []report.Row, fig, cse, variant string) *report.Row {
+	for i := range rows {
+		r := &rows[i]
+		if strings.HasPrefix(r.Figure, fig) && strings.Contains(r.Case, cse) && strings.Contains(r.Variant, variant) {
+			return r
+		}
+	}
+	return nil
+}
+
+func cell(r *report.Row) string {
+	switch {
+	case r == nil:
+		return "not measured"
+	case r.Overhead != nil:
+		return fmt.Sprintf("%s (%s vs %s %s)", report.FmtPct(r.Overhead), report.Fmt(r.Value), report.Fmt(r.Baseline), r.Unit)
+	}
+	return report.Fmt(r.Value) + " " + r.Unit
+}
+
+// choose is the "what it costs, in one table" section: each protection
+// with assay and with what a user would otherwise run, from this run.
+func choose(rows []report.Row) string {
+	var sb strings.Builder
+	sb.WriteString("| protection | assay | nftables / Landlock | bubblewrap | firejail |\n|---|---|---|---|---|\n")
+	line := func(what string, cells ...string) {
+		fmt.Fprintf(&sb, "| %s | %s |\n", what, strings.Join(cells, " | "))
+	}
+	na := "no such rule"
+	line("UDP sendto in the sandbox, 100k CIDRs + 1k ports (host)", cell(find(rows, "8", "udp4 sendto", "assay")), "nftables: "+cell(find(rows, "8", "udp4 sendto", "nftables")), na, na)
+	line("the same, IPv6", cell(find(rows, "8", "udp6 sendto", "assay")), "nftables: "+cell(find(rows, "8", "udp6 sendto", "nftables")), na, na)
+	line("UDP sendto by other cgroups while it is in force", cell(find(rows, "8", "another cgroup", "assay")), "nftables: "+cell(find(rows, "8", "another cgroup", "nftables")), "-", "-")
+	line("TCP connect+close in the sandbox, 100k CIDRs + 1k ports", cell(find(rows, "8", "tcp4 connect", "assay")), "nftables: "+cell(find(rows, "8", "tcp4 connect", "nftables")), na, na)
+	line("load 100k CIDRs + 1k ports", cell(find(rows, "8", "rule load", "assay")), "nftables: "+cell(find(rows, "8", "rule load", "nftables")), "-", "-")
+	line("open(), file rules, shallow file (guest, TCG)", cell(find(rows, "8 peers: files", "0 dirs", "assay")), "Landlock: "+cell(find(rows, "8 peers: files", "0 dirs", "Landlock: read")), "-", "-")
+	line("open(), file 30 directories deep (guest, TCG)", cell(find(rows, "8 peers: files", "30 dirs", "assay")), "Landlock: "+cell(find(rows, "8 peers: files", "30 dirs", "Landlock: read")), "-", "-")
+	line("start a sandboxed /bin/true (added, host)", cell(find(rows, "6 startup", "assay run", "added")), "Landlock launcher set-up (guest): "+cell(find(rows, "8 peers: files", "start-up", "Landlock")),
+		cell(find(rows, "6 startup", "bwrap", "added")), cell(find(rows, "6 startup", "firejail", "added")))
+	line("MCP request/response, small (added per round trip)", cell(find(rows, "9", "small", "assay")), "-", "-", "-")
+	line("MCP request/response, 1 MiB (added per round trip)", cell(find(rows, "9", "1 MiB", "assay")), "-", "-", "-")
+	return sb.String()
+}
+
+// charts draws the overheads against their baselines and the cost against
+// rule count.
+func charts(rows []report.Row) map[string]string {
+	out := map[string]string{}
+	var bars []report.Bar
+	for _, r := range rows {
+		if r.Overhead == nil || strings.Contains(r.Case, "against rule count") {
+			continue
+		}
+		if k := figKey(r.Figure); k != "1" && k != "3" && k != "8" && k != "9" && k != "2" {
+			continue
+		}
+		bars = append(bars, report.Bar{Label: trim(r.Figure+": "+r.Case+" — "+r.Variant, 90), Value: *r.Overhead})
+	}
+	if len(bars) > 0 {
+		out["overheads.svg"] = report.BarChart("Overhead against the baseline measured in the same run (median of per-round ratios)", bars)
+	}
+	var series []report.Series
+	for _, cse := range []string{"udp4 sendto, against rule count", "udp6 sendto, against rule count"} {
+		for _, off := range []bool{false, true} {
+			s := report.Series{Name: strings.TrimSuffix(cse, ", against rule count")}
+			if off {
+				s.Name += ", cache off"
+			}
+			for _, r := range rows {
+				if r.Case != cse || r.Overhead == nil || strings.Contains(r.Variant, "cache off") != off {
+					continue
+				}
+				var n float64
+				if _, err := fmt.Sscan(r.Variant, &n); err != nil {
+					continue
+				}
+				s.X = append(s.X, n)
+				s.Y = append(s.Y, *r.Overhead)
+			}
+			if len(s.X) > 0 {
+				series = append(series, s)
+			}
+		}
+	}
+	if len(series) > 0 {
+		out["rulecount.svg"] = report.LineChart("UDP sendto: overhead against the number of CIDRs (+ 1k ports)", "CIDRs in the policy", "overhead, % of the baseline", series)
+	}
+	return out
+}
+
+func trim(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
