@@ -92,13 +92,23 @@ func Phases(tb testing.TB, servers []*load.Server, n int64, rounds, steps, perSe
 // embedded one (to measure a candidate build).
 func Instance(tb testing.TB, policyPath string, scope cgroup.Scope, trace bool) *kernel.Instance {
 	tb.Helper()
-	p, err := policy.Load(policyPath)
+	inst, err := TryInstance(tb, policyPath, scope, trace)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return inst
+}
+
+// TryInstance is Instance returning its error.
+func TryInstance(tb testing.TB, policyPath string, scope cgroup.Scope, trace bool) (*kernel.Instance, error) {
+	tb.Helper()
+	p, err := policy.Load(policyPath)
+	if err != nil {
+		return nil, err
+	}
 	rules, err := session.Compile(p)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	inst, err := kernel.Load(kernel.Config{
 		Rules:  rules,
@@ -107,10 +117,10 @@ func Instance(tb testing.TB, policyPath string, scope cgroup.Scope, trace bool) 
 		Object: strings.TrimSpace(os.Getenv("BENCH_EBPF")),
 	})
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	tb.Cleanup(func() { inst.Close() })
-	return inst
+	return inst, nil
 }
 
 // Attached attaches inst and returns its Detach, for Phases.
