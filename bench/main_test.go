@@ -32,6 +32,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-bench-dns-client" {
+		os.Exit(dnsClient(os.Args[2:]))
+	}
 	if os.Getenv("BENCH_MCP_ECHO") == "1" {
 		mcpEcho()
 		os.Exit(0)
