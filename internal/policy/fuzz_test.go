@@ -17,6 +17,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 2\nfiles: {default: allow, deny: [/x/, {path: /y, id: 3}], allow: [{path: /x/ok/, access: xr}]}\n"))
 	f.Add([]byte("version: 2\nnetwork: {default: deny, allow: [{ports: [53, 853], proto: udp}, \"::1\"], deny: [{cidr: 127.0.0.2, port: 9}]}\n"))
 	f.Add([]byte("version: 2\nfiles:\n  default: deny\n  baseline: none\n  allow: [/, {path: /etc/, access: w}]\n"))
+	f.Add([]byte(dnsPolicy))
+	f.Add([]byte("version: 2\nnetwork: {default: deny, allow: [{host: \"*.A.test.\", proto: udp}, {host: b.test, port: 1}]}\ndns: {upstream: [\"::1\", \"[::1]:5353\"], refuse: refused, grace: 0}\n"))
+	f.Add([]byte("version: 2\nnetwork: {default: deny, allow: [{host: \"a*.test\"}]}\ndns:\n"))
 	// Corpus entries in testdata/fuzz/FuzzParse are added automatically.
 
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -65,7 +68,7 @@ func FuzzParse(f *testing.F) {
 			if i > 0 && rules[i-1].ID >= r.ID {
 				t.Fatalf("Rules not sorted: %+v", rules)
 			}
-			if r.ID == 0 || (r.ID > MaxUserID && r.ID != NotInAllowCIDRsID && r.ID != FilesDefaultID && r.ID != NotInAllowToolsID) {
+			if r.ID == 0 || (r.ID > MaxUserID && r.ID != NotInAllowCIDRsID && r.ID != FilesDefaultID && r.ID != NotInAllowToolsID && r.ID != DNSDefaultID) {
 				t.Fatalf("bad id in %+v", r)
 			}
 			if got, ok := p.RuleByID(r.ID); !ok || got != r {

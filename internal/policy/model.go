@@ -153,6 +153,7 @@ type Policy struct {
 	NetDefault  Default
 	NetAllow    []NetRule
 	NetDeny     []NetRule
+	DNS         DNS // the dns section (dns.go)
 
 	// ToolDeny and ToolAllow are mcp.tools.deny and mcp.tools.allow (one
 	// at most); ToolAllowList is true when allow was given, even empty

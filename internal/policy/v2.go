@@ -182,7 +182,8 @@ func (p Proto) String() string {
 // Prefix (AnyAddr false) means every address of both families.
 type NetRule struct {
 	ID      uint32
-	AnyAddr bool         // no cidr given
+	Host    string       // a host entry (dns.go): an exact name or "*.suffix"; no prefix then
+	AnyAddr bool         // no cidr given (and no host)
 	Prefix  netip.Prefix // masked; IPv4 prefixes are Is4
 	Ports   []uint16     // sorted, unique; nil: every port
 	Proto   Proto
@@ -192,6 +193,9 @@ type NetRule struct {
 // Matches reports whether the entry covers a destination. addr must be
 // unmapped (an IPv4-mapped IPv6 address is judged as IPv4).
 func (r NetRule) Matches(addr netip.Addr, port uint16, proto Proto) bool {
+	if r.Host != "" {
+		return false // host entries allow the addresses their names resolve to (dns.go)
+	}
 	if !r.AnyAddr && !r.Prefix.Contains(addr) {
 		return false
 	}
@@ -205,7 +209,9 @@ func (r NetRule) Matches(addr netip.Addr, port uint16, proto Proto) bool {
 // "10.0.0.0/8 port 5432 tcp".
 func (r NetRule) Detail() string {
 	var parts []string
-	if r.AnyAddr {
+	if r.Host != "" {
+		parts = append(parts, "host "+r.Host)
+	} else if r.AnyAddr {
 		parts = append(parts, "any address")
 	} else {
 		parts = append(parts, r.Prefix.String())
@@ -233,7 +239,9 @@ func (r NetRule) key() string {
 		ps[i] = strconv.Itoa(int(p))
 	}
 	a := "*"
-	if !r.AnyAddr {
+	if r.Host != "" {
+		a = "host " + r.Host
+	} else if !r.AnyAddr {
 		a = r.Prefix.String()
 	}
 	return a + "|" + strings.Join(ps, ",") + "|" + r.Proto.String()
@@ -365,6 +373,9 @@ func (p *Policy) v2Rules(rs []Rule) []Rule {
 	if p.NetworkSet && p.NetDefault == DefaultDeny {
 		rs = append(rs, p.netDefaultRule())
 	}
+	if p.HasHosts() {
+		rs = append(rs, dnsDefaultRule())
+	}
 	if p.FilesSet && p.FileDefault == DefaultDeny {
 		rs = append(rs, p.filesDefaultRule())
 	}
@@ -378,6 +389,8 @@ func (p *Policy) v2RuleByID(id uint32) (Rule, bool) {
 		return p.netDefaultRule(), p.NetworkSet && p.NetDefault == DefaultDeny
 	case FilesDefaultID:
 		return p.filesDefaultRule(), p.FilesSet && p.FileDefault == DefaultDeny
+	case DNSDefaultID:
+		return dnsDefaultRule(), p.HasHosts()
 	}
 	for _, r := range p.NetDeny {
 		if r.ID == id {
@@ -406,6 +419,9 @@ func (p *Policy) v2Summary() string {
 	net := "network: none"
 	if p.NetworkSet {
 		net = fmt.Sprintf("network: default %s, %d allow, %d deny", p.NetDefault, len(p.NetAllow), len(p.NetDeny))
+		if p.HasHosts() {
+			net += ", names through assay's resolver"
+		}
 	}
 	tools := ""
 	if p.HasToolRules() {

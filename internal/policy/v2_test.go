@@ -47,6 +47,12 @@ func checkV2(t *testing.T, p *Policy) {
 	if p.FilesSet && p.FileDefault == DefaultDeny {
 		want++
 	}
+	if p.HasHosts() {
+		want++ // dns_default
+	}
+	if p.DNS.Set && !p.HasHosts() {
+		t.Fatalf("dns section without host entries")
+	}
 	if got := len(p.Rules()); got != want {
 		t.Fatalf("%d rules, want %d", got, want)
 	}
@@ -71,6 +77,15 @@ func checkV2(t *testing.T, p *Policy) {
 	}
 	for _, list := range [][]NetRule{p.NetAllow, p.NetDeny} {
 		for _, r := range list {
+			if r.Host != "" {
+				if r.AnyAddr || r.Prefix.IsValid() || p.NetDefault != DefaultDeny {
+					t.Fatalf("host entry with an address or under default allow: %+v", r)
+				}
+				if h, msg := CheckHost(r.Host); msg != "" || h != r.Host {
+					t.Fatalf("host %q not normalised: %q %s", r.Host, h, msg)
+				}
+				continue
+			}
 			if r.AnyAddr == r.Prefix.IsValid() {
 				t.Fatalf("AnyAddr and Prefix disagree: %+v", r)
 			}

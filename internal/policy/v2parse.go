@@ -204,7 +204,7 @@ func (ps *parser) networkV2(n *yaml.Node, path string, pol *Policy) *Error {
 			if err != nil {
 				return err
 			}
-			rules, err := ps.netEntries(items, f.path)
+			rules, err := ps.netEntries(items, f.path, f.name == "allow")
 			if err != nil {
 				return err
 			}
@@ -230,7 +230,7 @@ func (ps *parser) networkV2(n *yaml.Node, path string, pol *Policy) *Error {
 	return nil
 }
 
-func (ps *parser) netEntries(items []*yaml.Node, path string) ([]NetRule, *Error) {
+func (ps *parser) netEntries(items []*yaml.Node, path string, allow bool) ([]NetRule, *Error) {
 	out := make([]NetRule, 0, len(items))
 	seen := map[string]int{}
 	for i, it := range items {
@@ -248,10 +248,15 @@ func (ps *parser) netEntries(items []*yaml.Node, path string) ([]NetRule, *Error
 			}
 			r.AnyAddr, r.Prefix = false, pfx
 		case yaml.MappingNode:
-			fs, err := ps.fields(it, ip, "cidr", "port", "ports", "proto", "id")
+			known := []string{"cidr", "port", "ports", "proto", "id"}
+			if allow {
+				known = []string{"cidr", "host", "port", "ports", "proto", "id"}
+			}
+			fs, err := ps.fields(it, ip, known...)
 			if err != nil {
 				return nil, err
 			}
+			var cidrPath string
 			var idn *yaml.Node
 			var idp, portPath string
 			for _, f := range fs {
@@ -265,7 +270,23 @@ func (ps *parser) netEntries(items []*yaml.Node, path string) ([]NetRule, *Error
 					if msg != "" {
 						return nil, ps.errf(f.val.Line, f.path, "%s", msg)
 					}
-					r.AnyAddr, r.Prefix = false, pfx
+					if r.Host != "" {
+						return nil, ps.errf(f.key.Line, f.path, "give either cidr or host, not both")
+					}
+					r.AnyAddr, r.Prefix, cidrPath = false, pfx, f.path
+				case "host":
+					s, err := ps.str(f.val, f.path, "a host name such as api.github.com or *.githubusercontent.com")
+					if err != nil {
+						return nil, err
+					}
+					h, msg := CheckHost(s)
+					if msg != "" {
+						return nil, ps.errf(f.val.Line, f.path, "%s", msg)
+					}
+					if cidrPath != "" {
+						return nil, ps.errf(f.key.Line, f.path, "give either cidr or host, not both")
+					}
+					r.AnyAddr, r.Host = false, h
 				case "port", "ports":
 					if portPath != "" {
 						return nil, ps.errf(f.key.Line, f.path, "give either port or ports, not both (%s is already given)", portPath)
@@ -343,10 +364,11 @@ func (ps *parser) netEntries(items []*yaml.Node, path string) ([]NetRule, *Error
 // rootV2 parses the fields of a version 2 policy.
 func (ps *parser) rootV2(n *yaml.Node, pol *Policy) *Error {
 	pol.Version = 2
-	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits", "mcp")
+	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits", "mcp", "dns")
 	if err != nil {
 		return err
 	}
+	var dnsField *field
 	for _, f := range fs {
 		switch f.name {
 		case "mode":
@@ -357,6 +379,11 @@ func (ps *parser) rootV2(n *yaml.Node, pol *Policy) *Error {
 			if err := ps.limits(f.val, f.path, pol); err != nil {
 				return err
 			}
+		case "dns":
+			if err := ps.dnsSection(f.val, f.path, pol); err != nil {
+				return err
+			}
+			dnsField = &f
 		case "network":
 			if err := ps.networkV2(f.val, f.path, pol); err != nil {
 				return err
@@ -370,6 +397,12 @@ func (ps *parser) rootV2(n *yaml.Node, pol *Policy) *Error {
 				return err
 			}
 		}
+	}
+	if dnsField != nil && !pol.HasHosts() {
+		return ps.errf(dnsField.key.Line, dnsField.path, "a dns section needs at least one network.allow entry with host: (without one no name is allowed and the section has no effect)")
+	}
+	if dnsField == nil && pol.HasHosts() {
+		pol.DNS.Grace = DefaultDNSGrace
 	}
 	return nil
 }

@@ -49,6 +49,9 @@ func net2Entries(rs []policy.NetRule) []kernel.Net2Entry {
 		}
 	}
 	for _, r := range rs {
+		if r.Host != "" {
+			continue // the resolver learns its addresses (internal/dns)
+		}
 		e := kernel.Net2Entry{Proto: uint8(r.Proto), ID: r.ID}
 		if !r.AnyAddr {
 			e.Prefix = r.Prefix
