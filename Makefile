@@ -3,6 +3,7 @@
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 FUZZTIME ?= 10s
+DNS_FUZZTIME ?= 5s
 
 # `assay version` prints VERSION: `git describe` of the checkout.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -106,6 +107,7 @@ unit:
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/policy/
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/events/
+	$(GO) test -run='^$$' -fuzz=FuzzHandle -fuzztime=$(DNS_FUZZTIME) ./internal/dns/
 
 # The two guest suites run side by side (vmtest-both): each keeps about one
 # core busy.
