@@ -291,8 +291,8 @@ func TestTable(t *testing.T) {
 	learn("cdn.test", time.Second, shared)
 	// The union of both rules' ports.
 	want := map[Key]uint32{{shared, 8080, 0}: 30, {shared, 9, 0}: 34}
-	if !sink.equal(want) {
-		t.Fatalf("shared: %v", sink.m)
+	if !sink.equal(want) || sink.commits != 2 {
+		t.Fatalf("shared: %v, %d commits (want 2: one per answer)", sink.m, sink.commits)
 	}
 	now = now.Add(4 * time.Second) // cdn.test expired (1 s + 2 s grace)
 	if n, err := tb.Sweep(); err != nil || n != 1 {
@@ -319,7 +319,12 @@ func TestTable(t *testing.T) {
 	}
 }
 
-type mapSink struct{ m map[Key]uint32 }
+type mapSink struct {
+	m       map[Key]uint32
+	commits int
+}
+
+func (s *mapSink) Commit() error { s.commits++; return nil }
 
 func (s *mapSink) Put(k Key, id uint32) error { s.m[k] = id; return nil }
 func (s *mapSink) Delete(k Key) error {

@@ -25,6 +25,9 @@ type Key struct {
 type Sink interface {
 	Put(k Key, ruleID uint32) error
 	Delete(k Key) error
+	// Commit makes the changes since the last Commit take effect for
+	// every later decision (the kernel's verdict cache is invalidated).
+	Commit() error
 }
 
 // Table tracks the addresses learned for allowed names and keeps the
@@ -43,6 +46,8 @@ type Table struct {
 	put map[Key]uint32
 	// names: name -> addresses last learned and their expiry (for reload)
 	names map[string]learned
+	// dirty: the sink changed since its last Commit
+	dirty bool
 }
 
 type hold struct {
@@ -109,6 +114,18 @@ func (t *Table) Learn(a Answer) error {
 			return err
 		}
 	}
+	return t.commit()
+}
+
+// commit commits the sink's changes, if any.
+func (t *Table) commit() error {
+	if !t.dirty {
+		return nil
+	}
+	if err := t.sink.Commit(); err != nil {
+		return err
+	}
+	t.dirty = false
 	return nil
 }
 
@@ -131,6 +148,7 @@ func (t *Table) sync(k Key) error {
 			return nil
 		}
 		delete(t.put, k)
+		t.dirty = true
 		return t.sink.Delete(k)
 	}
 	var id uint32
@@ -142,6 +160,7 @@ func (t *Table) sync(k Key) error {
 	if cur, ok := t.put[k]; ok && cur == id {
 		return nil
 	}
+	t.dirty = true
 	if err := t.sink.Put(k, id); err != nil {
 		return err
 	}
@@ -174,6 +193,9 @@ func (t *Table) Sweep() (int, error) {
 		if !l.expires.After(now) {
 			delete(t.names, name)
 		}
+	}
+	if err := t.commit(); err != nil && first == nil {
+		first = err
 	}
 	return removed, first
 }
@@ -213,6 +235,9 @@ func (t *Table) Reload(p *policy.Policy) error {
 				first = err
 			}
 		}
+	}
+	if err := t.commit(); err != nil && first == nil {
+		first = err
 	}
 	return first
 }

@@ -55,6 +55,9 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 			MCP: []MCPCall{{Method: "tools/call", Tool: "read\n\"file", ID: json.RawMessage(`"a-1"`)}, {Method: "resources/read", ID: json.RawMessage(`8`)}}},
 		{Kind: KindTool, Verdict: VerdictBlocked, RuleID: 3, PID: 9, TID: 9, Tool: "write_file",
 			MCP: []MCPCall{{Method: "tools/call", Tool: "write_file", ID: json.RawMessage(`12`)}}},
+		{Kind: KindDNS, Verdict: VerdictBlocked, RuleID: 1000005, CgroupID: 9, Name: "secret.test", QType: 1},
+		{Kind: KindDNS, Verdict: VerdictAudit, RuleID: 1000005, Name: "a\"b\n.test", QType: 4242,
+			MCP: []MCPCall{{Method: "tools/call", Tool: "fetch", ID: json.RawMessage(`3`)}}},
 	} {
 		checkJSON(t, r, e)
 	}

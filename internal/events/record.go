@@ -34,6 +34,10 @@ const (
 	// mode, let through) under the policy's mcp.tools rules (`assay run
 	// --mcp`). It never comes from the kernel: Decode rejects it.
 	KindTool Kind = 64
+	// KindDNS is a DNS query assay's resolver refused (or, in audit mode,
+	// answered although no host entry allows the name): policy v2 host
+	// entries (internal/dns). It never comes from the kernel either.
+	KindDNS Kind = 65
 )
 
 func (k Kind) String() string {
@@ -50,6 +54,8 @@ func (k Kind) String() string {
 		return "exec"
 	case KindTool:
 		return "tool"
+	case KindDNS:
+		return "dns"
 	}
 	return fmt.Sprintf("kind%d", uint8(k))
 }
@@ -218,6 +224,11 @@ type Event struct {
 	// Tool events: the tool's name.
 	Tool string
 
+	// DNS events: the name asked (lower case, no trailing dot) and the
+	// query type (1 A, 28 AAAA, ...).
+	Name  string
+	QType uint16
+
 	// MCP is the MCP context of the event (`assay run --mcp`): the
 	// requests the server had been sent and had not answered when the
 	// event happened, oldest first; none between requests.
@@ -259,7 +270,7 @@ func Decode(b []byte) (Event, error) {
 		want = FileSize
 	case KindTraceOpen, KindTraceExec:
 		want = TraceSize
-	default: // KindTool included: it is never a kernel record
+	default: // KindTool and KindDNS included: never kernel records
 		return e, malformed("unknown kind %d", e.Kind)
 	}
 	if size != want || len(b) < want {

@@ -263,6 +263,10 @@ func TestMCPContext(t *testing.T) {
 			"[PID 5] 🛡️ BLOCKED TOOL: name=write_file cgroup=9 rule_id=3 tool=write_file mcp_id=12",
 			`"tool":"write_file","mcp":{"method":"tools/call","tool":"write_file","id":12}`},
 		{Event{Kind: KindTool, Verdict: VerdictAudit, RuleID: 1000100, Tool: "x y"}, `[PID 0] 🔎 AUDIT TOOL: name="x y" cgroup=0 rule_id=1000100`, `"tool":"x y"`},
+		{Event{Kind: KindDNS, Verdict: VerdictBlocked, RuleID: 1000005, CgroupID: 9, Name: "secret.test", QType: 28},
+			"[PID 0] 🛡️ BLOCKED DNS: query=secret.test qtype=AAAA cgroup=9 rule_id=1000005", `"kind":"dns","verdict":"blocked","rule_id":1000005,"pid":0,"tid":0,"comm":"","cgroup_id":9,"query":"secret.test","qtype":"AAAA"`},
+		{Event{Kind: KindDNS, Verdict: VerdictAudit, RuleID: 1000005, Name: "a b=.test", QType: 99},
+			`[PID 0] 🔎 AUDIT DNS: query="a b=.test" qtype=TYPE99 cgroup=0 rule_id=1000005`, `"query":"a b=.test","qtype":"TYPE99"`},
 	} {
 		if got := string(AppendText(nil, tc.e)); got != tc.text {
 			t.Errorf("text\n got %s\nwant %s", got, tc.text)
@@ -301,6 +305,9 @@ func TestMCPContext(t *testing.T) {
 	}
 	if _, err := Decode(append([]byte{byte(KindTool), byte(VerdictBlocked), HeaderSize, 0}, make([]byte, HeaderSize-4)...)); err == nil {
 		t.Error("a kernel record of kind tool decoded")
+	}
+	if _, err := Decode(append([]byte{byte(KindDNS), byte(VerdictBlocked), HeaderSize, 0}, make([]byte, HeaderSize-4)...)); err == nil {
+		t.Error("a kernel record of kind dns decoded")
 	}
 }
 

@@ -192,6 +192,13 @@ func AppendText(b []byte, e Event) []byte {
 	case KindTool:
 		b = appendToolText(b, e)
 		return appendMCPText(b, e.MCP)
+	case KindDNS:
+		b = append(b, "query="...)
+		b = appendValue(b, e.Name)
+		b = append(b, " qtype="...)
+		b = append(b, QTypeName(e.QType)...)
+		b = appendCommon(b, e)
+		return appendMCPText(b, e.MCP)
 	case KindTraceOpen, KindTraceExec:
 		b = append(b, "path="...)
 		b = appendValue(b, e.Path)
@@ -255,6 +262,37 @@ func appendHostPort(b []byte, e Event) []byte {
 	return strconv.AppendUint(b, uint64(e.Port), 10)
 }
 
+// QTypeName names a DNS query type: A, AAAA, CNAME, ... or TYPEn.
+func QTypeName(t uint16) string {
+	switch t {
+	case 1:
+		return "A"
+	case 2:
+		return "NS"
+	case 5:
+		return "CNAME"
+	case 6:
+		return "SOA"
+	case 12:
+		return "PTR"
+	case 15:
+		return "MX"
+	case 16:
+		return "TXT"
+	case 28:
+		return "AAAA"
+	case 33:
+		return "SRV"
+	case 64:
+		return "SVCB"
+	case 65:
+		return "HTTPS"
+	case 255:
+		return "ANY"
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
 func protoName(p uint8) string {
 	switch p {
 	case 6:
@@ -313,8 +351,10 @@ type JSONEvent struct {
 	// file-unlinked, argument).
 	PathSource string `json:"path_source,omitempty"`
 
-	Tool string     `json:"tool,omitempty"` // tool events: the tool's name
-	MCP  MCPContext `json:"mcp,omitempty"`  // the MCP requests in flight (assay run --mcp)
+	Tool  string     `json:"tool,omitempty"`  // tool events: the tool's name
+	Name  string     `json:"query,omitempty"` // dns events: the name asked
+	QType string     `json:"qtype,omitempty"` // dns events: the query type (A, AAAA, TYPE65, ...)
+	MCP   MCPContext `json:"mcp,omitempty"`   // the MCP requests in flight (assay run --mcp)
 }
 
 // ToJSON converts an event to its JSON form.
@@ -350,6 +390,8 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 		}
 	case KindTool:
 		j.Tool = e.Tool
+	case KindDNS:
+		j.Name, j.QType = e.Name, QTypeName(e.QType)
 	}
 	if len(e.MCP) > 0 {
 		j.MCP = MCPContext(e.MCP)
@@ -443,6 +485,14 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 	case KindTool:
 		b = append(b, `,"tool":`...)
 		b = appendJSONString(b, e.Tool)
+	case KindDNS:
+		if e.Name != "" {
+			b = append(b, `,"query":`...)
+			b = appendJSONString(b, e.Name)
+		}
+		b = append(b, `,"qtype":"`...)
+		b = append(b, QTypeName(e.QType)...)
+		b = append(b, '"')
 	}
 	if len(e.MCP) > 0 {
 		b = append(b, `,"mcp":`...)

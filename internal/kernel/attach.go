@@ -21,6 +21,8 @@ var cgroupAttachTypes = map[string]ebpf.AttachType{
 	bpfProgConnect6: ebpf.AttachCGroupInet6Connect,
 	bpfProgSendmsg4: ebpf.AttachCGroupUDP4Sendmsg,
 	bpfProgSendmsg6: ebpf.AttachCGroupUDP6Sendmsg,
+	bpfProgRecvmsg4: ebpf.AttachCGroupUDP4Recvmsg,
+	bpfProgRecvmsg6: ebpf.AttachCGroupUDP6Recvmsg,
 }
 
 // Attach links every loaded program: the socket programs to each scope
@@ -68,7 +70,7 @@ func (inst *Instance) isAttached(prog string) bool {
 // error, the links it made stay in inst.links (Attach detaches them all;
 // Reload keeps them, harmless: they judge by the active generation).
 func (inst *Instance) attachMissing() error {
-	for _, name := range netPrograms {
+	for _, name := range append(append([]string{}, netPrograms...), dnsPrograms...) {
 		p := inst.progs[name]
 		if p == nil || inst.isAttached(name) {
 			continue

@@ -52,6 +52,37 @@ type bpfAssayCounters struct {
 	Unaggregated [3]uint64
 }
 
+type bpfAssayDnsConf struct {
+	_     structs.HostLayout
+	Addr4 uint32
+	Port4 uint16
+	Port6 uint16
+	Addr6 [16]uint8
+}
+
+type bpfAssayDnsOrig struct {
+	_    structs.HostLayout
+	Addr [4]uint32
+	Port uint16
+	Pad  uint16
+}
+
+type bpfAssayDnsV4Key struct {
+	_     structs.HostLayout
+	Port  [2]uint8
+	Proto uint8
+	Pad   uint8
+	Addr  [4]uint8
+}
+
+type bpfAssayDnsV6Key struct {
+	_     structs.HostLayout
+	Port  [2]uint8
+	Proto uint8
+	Pad   uint8
+	Addr  [16]uint8
+}
+
 type bpfAssayEventHeader struct {
 	_        structs.HostLayout
 	Kind     uint8
@@ -204,6 +235,10 @@ const (
 	bpfMapDenyPorts          = "deny_ports"
 	bpfMapDenyV4             = "deny_v4"
 	bpfMapDenyV6             = "deny_v6"
+	bpfMapDnsConf            = "dns_conf"
+	bpfMapDnsOrig            = "dns_orig"
+	bpfMapDnsV4              = "dns_v4"
+	bpfMapDnsV6              = "dns_v6"
 	bpfMapEvents             = "events"
 	bpfMapFileRules          = "file_rules"
 	bpfMapNet2AllowV4        = "net2_allow_v4"
@@ -237,6 +272,8 @@ const (
 	bpfProgInodeUnlink       = "inode_unlink"
 	bpfProgLsmProbe          = "lsm_probe"
 	bpfProgMmapFile          = "mmap_file"
+	bpfProgRecvmsg4          = "recvmsg4"
+	bpfProgRecvmsg6          = "recvmsg6"
 	bpfProgSendmsg4          = "sendmsg4"
 	bpfProgSendmsg6          = "sendmsg6"
 	bpfProgTraceExec         = "trace_exec"
@@ -246,6 +283,10 @@ const (
 	bpfVarScopeConfig        = "scope_config"
 	bpfVarUnusedAggKey       = "unused_agg_key"
 	bpfVarUnusedAggVal       = "unused_agg_val"
+	bpfVarUnusedDnsConf      = "unused_dns_conf"
+	bpfVarUnusedDnsOrig      = "unused_dns_orig"
+	bpfVarUnusedDnsV4Key     = "unused_dns_v4_key"
+	bpfVarUnusedDnsV6Key     = "unused_dns_v6_key"
 	bpfVarUnusedEventHeader  = "unused_event_header"
 	bpfVarUnusedFileEvent    = "unused_file_event"
 	bpfVarUnusedFileKey      = "unused_file_key"
@@ -323,6 +364,8 @@ type bpfProgramSpecs struct {
 	InodeUnlink       *ebpf.ProgramSpec `ebpf:"inode_unlink"`
 	LsmProbe          *ebpf.ProgramSpec `ebpf:"lsm_probe"`
 	MmapFile          *ebpf.ProgramSpec `ebpf:"mmap_file"`
+	Recvmsg4          *ebpf.ProgramSpec `ebpf:"recvmsg4"`
+	Recvmsg6          *ebpf.ProgramSpec `ebpf:"recvmsg6"`
 	Sendmsg4          *ebpf.ProgramSpec `ebpf:"sendmsg4"`
 	Sendmsg6          *ebpf.ProgramSpec `ebpf:"sendmsg6"`
 	TraceExec         *ebpf.ProgramSpec `ebpf:"trace_exec"`
@@ -343,6 +386,10 @@ type bpfMapSpecs struct {
 	DenyPorts    *ebpf.MapSpec `ebpf:"deny_ports"`
 	DenyV4       *ebpf.MapSpec `ebpf:"deny_v4"`
 	DenyV6       *ebpf.MapSpec `ebpf:"deny_v6"`
+	DnsConf      *ebpf.MapSpec `ebpf:"dns_conf"`
+	DnsOrig      *ebpf.MapSpec `ebpf:"dns_orig"`
+	DnsV4        *ebpf.MapSpec `ebpf:"dns_v4"`
+	DnsV6        *ebpf.MapSpec `ebpf:"dns_v6"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	FileRules    *ebpf.MapSpec `ebpf:"file_rules"`
 	Net2AllowV4  *ebpf.MapSpec `ebpf:"net2_allow_v4"`
@@ -364,6 +411,10 @@ type bpfVariableSpecs struct {
 	ScopeConfig       *ebpf.VariableSpec `ebpf:"scope_config"`
 	UnusedAggKey      *ebpf.VariableSpec `ebpf:"unused_agg_key"`
 	UnusedAggVal      *ebpf.VariableSpec `ebpf:"unused_agg_val"`
+	UnusedDnsConf     *ebpf.VariableSpec `ebpf:"unused_dns_conf"`
+	UnusedDnsOrig     *ebpf.VariableSpec `ebpf:"unused_dns_orig"`
+	UnusedDnsV4Key    *ebpf.VariableSpec `ebpf:"unused_dns_v4_key"`
+	UnusedDnsV6Key    *ebpf.VariableSpec `ebpf:"unused_dns_v6_key"`
 	UnusedEventHeader *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.VariableSpec `ebpf:"unused_file_event"`
 	UnusedFileKey     *ebpf.VariableSpec `ebpf:"unused_file_key"`
@@ -406,6 +457,10 @@ type bpfMaps struct {
 	DenyPorts    *ebpf.Map `ebpf:"deny_ports"`
 	DenyV4       *ebpf.Map `ebpf:"deny_v4"`
 	DenyV6       *ebpf.Map `ebpf:"deny_v6"`
+	DnsConf      *ebpf.Map `ebpf:"dns_conf"`
+	DnsOrig      *ebpf.Map `ebpf:"dns_orig"`
+	DnsV4        *ebpf.Map `ebpf:"dns_v4"`
+	DnsV6        *ebpf.Map `ebpf:"dns_v6"`
 	Events       *ebpf.Map `ebpf:"events"`
 	FileRules    *ebpf.Map `ebpf:"file_rules"`
 	Net2AllowV4  *ebpf.Map `ebpf:"net2_allow_v4"`
@@ -430,6 +485,10 @@ func (m *bpfMaps) Close() error {
 		m.DenyPorts,
 		m.DenyV4,
 		m.DenyV6,
+		m.DnsConf,
+		m.DnsOrig,
+		m.DnsV4,
+		m.DnsV6,
 		m.Events,
 		m.FileRules,
 		m.Net2AllowV4,
@@ -452,6 +511,10 @@ type bpfVariables struct {
 	ScopeConfig       *ebpf.Variable `ebpf:"scope_config"`
 	UnusedAggKey      *ebpf.Variable `ebpf:"unused_agg_key"`
 	UnusedAggVal      *ebpf.Variable `ebpf:"unused_agg_val"`
+	UnusedDnsConf     *ebpf.Variable `ebpf:"unused_dns_conf"`
+	UnusedDnsOrig     *ebpf.Variable `ebpf:"unused_dns_orig"`
+	UnusedDnsV4Key    *ebpf.Variable `ebpf:"unused_dns_v4_key"`
+	UnusedDnsV6Key    *ebpf.Variable `ebpf:"unused_dns_v6_key"`
 	UnusedEventHeader *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.Variable `ebpf:"unused_file_event"`
 	UnusedFileKey     *ebpf.Variable `ebpf:"unused_file_key"`
@@ -491,6 +554,8 @@ type bpfPrograms struct {
 	InodeUnlink       *ebpf.Program `ebpf:"inode_unlink"`
 	LsmProbe          *ebpf.Program `ebpf:"lsm_probe"`
 	MmapFile          *ebpf.Program `ebpf:"mmap_file"`
+	Recvmsg4          *ebpf.Program `ebpf:"recvmsg4"`
+	Recvmsg6          *ebpf.Program `ebpf:"recvmsg6"`
 	Sendmsg4          *ebpf.Program `ebpf:"sendmsg4"`
 	Sendmsg6          *ebpf.Program `ebpf:"sendmsg6"`
 	TraceExec         *ebpf.Program `ebpf:"trace_exec"`
@@ -522,6 +587,8 @@ func (p *bpfPrograms) Close() error {
 		p.InodeUnlink,
 		p.LsmProbe,
 		p.MmapFile,
+		p.Recvmsg4,
+		p.Recvmsg6,
 		p.Sendmsg4,
 		p.Sendmsg6,
 		p.TraceExec,

@@ -209,7 +209,12 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 			return fmt.Errorf("BPF object's map %q is not an array of maps: build it from this version's internal/kernel/bpf", m)
 		}
 	}
-	for _, p := range append(append(append([]string{}, netPrograms...), filePrograms...), tracePrograms...) {
+	for _, m := range []string{bpfMapDnsConf, bpfMapDnsV4, bpfMapDnsV6, bpfMapDnsOrig} {
+		if spec.Maps[m] == nil {
+			return fmt.Errorf("BPF object has no map %q: build it from this version's internal/kernel/bpf", m)
+		}
+	}
+	for _, p := range append(append(append(append([]string{}, netPrograms...), dnsPrograms...), filePrograms...), tracePrograms...) {
 		if spec.Programs[p] == nil {
 			return fmt.Errorf("BPF object has no program %q: build it from this version's internal/kernel/bpf", p)
 		}
@@ -271,6 +276,9 @@ func programsFor(r Rules, trace bool) ([]string, error) {
 	var names []string
 	if r.HasNetwork() {
 		names = append(names, netPrograms...)
+	}
+	if r.DNS != nil {
+		names = append(names, dnsPrograms...)
 	}
 	if r.HasFiles() {
 		fp, err := fileProgramsHere()
@@ -446,6 +454,17 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 		st.Net2 = net2Active
 		if r.Net2.DefaultDeny {
 			st.Net2 |= net2DefaultDeny
+		}
+	}
+	if r.DNS != nil {
+		if r.Net2 == nil {
+			return errors.New("a DNS redirect needs version 2 network rules")
+		}
+		st.Net2 |= net2DNS
+		// Before the settings: a generation with NET2_DNS never runs
+		// without the resolver's address.
+		if err := inst.installDNS(r.DNS); err != nil {
+			return err
 		}
 	}
 	// Settings first, then the maps: the generation is inactive, so the

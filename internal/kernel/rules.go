@@ -21,6 +21,7 @@ type Rules struct {
 	AllowCIDRs []CIDR
 	Files      []File
 	Net2       *Net2 // version 2 network rules; nil for version 1 policies
+	DNS        *DNS  // host entries: DNS redirected to assay's resolver (dns.go); needs Net2
 }
 
 // CIDR is one prefix and the id of its rule.
@@ -42,7 +43,7 @@ type File struct {
 // HasNetwork reports whether any network rule is present.
 func (r *Rules) HasNetwork() bool {
 	return len(r.DenyPorts) > 0 || len(r.DenyCIDRs) > 0 || len(r.AllowCIDRs) > 0 ||
-		(r.Net2 != nil && (len(r.Net2.Deny) > 0 || r.Net2.DefaultDeny))
+		(r.Net2 != nil && (len(r.Net2.Deny) > 0 || r.Net2.DefaultDeny)) || r.DNS != nil
 }
 
 // HasFiles reports whether any file rule is present.

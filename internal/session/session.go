@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/dns"
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/metrics"
@@ -88,6 +89,15 @@ type Options struct {
 	// shrink them.
 	RateEntries int
 	AggPairs    int
+
+	// DNSObserve starts assay's resolver in observe mode (`assay learn`):
+	// the scope's DNS queries are redirected to it, every name is
+	// forwarded, and OnDNSAnswer sees every answer. Without it the
+	// resolver runs only for a policy with host entries (see package dns).
+	DNSObserve bool
+	// OnDNSAnswer, when set, sees every answer the resolver releases
+	// (after its addresses were learned).
+	OnDNSAnswer func(dns.Answer)
 }
 
 // Session is enforcement in force.
@@ -111,6 +121,7 @@ type Session struct {
 	Rules int
 
 	rules []events.RuleCounts // guarded by renderMu
+	dns   *dnsState           // the resolver (dns.go); nil without host entries
 	// The aggregation loop (see aggregates): closing quit stops it, done
 	// is closed when it has.
 	quit, done chan struct{}
@@ -150,6 +161,18 @@ func Start(o Options) (*Session, error) {
 			return nil, fmt.Errorf("the policy has file rules (%d) and this kernel cannot enforce them: %w", len(o.Policy.FileDeny), err)
 		}
 	}
+	s := &Session{opts: o, Rules: len(o.Policy.Rules())}
+	s.renderer = events.NewRenderer(o.Out, o.Format, s.rulePath, monotonicNow())
+	if o.wantsDNS(o.Policy) {
+		if o.All {
+			return nil, errors.New("network.allow host entries cannot be enforced for the whole host (--all): assay's resolver serves one sandbox; give --cgroup or --pid")
+		}
+		kd, err := s.startDNS(o.Policy)
+		if err != nil {
+			return nil, err
+		}
+		rules.DNS = kd
+	}
 	cfg := kernel.Config{
 		Rules:     rules,
 		All:       o.All,
@@ -174,10 +197,13 @@ func Start(o Options) (*Session, error) {
 	}
 	inst, err := kernel.Load(cfg)
 	if err != nil {
+		s.stopDNS()
 		return nil, err
 	}
-	s := &Session{opts: o, inst: inst, Rules: len(o.Policy.Rules())}
-	s.renderer = events.NewRenderer(o.Out, o.Format, s.rulePath, monotonicNow())
+	s.inst = inst
+	if s.dns != nil {
+		s.setTable(o.Policy)
+	}
 	if o.MCP != nil {
 		s.renderer.SetMCP(o.MCP)
 	}
@@ -192,17 +218,20 @@ func Start(o Options) (*Session, error) {
 	// Read before attaching, so that no event waits on a reader.
 	s.stream, err = inst.Stream(s.record)
 	if err != nil {
+		s.stopDNS()
 		inst.Close()
 		return nil, err
 	}
 	if err := inst.Attach(); err != nil {
 		s.stream.Stop()
+		s.stopDNS()
 		inst.Close()
 		return nil, err
 	}
 	if o.Pin != "" {
 		if err := inst.Pin(s.meta(o.Pin)); err != nil {
 			s.stream.Stop()
+			s.stopDNS()
 			inst.Close()
 			return nil, err
 		}
@@ -280,8 +309,18 @@ func (s *Session) reload(p *policy.Policy) error {
 	if s.stopped {
 		return errors.New("stopped")
 	}
+	if s.opts.wantsDNS(p) {
+		if s.dns == nil {
+			return errors.New("the new policy has network.allow host entries and the running one has none: assay's resolver starts with the session; restart it to add host entries")
+		}
+		v4, v6 := s.dns.srv.Addrs()
+		rules.DNS = &kernel.DNS{Resolver4: v4, Resolver6: v6}
+	}
 	if err := s.inst.Reload(rules, audit); err != nil {
 		return err
+	}
+	if err := s.reloadDNS(p, audit); err != nil {
+		return fmt.Errorf("the new policy is in force, but its learned addresses could not all be updated: %w", err)
 	}
 	s.pol.Store(p)
 	if s.inst.Pinned() {
@@ -358,6 +397,7 @@ func (s *Session) Stop() (events.Summary, error) {
 	if !s.inst.Pinned() {
 		errs = append(errs, s.inst.Detach())
 	}
+	s.stopDNS()
 	aggs, err := s.inst.DrainAggregates()
 	errs = append(errs, err)
 	errs = append(errs, s.stream.Stop())

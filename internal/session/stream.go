@@ -39,7 +39,7 @@ func (s *Session) rulePath(id uint32) string {
 func (s *Session) Emit(e events.Event) {
 	s.renderMu.Lock()
 	defer s.renderMu.Unlock()
-	if s.writeErr.Load() != nil || s.rendered {
+	if s.writeErr.Load() != nil || s.rendered || s.renderer == nil {
 		return
 	}
 	s.renderer.Anchor(time.Now(), monotonicNow())

@@ -25,6 +25,8 @@ func helperV2(mode string, args []string) (status int, ok bool) {
 			fmt.Printf("%s %s\n", a, errName(fsOp(op, p)))
 		}
 		return 0, true
+	case "dns": // see helperDNS
+		return helperDNS(args), true
 	case "net2": // PROTO:ADDR:PORT ...: connect (tcp) or sendto (udp), print "ARG RESULT"
 		for _, a := range args {
 			proto, ap, _ := strings.Cut(a, ":")

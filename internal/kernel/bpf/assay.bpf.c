@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Assay's kernel side: one object, three paths.
  *   net.h   - cgroup connect4/6, sendmsg4/6 (socket path)
+ *   dns.h   - the DNS redirect (recvmsg4/6) and learned addresses
  *   file.h  - BPF LSM file_open, inode_link, inode_rename (LSM path)
  *   trace.h - tp_btf sys_exit, sched_process_exec (tracepoint path)
  * The loader picks the programs a policy needs; the others are never loaded. */
@@ -23,6 +24,10 @@ const struct assay_ident *unused_ident __attribute__((unused));
 const struct assay_rate *unused_rate __attribute__((unused));
 const struct assay_net2_v4_key *unused_net2_v4_key __attribute__((unused));
 const struct assay_net2_v6_key *unused_net2_v6_key __attribute__((unused));
+const struct assay_dns_conf *unused_dns_conf __attribute__((unused));
+const struct assay_dns_v4_key *unused_dns_v4_key __attribute__((unused));
+const struct assay_dns_v6_key *unused_dns_v6_key __attribute__((unused));
+const struct assay_dns_orig *unused_dns_orig __attribute__((unused));
 const struct assay_rate_key *unused_rate_key __attribute__((unused));
 const struct assay_agg_key *unused_agg_key __attribute__((unused));
 const struct assay_agg_val *unused_agg_val __attribute__((unused));

@@ -287,7 +287,12 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 	__u8 protocol = (__u8)ctx->protocol;
 	__u8 unspec = UNSPEC_NONE;
 	__u32 rule;
-	if (addr == 0) {
+	if (dns_active(s, port)) {
+		/* Every DNS query goes to assay's resolver (dns.h). */
+		if (dns_tcp_udp(ctx))
+			return dns_redirect4(ctx);
+		rule = RULE_NOT_IN_ALLOW;
+	} else if (addr == 0) {
 		unspec = UNSPEC_V4;
 		rule = judge_unspec4(s, &r, src, port, &addr);
 	} else {
@@ -328,6 +333,12 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 	__u8 protocol = (__u8)ctx->protocol;
 	__u32 rule;
 
+	if (dns_active(s, port)) {
+		int mapped = w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
+		if (dns_tcp_udp(ctx))
+			return dns_redirect6(ctx, w, mapped);
+		return verdict(s, kind, RULE_NOT_IN_ALLOW, AF_INET6, protocol, port, mapped, UNSPEC_NONE, w, 4);
+	}
 	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff)) {
 		__u32 a = w[3];
 		__u8 unspec = UNSPEC_NONE;

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "common.h"
+#include "dns.h"
 
 #define NET2_ACTIVE 1       /* settings.net2: version 2 network rules */
 #define NET2_DEFAULT_DENY 2 /* settings.net2: network.default is deny */
@@ -96,7 +97,12 @@ static __always_inline __u32 judge2_v4(const struct assay_settings *s, void *den
 {
 	struct assay_net2_v4_key key = {.prefixlen = 24 + 32};
 	__builtin_memcpy(key.addr, &addr, 4);
-	return net2_decide(s, deny, allow, &key, key.port, &key.proto, port, proto);
+	__u32 rule = net2_decide(s, deny, allow, &key, key.port, &key.proto, port, proto);
+	/* Not denied, not in an allow entry: an address learned for an
+	 * allowed name (dns.h) passes on its rule's ports. */
+	if (rule == RULE_NOT_IN_ALLOW && deny && allow && (s->net2 & NET2_DNS) && dns_learned_v4(addr, port, proto))
+		return 0;
+	return rule;
 }
 
 /* judge2_v6 judges an IPv6 destination (not IPv4-mapped). */
@@ -105,5 +111,8 @@ static __always_inline __u32 judge2_v6(const struct assay_settings *s, void *den
 {
 	struct assay_net2_v6_key key = {.prefixlen = 24 + 128};
 	__builtin_memcpy(key.addr, addr, 16);
-	return net2_decide(s, deny, allow, &key, key.port, &key.proto, port, proto);
+	__u32 rule = net2_decide(s, deny, allow, &key, key.port, &key.proto, port, proto);
+	if (rule == RULE_NOT_IN_ALLOW && deny && allow && (s->net2 & NET2_DNS) && dns_learned_v6(addr, port, proto))
+		return 0;
+	return rule;
 }
