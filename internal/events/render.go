@@ -352,7 +352,7 @@ type JSONEvent struct {
 	PathSource string `json:"path_source,omitempty"`
 
 	Tool  string     `json:"tool,omitempty"`  // tool events: the tool's name
-	Name  string     `json:"query,omitempty"` // dns events: the name asked
+	Query string     `json:"query,omitempty"` // dns events: the name asked
 	QType string     `json:"qtype,omitempty"` // dns events: the query type (A, AAAA, TYPE65, ...)
 	MCP   MCPContext `json:"mcp,omitempty"`   // the MCP requests in flight (assay run --mcp)
 }
@@ -391,7 +391,7 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 	case KindTool:
 		j.Tool = e.Tool
 	case KindDNS:
-		j.Name, j.QType = e.Name, QTypeName(e.QType)
+		j.Query, j.QType = e.Name, QTypeName(e.QType)
 	}
 	if len(e.MCP) > 0 {
 		j.MCP = MCPContext(e.MCP)

@@ -12,8 +12,9 @@ import (
 // settings.net2 bit (bpf/dns.h).
 const net2DNS = 4
 
-// DefaultDNSEntries sizes each learned-address map (IPv4, IPv6).
-const DefaultDNSEntries = 65536
+// DNSEntriesMax is how many learned keys each family's map holds
+// (bpf/dns.h); a name's answer that does not fit fails with SERVFAIL.
+const DNSEntriesMax = 1 << 18
 
 // dnsPrograms rewrite the source of the resolver's replies (bpf/dns.h).
 var dnsPrograms = []string{bpfProgRecvmsg4, bpfProgRecvmsg6}

@@ -1,6 +1,7 @@
 package run_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,15 +9,21 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
+	"github.com/assaymcp/assay/internal/assaytest"
+	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/dns/dnstest"
+	"github.com/assaymcp/assay/internal/testenv"
 )
 
 // helperDNS runs the "dns" helper mode: each argument is a step, fields
@@ -295,4 +302,89 @@ func TestRunDNSTwoSandboxes(t *testing.T) {
 	if !strings.Contains(a.lines["q|udp|127.0.0.53:53|ok.test|A"], "NOERROR 127.0.0.11") || a.lines[fmt.Sprintf("c|127.0.0.11:%d", d.pa)] != "ok" {
 		t.Fatalf("the first sandbox: %v\nstderr:\n%s", a.lines, a.stderr.String())
 	}
+}
+
+// inCgroup runs the helper's dns mode in cgroup cg (as root: the cgroup
+// programs judge every process of the cgroup) and returns its stdout.
+func inCgroup(t *testing.T, cg cgroup.Scope, steps ...string) string {
+	t.Helper()
+	f, err := cg.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(helperBin, append([]string{"dns"}, steps...)...)
+	cmd.Env = append(os.Environ(), "ASSAY_RUN_HELPER=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("helper %q did not finish\n%s", steps, errb.String())
+	}
+	return out.String()
+}
+
+// TestMonitorDNSReload: host entries under `assay monitor` (not pinned),
+// reloaded with SIGHUP: a learned name still allowed keeps its address
+// under the new rule's ports without a new query; a name no longer allowed
+// loses its address and is refused.
+func TestMonitorDNSReload(t *testing.T) {
+	testenv.Privileged(t)
+	d := newDNSSetup(t)
+	cg := assaytest.NewCgroup(t)
+	dir := t.TempDir()
+	live := filepath.Join(dir, "policy.yaml")
+	write := func(text string) {
+		tmp := live + ".tmp"
+		if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, live); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(d.policy)
+	m := assaytest.StartMonitor(t, "monitor", "--cgroup", cg.Path, "--policy", live)
+	pa, pb := d.pa, d.pb
+	check := func(what string, steps []struct{ step, want string }) {
+		t.Helper()
+		var args []string
+		var want strings.Builder
+		for _, s := range steps {
+			args = append(args, s.step)
+			fmt.Fprintf(&want, "%s %s\n", s.step, s.want)
+		}
+		if got := inCgroup(t, cg, args...); got != want.String() {
+			t.Fatalf("%s: stdout:\n%s\nwant:\n%s\nmonitor:\n%s", what, got, want.String(), strings.Join(m.Stderr(), "\n"))
+		}
+	}
+	check("before the reload", []struct{ step, want string }{
+		{"q|udp|127.0.0.53:53|ok.test|A", "NOERROR 127.0.0.11 from=127.0.0.53:53"},
+		{"q|udp|127.0.0.53:53|alias.test|A", "NOERROR 127.0.0.13 from=127.0.0.53:53"},
+		{fmt.Sprintf("c|127.0.0.11:%d", pa), "ok"},
+		{fmt.Sprintf("c|127.0.0.13:%d", pa), "ok"},
+	})
+	// ok.test moves to port pb (nothing listens on 127.0.0.11:pb: an
+	// allowed connect is refused by the peer, ECONNREFUSED, not EPERM);
+	// alias.test goes.
+	write(strings.Replace(strings.Replace(d.policy, fmt.Sprintf("{host: ok.test, ports: [%d]", pa), fmt.Sprintf("{host: ok.test, ports: [%d]", pb), 1),
+		fmt.Sprintf("    - {host: alias.test, ports: [%d], id: 32}\n", pa), "", 1))
+	m.Signal(syscall.SIGHUP)
+	m.WaitStderr("assay: reloaded", 1, 60*time.Second)
+	check("after the reload", []struct{ step, want string }{
+		{fmt.Sprintf("c|127.0.0.11:%d", pb), "ECONNREFUSED"}, // kept, under the new port
+		{fmt.Sprintf("c|127.0.0.11:%d", pa), "EPERM"},
+		{fmt.Sprintf("c|127.0.0.13:%d", pa), "EPERM"}, // its name is no longer allowed
+		{"q|udp|127.0.0.53:53|alias.test|A", "NXDOMAIN from=127.0.0.53:53"},
+	})
+	m.Stop()
 }

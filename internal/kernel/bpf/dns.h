@@ -58,10 +58,11 @@ struct assay_dns_v6_key {
 	__u8 addr[16];
 };
 
-/* Learned address -> rule id. The loader sizes them. */
+/* Learned (address, port, protocol) -> rule id: 262144 keys per family,
+ * allocated as they are learned. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 1 << 18);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct assay_dns_v4_key);
 	__type(value, __u32);
@@ -69,7 +70,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 1 << 18);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct assay_dns_v6_key);
 	__type(value, __u32);

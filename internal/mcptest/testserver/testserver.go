@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -95,13 +96,25 @@ func underRoot(root, p string) (string, error) {
 // 127.0.0.1:8080: connect: operation not permitted`) or the status and body.
 // Proxies from the environment are ignored and every request opens a new
 // connection (no keep-alive), so that each call is judged by the kernel.
+//
+// With $MCP_TESTSERVER_DNS set to ADDR:PORT, names are resolved by Go's own
+// resolver asking that server (port 53 on a loopback address in tests:
+// assay redirects it to its resolver) instead of /etc/resolv.conf's.
 func NewFetch() *mcp.Server {
+	tr := &http.Transport{
+		Proxy:             nil,
+		DisableKeepAlives: true,
+	}
+	if server := os.Getenv("MCP_TESTSERVER_DNS"); server != "" {
+		d := &net.Dialer{Resolver: &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var nd net.Dialer
+			return nd.DialContext(ctx, network, server)
+		}}}
+		tr.DialContext = d.DialContext
+	}
 	client := &http.Client{
-		Timeout: 15 * time.Second,
-		Transport: &http.Transport{
-			Proxy:             nil,
-			DisableKeepAlives: true,
-		},
+		Timeout:   15 * time.Second,
+		Transport: tr,
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: fetchServerName, Version: Version}, nil)
 	mcp.AddTool(s, &mcp.Tool{
