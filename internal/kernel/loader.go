@@ -457,9 +457,8 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 		}
 	}
 	if r.DNS != nil {
-		if r.Net2 == nil {
-			return errors.New("a DNS redirect needs version 2 network rules")
-		}
+		// With version 2 rules, learned addresses are judged too; without
+		// (observe mode) the queries are only redirected.
 		st.Net2 |= net2DNS
 		// Before the settings: a generation with NET2_DNS never runs
 		// without the resolver's address.
