@@ -113,11 +113,12 @@ func BenchmarkLSMWalkAndLandlock(b *testing.B) {
 		b.Fatalf("load a null lsm/file_open program: %v", err)
 	}
 	defer nullProg.Close()
-	steps, perSet := 6, 3
+	// Eight servers and four states: fewer, longer rounds than figure 2's.
+	steps, perSet := 3, 2
 	if harness.Quick() {
-		steps, perSet = 2, 2
+		steps = 2
 	}
-	ph := harness.Phases(b, servers, n, harness.Rounds(9), steps, perSet, states, func(st int) func() {
+	ph := harness.Phases(b, servers, n, harness.Rounds(5), steps, perSet, states, func(st int) func() {
 		switch st {
 		case 3:
 			return harness.Attached(b, v2)
@@ -205,7 +206,7 @@ func BenchmarkLSMWalkAndLandlock(b *testing.B) {
 	}
 
 	// Start-up.
-	R := harness.Rounds(9)
+	R := harness.Rounds(5)
 	var plain, ll, mon []float64
 	for r := 0; r < R; r++ {
 		for _, with := range []string{"", root} {
