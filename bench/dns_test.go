@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/assaymcp/assay/bench/harness"
+	"github.com/assaymcp/assay/bench/load"
 	"github.com/assaymcp/assay/bench/report"
 	"github.com/assaymcp/assay/internal/assaytest"
+	"github.com/assaymcp/assay/internal/kernel"
 )
 
 // dnsQuery is an A query for name with id.
@@ -190,4 +193,81 @@ func trimTail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// BenchmarkDNSLearned (figure 10): connect and sendto to a learned address
+// with 100k learned addresses in the kernel (50k IPv4, 50k IPv6, the most
+// each family's map holds being 64k), under a version 2 policy whose only
+// allow entry is a host entry, against a cgroup without Assay, in paired
+// rounds. The addresses are written with the product's own call
+// (kernel.Instance.PutDNS, what the resolver does for each answer),
+// including 127.0.0.1 and ::1 on the listeners' ports.
+func BenchmarkDNSLearned(b *testing.B) {
+	privileged(b)
+	tcp4 := assaytest.ListenTCP(b, "127.0.0.1:0")
+	udp4 := udpSink(b, "127.0.0.1:0")
+	udp6 := udpSink(b, "[::1]:0")
+	pol := writePolicy(b, "learned.yaml", fmt.Sprintf("version: 2\nnetwork:\n  default: deny\n  allow:\n    - {host: \"*.bench.test\", id: 30}\ndns:\n  upstream: [\"127.0.0.1:9\"]\n"))
+	_, baseFD := benchCgroup(b)
+	cg, fd := benchCgroup(b)
+	// The session gives the resolver's address; none listens there: no
+	// DNS query is made.
+	inst, err := harness.TryInstanceWith(b, pol, cg, false, func(r *kernel.Rules) {
+		r.DNS = &kernel.DNS{Resolver4: netip.MustParseAddrPort("127.0.0.1:9")}
+	})
+	if err != nil {
+		record(b, report.Row{Figure: "10 DNS", Case: "connect to a learned address", Variant: "100k learned addresses", Unit: "ns/op", Value: nan,
+			Note: fmt.Sprintf("not measured: %v", err)})
+		return
+	}
+	n := 50000
+	if quick() {
+		n = 5000
+	}
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		a4 := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		var b16 [16]byte
+		b16[0], b16[1], b16[13], b16[14], b16[15] = 0x20, 0x01, byte(i>>16), byte(i>>8), byte(i)
+		for _, a := range []netip.Addr{a4, netip.AddrFrom16(b16)} {
+			if err := inst.PutDNS(kernel.DNSKey{Addr: a}, 30); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, ap := range []netip.AddrPort{tcp4.Addr, udp4, udp6} {
+		if err := inst.PutDNS(kernel.DNSKey{Addr: ap.Addr(), Port: ap.Port()}, 30); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := inst.InvalidateVerdicts(); err != nil {
+		b.Fatal(err)
+	}
+	fill := time.Since(t0)
+	if err := inst.Attach(); err != nil {
+		b.Fatal(err)
+	}
+	count, _ := inst.DNSEntries()
+	R := rounds()
+	for _, c := range []struct {
+		name, action, target string
+		n                    int64
+	}{
+		{"tcp4 connect+close to a learned address", load.TCPConnect, tcp4.String(), 100},
+		{"udp4 sendto to a learned address", load.UDPSendto, udp4.String(), 1000},
+		{"udp6 sendto to a learned address", load.UDPSendto, udp6.String(), 1000},
+	} {
+		servers := []*load.Server{
+			server(b, baseFD, load.Options{Action: c.action, Target: c.target, Warmup: c.n * 5, CPU: loadCPU()}),
+			server(b, fd, load.Options{Action: c.action, Target: c.target, Warmup: c.n * 5, CPU: loadCPU()}),
+		}
+		res := paired(b, servers, c.n, R, chunks())
+		for _, s := range servers {
+			s.Close()
+		}
+		row := report.Row{Figure: "10 DNS", Case: c.name, Variant: fmt.Sprintf("v2 host entry, %d learned addresses", count), Unit: "ns/op"}
+		row.SetOverhead(res[1], res[0], nan)
+		row.Note = fmt.Sprintf("%d paired rounds against a cgroup without Assay; %d PutDNS calls took %v", R, 2*n+3, fill.Round(time.Millisecond))
+		record(b, row)
+	}
 }

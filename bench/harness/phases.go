@@ -102,6 +102,13 @@ func Instance(tb testing.TB, policyPath string, scope cgroup.Scope, trace bool) 
 // TryInstance is Instance returning its error.
 func TryInstance(tb testing.TB, policyPath string, scope cgroup.Scope, trace bool) (*kernel.Instance, error) {
 	tb.Helper()
+	return TryInstanceWith(tb, policyPath, scope, trace, nil)
+}
+
+// TryInstanceWith is TryInstance with edit applied to the compiled rules
+// before loading (e.g. the resolver's address, which a session sets).
+func TryInstanceWith(tb testing.TB, policyPath string, scope cgroup.Scope, trace bool, edit func(*kernel.Rules)) (*kernel.Instance, error) {
+	tb.Helper()
 	p, err := policy.Load(policyPath)
 	if err != nil {
 		return nil, err
@@ -109,6 +116,9 @@ func TryInstance(tb testing.TB, policyPath string, scope cgroup.Scope, trace boo
 	rules, err := session.Compile(p)
 	if err != nil {
 		return nil, err
+	}
+	if edit != nil {
+		edit(&rules)
 	}
 	inst, err := kernel.Load(kernel.Config{
 		Rules:  rules,

@@ -295,6 +295,7 @@ func choose(rows []report.Row) string {
 	line("start a sandboxed /bin/true (added, host)", cell(find(rows, "6 startup", "assay run", "added")), "Landlock launcher set-up (guest): "+cell(find(rows, "8 peers: files", "start-up", "Landlock")),
 		cell(find(rows, "6 startup", "bwrap", "added")), cell(find(rows, "6 startup", "firejail", "added")))
 	line("DNS lookup through assay's resolver (p50; upstream directly in the row's baseline)", cell(find(rows, "10", "p50", "resolver")), "-", "-", "-")
+	line("UDP sendto to an address learned from DNS, 100k learned", cell(find(rows, "10", "udp4 sendto to a learned", "learned")), "-", "-", "-")
 	line("MCP request/response, small (added per round trip)", cell(find(rows, "9", "small", "assay")), "-", "-", "-")
 	line("MCP request/response, 1 MiB (added per round trip)", cell(find(rows, "9", "1 MiB", "assay")), "-", "-", "-")
 	return sb.String()
