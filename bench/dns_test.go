@@ -207,7 +207,7 @@ func BenchmarkDNSLearned(b *testing.B) {
 	tcp4 := assaytest.ListenTCP(b, "127.0.0.1:0")
 	udp4 := udpSink(b, "127.0.0.1:0")
 	udp6 := udpSink(b, "[::1]:0")
-	pol := writePolicy(b, "learned.yaml", fmt.Sprintf("version: 2\nnetwork:\n  default: deny\n  allow:\n    - {host: \"*.bench.test\", id: 30}\ndns:\n  upstream: [\"127.0.0.1:9\"]\n"))
+	pol := writePolicy(b, "learned.yaml", "version: 2\nnetwork:\n  default: deny\n  allow:\n    - {host: \"*.bench.test\", id: 30}\ndns:\n  upstream: [\"127.0.0.1:9\"]\n")
 	_, baseFD := benchCgroup(b)
 	cg, fd := benchCgroup(b)
 	// The session gives the resolver's address; none listens there: no
