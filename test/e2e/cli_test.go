@@ -192,7 +192,7 @@ func TestFileRulesWithoutLSM(t *testing.T) {
 	assaytest.Privileged(t)
 	t.Parallel()
 	if err := kernel.ProbeLSM(); err == nil {
-		t.Skip("this kernel runs BPF LSM programs: file rules are tested by test/lsm")
+		t.Skip("this kernel runs BPF LSM programs: a monitor with file rules enforces them (test/lsm TestExactRule, TestDirectoryRule)")
 	}
 	cg := assaytest.NewCgroup(t)
 	secret := filepath.Join(t.TempDir(), "secret.txt")

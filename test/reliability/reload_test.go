@@ -167,6 +167,9 @@ func reloadUnderLoad(t *testing.T, pin bool) {
 			refuse("invalid YAML", badYAML)
 			check(cur)
 			checkXY(cur)
+			// Where BPF LSM works, a reload that brings file rules is
+			// accepted and enforced: test/lsm TestPinnedReloadAddsFileRules
+			// and TestReloadFileRulesUnderLoad.
 			if kernel.ProbeLSM() != nil {
 				refuse("file rules without BPF LSM", fileRules)
 				check(cur)

@@ -93,7 +93,7 @@ files:
 func TestRunFailsClosed(t *testing.T) {
 	e := newEnv(t)
 	if lsmWorks() {
-		t.Skip("BPF LSM works here: every rule is enforceable (the decision is unit-tested in internal/sandbox)")
+		t.Skip("BPF LSM works here: every rule is enforceable; audit mode with file rules runs (test/lsm TestRunLSMBranches/audit)")
 	}
 	secret := filepath.Join(e.dir, "secret")
 	os.WriteFile(secret, []byte("s"), 0o644)
@@ -125,7 +125,7 @@ func TestRunFailsClosed(t *testing.T) {
 func TestRunWithoutLandlock(t *testing.T) {
 	e := newEnv(t)
 	if lsmWorks() {
-		t.Skip("BPF LSM works here: file rules do not need Landlock")
+		t.Skip("BPF LSM works here: file rules do not need Landlock (test/lsm TestRunLSMBranches/nolandlock)")
 	}
 	secret := filepath.Join(e.dir, "secret")
 	os.WriteFile(secret, []byte("s"), 0o644)
