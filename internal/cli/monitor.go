@@ -223,11 +223,12 @@ wait:
 			break wait
 		case <-hup:
 			reload(sess, f.policy, f.audit, stderr)
+		case <-sess.WriteFailed():
+			status = exitError
+			break wait
 		case <-tick.C:
-			if sess.WriteErr() != nil {
-				status = exitError
-				break wait
-			}
+			// The kernel notifies neither the removal of a cgroup nor
+			// that of a pin: both are looked at every tick.
 			if gone := goneScope(scopes); gone != "" {
 				fmt.Fprintf(stderr, "assay: %s was removed while monitored: nothing is left to judge there; stopping\n", gone)
 				status = exitScopeGone

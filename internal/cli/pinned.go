@@ -77,11 +77,12 @@ wait:
 			break wait
 		case <-timeout:
 			break wait
+		case <-sess.WriteFailed():
+			status = exitError
+			break wait
 		case <-tick.C:
-			if sess.WriteErr() != nil {
-				status = exitError
-				break wait
-			}
+			// The kernel does not notify the removal of a pin: it is
+			// looked at every tick.
 			if !kernel.PinPresent(f.attach) {
 				fmt.Fprintf(stderr, "assay: instance %q was detached\n", f.attach)
 				break wait

@@ -113,10 +113,13 @@ type Session struct {
 	// sinceAnchor counts records since the renderer's clocks were paired.
 	sinceAnchor int
 	writeErr    atomic.Pointer[error]
-	pol         atomic.Pointer[policy.Policy] // the policy in force, after a reload
-	paths       atomic.Pointer[rulePaths]     // file rule paths by id, for pol
-	mu          sync.Mutex
-	stopped     bool
+	// writeFailed is closed when writeErr is set (see WriteFailed).
+	writeFailedOnce sync.Once
+	writeFailed     chan struct{}
+	pol             atomic.Pointer[policy.Policy] // the policy in force, after a reload
+	paths           atomic.Pointer[rulePaths]     // file rule paths by id, for pol
+	mu              sync.Mutex
+	stopped         bool
 	// Rules is the number of rules loaded into the kernel.
 	Rules int
 
@@ -424,7 +427,7 @@ func (s *Session) Stop() (events.Summary, error) {
 		errs = append(errs, fmt.Errorf("%d records were emitted but %d delivered", emitted, sum.Received+sum.Malformed))
 	}
 	if err := s.renderer.Flush(); err != nil {
-		s.writeErr.CompareAndSwap(nil, &err)
+		s.failWrite(err)
 	}
 	s.renderMu.Unlock()
 	return sum, errors.Join(errs...)

@@ -48,7 +48,7 @@ func (s *Session) Emit(e events.Event) {
 		err = s.renderer.Flush()
 	}
 	if err != nil {
-		s.writeErr.CompareAndSwap(nil, &err)
+		s.failWrite(err)
 	}
 }
 
@@ -85,10 +85,23 @@ func (s *Session) record(raw []byte, idle bool) {
 
 // failWrite records the first error writing events.
 func (s *Session) failWrite(err error) {
-	if s.writeErr.CompareAndSwap(nil, &err) && s.opts.OnWriteErr != nil {
+	if !s.writeErr.CompareAndSwap(nil, &err) {
+		return
+	}
+	close(s.writeFailedChan())
+	if s.opts.OnWriteErr != nil {
 		s.opts.OnWriteErr(err)
 	}
 }
+
+func (s *Session) writeFailedChan() chan struct{} {
+	s.writeFailedOnce.Do(func() { s.writeFailed = make(chan struct{}) })
+	return s.writeFailed
+}
+
+// WriteFailed is closed when writing an event first fails (WriteErr then
+// says why): a monitor waits on it instead of polling WriteErr.
+func (s *Session) WriteFailed() <-chan struct{} { return s.writeFailedChan() }
 
 func (s *Session) policy() *policy.Policy {
 	if p := s.pol.Load(); p != nil {

@@ -95,8 +95,8 @@ func (s *Session) judged(raw []byte, idle bool) bool {
 	if err == nil && idle {
 		err = s.renderer.Flush()
 	}
-	if err != nil && s.writeErr.CompareAndSwap(nil, &err) && s.opts.OnWriteErr != nil {
-		s.opts.OnWriteErr(err)
+	if err != nil {
+		s.failWrite(err)
 	}
 	return true
 }
