@@ -215,6 +215,12 @@ files:
 				t.Errorf("trace: no open of %s among %d trace events", w.path, len(traces))
 			}
 		}
+		if t.Failed() {
+			// Emitted but lost on the way, or never emitted: the summary
+			// tells which.
+			t.Logf("summary tracepoint path %+v (received %d, ring buffer pressure %v); trace events:\n%s",
+				r.Summary.Tracepoint, r.Summary.Received, r.Pressure, eventLines(traces))
+		}
 	}
 	switch mech {
 	case MechLandlock:
