@@ -29,9 +29,11 @@ import (
 // helperDNS runs the "dns" helper mode: each argument is a step, fields
 // separated by "|", and prints "STEP RESULT":
 //
-//	q|udp|SERVER|NAME|TYPE  query SERVER (an unconnected socket: the answer's
-//	                        source is printed as from=ADDR), result
-//	                        "RCODE ADDR... from=ADDR"
+//	q|udp|SERVER|NAME|TYPE  query SERVER from an unconnected AF_INET6 socket
+//	                        (an IPv4 SERVER as ::ffff:a.b.c.d: the mapped
+//	                        path); the answer's source is printed as
+//	                        from=ADDR: "RCODE ADDR... from=ADDR"
+//	q|udp4|SERVER|NAME|TYPE the same from an AF_INET socket
 //	q|tcp|SERVER|NAME|TYPE  the same over TCP (no from)
 //	c|ADDR                  TCP connect: ok, EPERM, ...
 //	gone|ADDR               connect until it fails with EPERM (at most 20 s): EPERM or the last result
@@ -76,8 +78,8 @@ func dnsQuery(proto, server, name, qtype string) string {
 	}
 	var in []byte
 	from := ""
-	if proto == "udp" {
-		c, err := net.ListenUDP("udp", nil)
+	if proto == "udp" || proto == "udp4" {
+		c, err := net.ListenUDP(proto, nil)
 		if err != nil {
 			return errName(err)
 		}
@@ -210,7 +212,8 @@ func TestRunDNS(t *testing.T) {
 		{"q|udp|[::1]:53|six.test|AAAA", "NOERROR ::1 from=[::1]:53"}, // AAAA over IPv6
 		{fmt.Sprintf("c|[::1]:%d", p6), "ok"},
 		{"q|udp|127.0.0.53:53|secret.test|A", "NXDOMAIN from=127.0.0.53:53"},
-		{fmt.Sprintf("c|127.0.0.15:%d", pa), "EPERM"}, // an address never learned
+		{"q|udp4|127.0.0.53:53|secret.test|AAAA", "NXDOMAIN from=127.0.0.53:53"}, // an AF_INET socket: sendmsg4, recvmsg4
+		{fmt.Sprintf("c|127.0.0.15:%d", pa), "EPERM"},                            // an address never learned
 		{"q|tcp|127.0.0.53:53|short.test|A", "NOERROR 127.0.0.14"},
 		{fmt.Sprintf("c|127.0.0.14:%d", pa), "ok"},
 		{fmt.Sprintf("gone|127.0.0.14:%d", pa), "EPERM"}, // TTL 1 s, grace 0: expired
@@ -233,6 +236,7 @@ func TestRunDNS(t *testing.T) {
 	}
 	for _, re := range []string{
 		`BLOCKED DNS: query=secret\.test qtype=A cgroup=\d+ rule_id=1000005`,
+		`BLOCKED DNS: query=secret\.test qtype=AAAA cgroup=\d+ rule_id=1000005`,
 		`BLOCKED DNS: query=wild\.test qtype=A cgroup=\d+ rule_id=1000005`,
 		fmt.Sprintf(`BLOCKED CONNECT: dst=127\.0\.0\.11:%d proto=tcp cgroup=\d+ rule_id=1000000`, pb),
 		fmt.Sprintf(`BLOCKED CONNECT: dst=127\.0\.0\.15:%d proto=tcp cgroup=\d+ rule_id=1000000`, pa),
