@@ -30,6 +30,9 @@ const (
 	KindFile      Kind = 3
 	KindTraceOpen Kind = 4
 	KindTraceExec Kind = 5
+	// KindTraceUnix is a traced Unix-socket connect: Path is the socket
+	// file the connect reached, named by the kernel.
+	KindTraceUnix Kind = 6
 	// KindTool is a tools/call that assay itself refused (or, in audit
 	// mode, let through) under the policy's mcp.tools rules (`assay run
 	// --mcp`). It never comes from the kernel: Decode rejects it.
@@ -52,6 +55,8 @@ func (k Kind) String() string {
 		return "open"
 	case KindTraceExec:
 		return "exec"
+	case KindTraceUnix:
+		return "unix"
 	case KindTool:
 		return "tool"
 	case KindDNS:
@@ -268,7 +273,7 @@ func Decode(b []byte) (Event, error) {
 		want = NetSize
 	case KindFile:
 		want = FileSize
-	case KindTraceOpen, KindTraceExec:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix:
 		want = TraceSize
 	default: // KindTool and KindDNS included: never kernel records
 		return e, malformed("unknown kind %d", e.Kind)
@@ -299,7 +304,7 @@ func Decode(b []byte) (Event, error) {
 		e.Dev = le.Uint32(p[0:])
 		e.Op = FileOp(p[4])
 		e.Ino = le.Uint64(p[8:])
-	case KindTraceOpen, KindTraceExec:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix:
 		e.Flags = le.Uint32(p[0:])
 		e.Ret = int32(le.Uint32(p[4:]))
 		n := int(le.Uint16(p[8:]))

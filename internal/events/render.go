@@ -129,6 +129,8 @@ func Label(e Event) string {
 		return "OPEN"
 	case KindTraceExec:
 		return "EXEC"
+	case KindTraceUnix:
+		return "UNIX CONNECT"
 	}
 	action := "BLOCKED"
 	if e.Verdict == VerdictAudit {
@@ -199,7 +201,7 @@ func AppendText(b []byte, e Event) []byte {
 		b = append(b, QTypeName(e.QType)...)
 		b = appendCommon(b, e)
 		return appendMCPText(b, e.MCP)
-	case KindTraceOpen, KindTraceExec:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix:
 		b = append(b, "path="...)
 		b = appendValue(b, e.Path)
 		if e.Kind == KindTraceOpen {
@@ -380,7 +382,7 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 		j.Op = e.Op.String()
 		j.RulePath = r.rulePath(e.RuleID)
 		j.Path = e.Path
-	case KindTraceOpen, KindTraceExec:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix:
 		j.Path = e.Path
 		j.PathSource = e.Source.String()
 		if e.Kind == KindTraceOpen {
@@ -465,7 +467,7 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 			b = append(b, `,"path":`...)
 			b = appendJSONString(b, e.Path)
 		}
-	case KindTraceOpen, KindTraceExec:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix:
 		if e.Path != "" {
 			b = append(b, `,"path":`...)
 			b = appendJSONString(b, e.Path)

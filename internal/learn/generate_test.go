@@ -235,3 +235,20 @@ func TestNoUnenteredSubtree(t *testing.T) {
 		t.Errorf("every subdirectory entered: want /srv/data/, got:\n%s", got)
 	}
 }
+
+// TestUnixConnect: a connect to a Unix socket at a path is w on it (policy
+// v2); the container engine's socket is sensitive.
+func TestUnixConnect(t *testing.T) {
+	unixc := func(p string) events.Event {
+		return events.Event{Kind: events.KindTraceUnix, PID: 10, Source: events.SourceFile, Path: p}
+	}
+	res, text := generate(t, run(unixc("/srv/app/run/app.sock"), unixc("/run/docker.sock")), Options{})
+	got := strings.Join(rules(text), "\n")
+	want := "- {path: /srv/app/bin/tool, access: x}\n- {path: /srv/app/run/app.sock, access: w}\n# - {path: /run/docker.sock, access: w}"
+	if got != want {
+		t.Errorf("rules:\n%s\nwant:\n%s", got, want)
+	}
+	if len(res.Sensitive) != 1 || !strings.Contains(res.Sensitive[0], "container engine socket") {
+		t.Errorf("sensitive %q", res.Sensitive)
+	}
+}

@@ -125,6 +125,16 @@ func (r *Recorder) Observe(e events.Event) {
 			a |= policy.AccessWrite
 		}
 		r.file(normalize(e.Path), a, e.Flags&unix.O_DIRECTORY != 0, created)
+	case events.KindTraceUnix:
+		// Connecting to a Unix socket at a path needs w on it.
+		if r.shim[e.PID] {
+			return
+		}
+		if !e.Source.FromFile() {
+			r.Unresolved++
+			return
+		}
+		r.file(e.Path, policy.AccessWrite, false, false)
 	case events.KindConnect, events.KindSendmsg:
 		if e.Verdict != events.VerdictAudit && e.Verdict != events.VerdictBlocked {
 			return

@@ -73,7 +73,7 @@ func net2Entries(rs []policy.NetRule) []kernel.Net2Entry {
 // renderMu held.
 func (s *Session) judged(raw []byte, idle bool) bool {
 	e, err := events.Decode(raw)
-	if err != nil || (e.Kind != events.KindTraceOpen && e.Kind != events.KindTraceExec) {
+	if err != nil || (e.Kind != events.KindTraceOpen && e.Kind != events.KindTraceExec && e.Kind != events.KindTraceUnix) {
 		return false
 	}
 	if s.sinceAnchor++; idle || s.sinceAnchor >= 4096 {

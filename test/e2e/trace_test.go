@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,62 @@ func TestTraceSwappedPath(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no successful open by thread %d; events:\n%s", res.TID, strings.Join(stop.EventLines, "\n"))
+	}
+}
+
+// TestTraceUnixConnect: --trace reports a connect to a Unix socket at a
+// path with the socket file's path as the kernel names it (through a
+// symlink: the socket itself), as a UNIX CONNECT observation; a connect to
+// an abstract socket is not reported (it has no path).
+func TestTraceUnixConnect(t *testing.T) {
+	assaytest.Privileged(t)
+	t.Parallel()
+	dir := t.TempDir()
+	assaytest.PublicDir(t, dir)
+	sock := filepath.Join(dir, "app.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	os.Chmod(sock, 0o777)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	link := filepath.Join(dir, "link.sock")
+	if err := os.Symlink(sock, link); err != nil {
+		t.Fatal(err)
+	}
+	cg := assaytest.NewCgroup(t)
+	pol := filepath.Join(dir, "p.yaml")
+	os.WriteFile(pol, []byte("version: 1\nnetwork:\n  deny_ports: [9]\n"), 0o600)
+	m := assaytest.StartMonitor(t, "monitor", "--policy", pol, "--cgroup", cg.Path, "--trace", "--output", "json")
+	res := assaytest.Probe(t, &cg, "unix-connect", link)
+	if !res.Ok() {
+		t.Fatalf("unix-connect: %+v", res)
+	}
+	abs := assaytest.Probe(t, &cg, "unix-connect-abstract", "assay-no-such-socket")
+	stop := m.Stop()
+	var found int
+	for _, e := range stop.Events {
+		if e.Kind != "unix" {
+			continue
+		}
+		found++
+		if int(e.PID) != res.PID || e.Path != sock || e.PathSource != "file" || e.Verdict != "observed" {
+			t.Errorf("unix connect event %+v, want pid %d path %s from the file", e, res.PID, sock)
+		}
+		if int(e.PID) == abs.PID {
+			t.Errorf("an abstract connect reported: %+v", e)
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d unix connect events, want 1:\n%s", found, strings.Join(stop.EventLines, "\n"))
 	}
 }

@@ -35,6 +35,7 @@
 #define EV_FILE 3
 #define EV_TRACE_OPEN 4
 #define EV_TRACE_EXEC 5
+#define EV_TRACE_UNIX 6 /* a Unix-socket connect (trace.h) */
 
 /* Verdicts. */
 #define VERDICT_BLOCKED 1

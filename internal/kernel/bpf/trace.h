@@ -52,6 +52,7 @@
 #define NR_creat 85
 #define NR_openat 257
 #define NR_openat2 437
+#define NR_connect 42
 /* The 32-bit (ia32) entry points: arguments in bx, cx, dx. */
 #define NR32_open 5
 #define NR32_creat 8
@@ -63,6 +64,7 @@
 /* arm64 has no open(2) nor creat(2): libc calls openat(AT_FDCWD, ...). */
 #define NR_openat 56
 #define NR_openat2 437
+#define NR_connect 203
 /* vmlinux.h is x86's: declare what the arm64 accessors name. CO-RE
  * relocates the fields against the running kernel's BTF (the ___ suffix
  * is a local flavour of struct pt_regs). */
@@ -150,19 +152,16 @@ static long path_step(__u32 i, void *ctx)
 	return 0;
 }
 
-/* file_path writes the path of f into path (NUL-terminated) and returns
- * its length, or -1. */
-static __always_inline int file_path(struct file *f, char *path, __u16 *src)
+/* dentry_path writes the path of (d, vm) into path (NUL-terminated) and
+ * returns its length, or -1. */
+static __always_inline int dentry_path(struct dentry *d, struct vfsmount *vm, char *path, __u16 *src)
 {
-	if (!f)
-		return -1;
 	__u32 zero = 0;
 	struct assay_trace_scratch *s = bpf_map_lookup_elem(&trace_scratch, &zero);
 	if (!s)
 		return -1;
-	struct vfsmount *vm = BPF_CORE_READ(f, f_path.mnt);
 	struct path_walk w = {
-		.d = (__u64)BPF_CORE_READ(f, f_path.dentry),
+		.d = (__u64)d,
 		.m = (__u64)container_of(vm, struct mount, mnt),
 		.off = TRACE_PATH_MAX - 1, /* buf[TRACE_PATH_MAX-1] is never written: the NUL */
 		.src = TRACE_SRC_FILE,
@@ -179,6 +178,15 @@ static __always_inline int file_path(struct file *f, char *path, __u16 *src)
 	bpf_probe_read_kernel(path, TRACE_PATH_MAX, &s->buf[off]);
 	*src = w.src;
 	return TRACE_PATH_MAX - 1 - off;
+}
+
+/* file_path writes the path of f into path (NUL-terminated) and returns
+ * its length, or -1. */
+static __always_inline int file_path(struct file *f, char *path, __u16 *src)
+{
+	if (!f)
+		return -1;
+	return dentry_path(BPF_CORE_READ(f, f_path.dentry), BPF_CORE_READ(f, f_path.mnt), path, src);
 }
 
 /* fd_file returns the file the current task holds at descriptor fd. */
@@ -248,6 +256,48 @@ static __always_inline void emit_open(long ret, const void *arg, __u32 argflags)
 	trace_submit(e);
 }
 
+/* Unix-socket connects: at the exit of a successful connect(2), when the
+ * socket is a Unix socket, the path of the socket file it reached, named
+ * by the kernel (the peer's bound path: a stream connect's peer is the
+ * listener's new socket, which holds the listener's path; a datagram
+ * connect's peer is the bound socket itself). Abstract sockets have no
+ * path and are not reported; neither are datagrams sent with an address
+ * (sendto/sendmsg without connect). */
+#define AF_UNIX_FAMILY 1
+#define S_IFSOCK_BITS 0140000
+
+static __always_inline void emit_unix_connect(long fd, long ret)
+{
+	if (ret != 0)
+		return;
+	struct file *f = fd_file(fd);
+	if (!f || (BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT_BITS) != S_IFSOCK_BITS)
+		return;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_UNIX_FAMILY)
+		return;
+	struct unix_sock *peer = (struct unix_sock *)BPF_CORE_READ((struct unix_sock *)sk, peer);
+	if (!peer)
+		return;
+	struct dentry *d = BPF_CORE_READ(peer, path.dentry);
+	struct vfsmount *vm = BPF_CORE_READ(peer, path.mnt);
+	if (!d || !vm)
+		return; /* abstract */
+	struct assay_trace_event *e = trace_reserve(EV_TRACE_UNIX, 0, 0);
+	if (!e)
+		return;
+	__u16 src = TRACE_SRC_ARG;
+	int n = dentry_path(d, vm, e->path, &src);
+	if (n < 0) {
+		bpf_ringbuf_discard(e, 0);
+		return;
+	}
+	e->source = src;
+	e->path_len = n;
+	trace_submit(e);
+}
+
 /* Opens are reported at sys_exit, from one program: by then the result is
  * known, the descriptor installed, and the saved user registers still hold
  * the syscall number and arguments. One program per syscall instead of an
@@ -263,7 +313,7 @@ int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
 #if defined(__TARGET_ARCH_x86)
 	/* Most system calls are none of these: leave before anything else. */
 	if (id != NR_openat && id != NR_open && id != NR_creat && id != NR_openat2 && id != NR32_open &&
-	    id != NR32_creat && id != NR32_openat)
+	    id != NR32_creat && id != NR32_openat && id != NR_connect)
 		return 0;
 	struct task_struct *t = bpf_get_current_task_btf();
 	if (t->thread_info.status & TS_COMPAT_BIT) {
@@ -315,6 +365,10 @@ int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
 		bpf_probe_read_user(&f, sizeof(f), &how->flags);
 		path = (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs);
 		flags = (__u32)f;
+	} else if (id == NR_connect) {
+		if (ret == 0 && in_scope_btf())
+			emit_unix_connect(PT_REGS_PARM1_CORE_SYSCALL(regs), ret);
+		return 0;
 	} else {
 		return 0;
 	}
