@@ -10,6 +10,9 @@ import (
 	"github.com/assaymcp/assay/bench/load"
 	"github.com/assaymcp/assay/bench/report"
 	"github.com/assaymcp/assay/internal/assaytest"
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 )
 
 // BenchmarkConnect is figure 1: the cost the cgroup sock_addr programs add
@@ -58,6 +61,25 @@ func BenchmarkConnect(b *testing.B) {
 		m := assaytest.StartMonitor(b, monitorArgs(args...)...)
 		defer m.Stop()
 		variants = append(variants, variant{v.name, fd, m})
+	}
+	{
+		// The floor: programs that return "allow" at once on the same four
+		// hooks: what any program there costs on this machine.
+		cg, fd := benchCgroup(b)
+		for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect, ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupUDP6Sendmsg} {
+			p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.CGroupSockAddr, AttachType: at, License: "GPL",
+				Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			l, err := link.AttachCgroup(link.CgroupOptions{Path: cg.Path, Attach: at, Program: p})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+		}
+		variants = append(variants, variant{name: "null programs on the same hooks (the floor)", fd: fd})
 	}
 
 	cases := []struct {
@@ -116,6 +138,9 @@ func BenchmarkConnect(b *testing.B) {
 			}
 			row.SetOverhead(res[ci][vi], res[ci][0], limit)
 			row.Note = fmt.Sprintf("%s program: %.0f ns/run (bpf_stats)", c.prog, progNS[ci][vi])
+			if variants[vi].mon == nil {
+				row.Note = "programs that return at once: the hook's own cost, which no program there can go below"
+			}
 			record(b, row)
 		}
 	}
