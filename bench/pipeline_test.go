@@ -47,7 +47,9 @@ func readCounters(b *testing.B, pid int) kcounters {
 			m.Close()
 			continue
 		}
-		var per [][9]uint64
+		// struct assay_counters: emitted, dropped, suppressed and
+		// unaggregated, NR_PATHS (3) each.
+		var per [][12]uint64
 		err = m.Lookup(uint32(0), &per)
 		m.Close()
 		if err != nil {
