@@ -161,9 +161,14 @@ func countEvents(b *testing.B, path, format string, c kcounters) (int64, bool) {
 	for {
 		line, err := r.ReadSlice('\n')
 		if len(line) > 0 {
-			if bytes.HasPrefix(line, []byte(`{"type":"summary"`)) {
+			// Event lines only: not the summary, nor the aggregate lines
+			// that report dropped events (JSON "type":"aggregate", text
+			// "[AGGREGATE]").
+			switch {
+			case bytes.Contains(line, []byte(`"type":"summary"`)):
 				last = append(last[:0], line...)
-			} else {
+			case bytes.Contains(line, []byte(`"type":"aggregate"`)) || bytes.Contains(line, []byte("[AGGREGATE]")):
+			default:
 				n++
 			}
 		}
