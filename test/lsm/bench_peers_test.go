@@ -86,6 +86,9 @@ func BenchmarkLSMWalkAndLandlock(b *testing.B) {
 	// beneath the benchmark's directory: the nearest-rule walk stops at that
 	// rule, depth + 1 levels up. Measured when this build enforces v2 file
 	// rules with BPF LSM (checked: a file outside every rule is refused).
+	if err := os.MkdirAll(filepath.Join(os.TempDir(), "assay-bench-outside"), 0o755); err != nil {
+		b.Fatal(err)
+	}
 	outside, err := gen.WriteFile(filepath.Join(os.TempDir(), "assay-bench-outside"), "x", "x")
 	if err != nil {
 		b.Fatal(err)
