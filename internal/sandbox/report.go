@@ -21,7 +21,11 @@ const (
 	MechBPFLSM    = "bpf-lsm"
 	MechLandlock  = "landlock"
 	MechCgroupBPF = "cgroup-bpf"
-	MechNone      = "NOT ENFORCED"
+	// MechResolver: version 2 host entries, enforced by assay's own
+	// resolver (which learns the allowed names' addresses) and the cgroup
+	// programs (which redirect DNS and judge the learned addresses).
+	MechResolver = "resolver+cgroup-bpf"
+	MechNone     = "NOT ENFORCED"
 	// MechMCPRelay: tool rules, enforced by assay's own relay of the
 	// server's stdio (`assay run --mcp`), not by the kernel.
 	MechMCPRelay = "mcp-relay"
@@ -101,6 +105,11 @@ func Decide(p *policy.Policy, env Env) Report {
 				rr.Mechanism = MechNone
 				rr.Reason = "tool rules are enforced by assay run --mcp (assay relays the server's stdio)"
 			}
+			r.Rules = append(r.Rules, rr)
+			continue
+		}
+		if rule.Kind == policy.KindDNSDefault || (rule.Kind == policy.KindNetAllow && strings.HasPrefix(rule.Detail, "host ")) {
+			rr.Mechanism = MechResolver
 			r.Rules = append(r.Rules, rr)
 			continue
 		}

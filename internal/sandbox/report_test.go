@@ -114,6 +114,19 @@ func TestDecideNetworkOnly(t *testing.T) {
 	}
 }
 
+// TestDecideHosts: host entries and the dns_default rule are enforced by
+// the resolver with the cgroup programs; CIDR entries by the programs.
+func TestDecideHosts(t *testing.T) {
+	p := parse(t, "version: 2\nnetwork:\n  default: deny\n  allow:\n    - {host: a.test, port: 443, id: 3}\n    - {cidr: 10.0.0.0/8, id: 4}\n")
+	m := mechanisms(Decide(p, Env{BPFLSM: errLSM}))
+	want := map[uint32]string{3: MechResolver, policy.DNSDefaultID: MechResolver, 4: MechCgroupBPF, policy.NotInAllowCIDRsID: MechCgroupBPF}
+	for id, mech := range want {
+		if m[id] != mech {
+			t.Errorf("rule %d: %q, want %q", id, m[id], mech)
+		}
+	}
+}
+
 func TestReportFormats(t *testing.T) {
 	r := Decide(parse(t, mixedPolicy), Env{BPFLSM: errLSM, Landlock: errLandlock})
 	var text bytes.Buffer
