@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,6 +23,7 @@ type learnFlags struct {
 	events       string
 	cgroupParent string
 	ringSize     sizeFlag
+	dnsUpstream  []string
 	contain      containFlags
 }
 
@@ -73,13 +75,25 @@ The policy goes to --out FILE, else to stdout after CMD's own output
 	fl.StringVar(&f.out, "out", "", "write the policy to `FILE` (default: stdout)")
 	fl.StringVar(&f.events, "events", "", "also write the observed events and the summary to `FILE`")
 	fl.StringVar(&f.cgroupParent, "cgroup-parent", "", "create the command's cgroup under the cgroup v2 `PATH` (default: the cgroup2 mount root)")
+	fl.StringArrayVar(&f.dnsUpstream, "dns-upstream", nil, "forward the command's DNS queries to `ADDR[:PORT]` (repeatable; default: BASE's dns.upstream, else the nameservers of /etc/resolv.conf); written as the policy's dns.upstream")
 	fl.Var(&f.ringSize, "ring-size", "ring buffer size: bytes, or with a binary unit (256K, 16M, 64MiB); a power of two; default 16MiB")
 	f.contain.register(fl)
 	return cmd
 }
 
 func runLearn(f *learnFlags, argv []string, stdout, stderr io.Writer) error {
-	lo := learn.Options{Argv: argv, Subdirs: subdirs}
+	lo := learn.Options{Argv: argv, Subdirs: subdirs, Hosts: true}
+	for _, s := range f.dnsUpstream {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return fail(stderr, sandbox.ExitSetup, fmt.Errorf("--dns-upstream %q: give ADDR or ADDR:PORT ([V6]:PORT)", s))
+			}
+			ap = netip.AddrPortFrom(a, 53)
+		}
+		lo.Upstream = append(lo.Upstream, ap)
+	}
 	if f.policy != "" {
 		abs, err := filepath.Abs(f.policy)
 		if err != nil {
@@ -96,6 +110,9 @@ func runLearn(f *learnFlags, argv []string, stdout, stderr io.Writer) error {
 			return fail(stderr, sandbox.ExitSetup, fmt.Errorf("%s: version %d: assay learn extends version 2 policies only", abs, lo.Base.Version))
 		}
 		lo.BaseText = text
+		if len(lo.Upstream) == 0 {
+			lo.Upstream = lo.Base.DNS.Upstream
+		}
 	}
 	o := sandbox.Options{
 		CgroupParent: f.cgroupParent, Format: events.Text, RingBytes: int(f.ringSize),
@@ -113,7 +130,7 @@ func runLearn(f *learnFlags, argv []string, stdout, stderr io.Writer) error {
 		return fail(stderr, sandbox.ExitSetup, err)
 	}
 	fmt.Fprintf(stderr, "assay learn: observing %s (nothing is blocked)\n", argv[0])
-	status, ran, rec, sum := learn.Run(o)
+	status, ran, rec, sum := learn.Run(o, lo.Upstream)
 	if !ran {
 		return exitWith(status)
 	}

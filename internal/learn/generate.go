@@ -23,6 +23,9 @@ type Options struct {
 	// Hosts: write network entries by host name where the address came
 	// from a lookup (the policy format has host entries).
 	Hosts bool
+	// Upstream, when set, is written as the policy's dns.upstream when it
+	// has host entries (the resolvers the learned run used).
+	Upstream []netip.AddrPort
 	// Subdirs, when set, lists a directory's subdirectories as they are
 	// when the policy is written (see the collapse rule); ok false when it
 	// cannot be read. Nil: not considered.
@@ -380,6 +383,11 @@ func (r *Recorder) netEntries(cov *policy.Policy, hosts bool, res *Result) []ent
 		}
 		ports := map[uint16]int{}
 		for port, n := range u.Ports {
+			if port == 53 && hosts && len(r.names) > 0 {
+				// DNS: with host entries every query goes to assay's
+				// resolver (the kernel redirects port 53).
+				continue
+			}
 			if cov.NetVerdict(k.Addr, port, proto).Allowed {
 				res.Covered++
 				continue
@@ -627,5 +635,17 @@ func fresh(o Options, files, nets []entry) []byte {
 		b.WriteString("  allow:\n")
 		writeEntries(&b, "    ", nets)
 	}
+	if hasHost(nets) && len(o.Upstream) > 0 {
+		b.WriteString("dns:\n  upstream: [" + upstreamList(o.Upstream) + "]\n")
+	}
 	return []byte(b.String())
+}
+
+func hasHost(es []entry) bool {
+	for _, e := range es {
+		if e.warn == "" && strings.HasPrefix(e.line, "{host: ") {
+			return true
+		}
+	}
+	return false
 }

@@ -87,6 +87,12 @@ func Diff(oldp, newp *Policy) ([]Widening, error) {
 		}
 	}
 	for _, r := range newp.NetAllow {
+		if r.Host != "" {
+			if w, ok := hostWidening(oldp, r); ok {
+				out = append(out, w)
+			}
+			continue
+		}
 		add(r)
 	}
 	for _, r := range oldp.NetDeny {
@@ -186,4 +192,33 @@ func ruleText(r Rule) string {
 		}
 	}
 	return s
+}
+
+// hostWidening: a host entry of the new policy that no host entry of the
+// old one covers (the same name or a wildcard over it, every port and the
+// protocol of the new one), or the old default allow.
+func hostWidening(oldp *Policy, r NetRule) (Widening, bool) {
+	if oldp.NetDefault == DefaultAllow {
+		return Widening{}, false
+	}
+	name := strings.TrimPrefix(r.Host, "*.")
+	for _, o := range oldp.NetAllow {
+		if o.Host == "" || !(o.Host == r.Host || strings.HasPrefix(o.Host, "*.") && HostMatch(o.Host, name)) {
+			continue
+		}
+		if o.Proto != ProtoAny && o.Proto != r.Proto {
+			continue
+		}
+		if o.Ports == nil {
+			return Widening{}, false
+		}
+		all := r.Ports != nil
+		for _, p := range r.Ports {
+			all = all && contains(o.Ports, p)
+		}
+		if all {
+			return Widening{}, false
+		}
+	}
+	return Widening{Section: "network", What: "host " + r.Detail(), New: "allowed (names resolved through assay's resolver)", Old: "refused"}, true
 }

@@ -152,6 +152,7 @@ func (l *launch) start() (int, error) {
 		Metrics:    o.Metrics,
 		Observe:    o.Observe,
 		RateLimit:  o.RateLimit,
+		DNSObserve: o.DNSObserve, OnDNSAnswer: o.OnDNSAnswer,
 	})
 	if err != nil {
 		return ExitSetup, err

@@ -79,6 +79,7 @@ import (
 	"syscall"
 
 	"github.com/assaymcp/assay/internal/cgroup"
+	"github.com/assaymcp/assay/internal/dns"
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/landlock"
@@ -145,6 +146,11 @@ type Options struct {
 	Observe   func(events.Event)
 	RateLimit int
 	OnSummary func(events.Summary)
+	// DNSObserve runs assay's resolver in observe mode (`assay learn`):
+	// every DNS query of the sandbox goes to it, every name is forwarded,
+	// and OnDNSAnswer sees every answer.
+	DNSObserve  bool
+	OnDNSAnswer func(dns.Answer)
 }
 
 // forwarded are the signals passed on to the command.
