@@ -11,6 +11,7 @@ import (
 	"github.com/assaymcp/assay/internal/events"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/sandbox"
+	"github.com/assaymcp/assay/internal/session"
 )
 
 // observePolicy is what `assay learn` runs the command under: audit mode,
@@ -45,6 +46,15 @@ func Run(o sandbox.Options, upstream []netip.AddrPort) (status int, ran bool, re
 	o.Observe = rec.Observe
 	o.OnSummary = func(s events.Summary) { sum, ran = s, true }
 	o.DNSObserve = true
+	if len(upstream) == 0 {
+		if _, err := dns.SystemUpstream(session.ResolvConf); err != nil {
+			// No resolver to forward to: names are not observed (the
+			// queries are not redirected), destinations learned by
+			// address.
+			o.DNSObserve = false
+			fmt.Fprintf(o.Log, "assay learn: note: no --dns-upstream and %v: names are not observed, destinations are learned by address\n", err)
+		}
+	}
 	o.OnDNSAnswer = func(a dns.Answer) { rec.Resolved(a.Name, a.Addrs) }
 	if o.Events == nil {
 		o.Events = io.Discard
