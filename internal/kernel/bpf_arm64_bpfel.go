@@ -112,6 +112,12 @@ type bpfAssayFileKey struct {
 	Ino uint64
 }
 
+type bpfAssayFileRule struct {
+	_      structs.HostLayout
+	Id     uint32
+	Access uint32
+}
+
 type bpfAssayIdent struct {
 	_      structs.HostLayout
 	Fd     uint32
@@ -194,6 +200,7 @@ type bpfAssaySettings struct {
 	AllowActive uint32
 	HasDirRules uint32
 	Net2        uint32
+	Files       uint32
 }
 
 type bpfAssayTraceEvent struct {
@@ -290,6 +297,7 @@ const (
 	bpfVarUnusedEventHeader  = "unused_event_header"
 	bpfVarUnusedFileEvent    = "unused_file_event"
 	bpfVarUnusedFileKey      = "unused_file_key"
+	bpfVarUnusedFileRule     = "unused_file_rule"
 	bpfVarUnusedIdent        = "unused_ident"
 	bpfVarUnusedLpmV4Key     = "unused_lpm_v4_key"
 	bpfVarUnusedLpmV6Key     = "unused_lpm_v6_key"
@@ -418,6 +426,7 @@ type bpfVariableSpecs struct {
 	UnusedEventHeader *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.VariableSpec `ebpf:"unused_file_event"`
 	UnusedFileKey     *ebpf.VariableSpec `ebpf:"unused_file_key"`
+	UnusedFileRule    *ebpf.VariableSpec `ebpf:"unused_file_rule"`
 	UnusedIdent       *ebpf.VariableSpec `ebpf:"unused_ident"`
 	UnusedLpmV4Key    *ebpf.VariableSpec `ebpf:"unused_lpm_v4_key"`
 	UnusedLpmV6Key    *ebpf.VariableSpec `ebpf:"unused_lpm_v6_key"`
@@ -518,6 +527,7 @@ type bpfVariables struct {
 	UnusedEventHeader *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedFileEvent   *ebpf.Variable `ebpf:"unused_file_event"`
 	UnusedFileKey     *ebpf.Variable `ebpf:"unused_file_key"`
+	UnusedFileRule    *ebpf.Variable `ebpf:"unused_file_rule"`
 	UnusedIdent       *ebpf.Variable `ebpf:"unused_ident"`
 	UnusedLpmV4Key    *ebpf.Variable `ebpf:"unused_lpm_v4_key"`
 	UnusedLpmV6Key    *ebpf.Variable `ebpf:"unused_lpm_v6_key"`

@@ -41,6 +41,7 @@ const (
 	MagicSquashfs = 0x73717368
 	MagicEROFS    = 0xE0F5E1E2
 	MagicSysfs    = 0x62656572
+	MagicProc     = 0x9FA0
 )
 
 var identProg struct {

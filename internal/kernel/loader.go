@@ -430,10 +430,10 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 	}
 	if n := len(r.Files); n > 0 {
 		keys := make([]bpfAssayFileKey, n)
-		vals := make([]uint32, n)
+		vals := make([]bpfAssayFileRule, n)
 		for i, f := range r.Files {
 			keys[i] = bpfAssayFileKey{Dev: f.Dev, Ino: f.Ino}
-			vals[i] = f.ID
+			vals[i] = bpfAssayFileRule{Id: f.ID, Access: uint32(f.Access)}
 		}
 		if err := update(inner[bpfMapFileRules], keys, vals); err != nil {
 			return fmt.Errorf("fill file_rules: %w", err)
@@ -449,6 +449,12 @@ func (inst *Instance) install(gen uint32, r Rules, audit bool) error {
 	}
 	if r.hasDirRules() {
 		st.HasDirRules = 1
+	}
+	if r.FilesV2 {
+		st.Files = filesV2
+		if r.FilesDefaultDeny {
+			st.Files |= filesDefaultDeny
+		}
 	}
 	if r.Net2 != nil {
 		st.Net2 = net2Active

@@ -9,7 +9,8 @@ import (
 const (
 	RuleNotInAllowCIDRs uint32 = 1000000 // destination outside allow_cidrs
 	RuleTooDeep         uint32 = 1000001 // ancestry deeper than the in-kernel walk (fail closed)
-	RuleDisconnected    uint32 = 1000003 // ancestry unknown: a disconnected dentry (fail closed); 1000002 is policy v2's files default
+	RuleFilesDefault    uint32 = 1000002 // version 2: no file rule matched and files.default is deny
+	RuleDisconnected    uint32 = 1000003 // ancestry unknown: a disconnected dentry (fail closed)
 	RuleAbstractUnix    uint32 = 1000004 // an abstract Unix socket outside the scope
 )
 
@@ -20,9 +21,29 @@ type Rules struct {
 	DenyCIDRs  []CIDR
 	AllowCIDRs []CIDR
 	Files      []File
-	Net2       *Net2 // version 2 network rules; nil for version 1 policies
-	DNS        *DNS  // host entries: DNS redirected to assay's resolver (dns.go); needs Net2
+	// FilesV2: the file rules are version 2's (Access says what each
+	// allows; abstract Unix sockets follow the network default).
+	FilesV2 bool
+	// FilesDefaultDeny: with FilesV2, a file no rule covers is refused
+	// under RuleFilesDefault (files.default: deny).
+	FilesDefaultDeny bool
+	Net2             *Net2 // version 2 network rules; nil for version 1 policies
+	DNS              *DNS  // host entries: DNS redirected to assay's resolver (dns.go); needs Net2
 }
+
+// settings.files bits (bpf/file_rules.h).
+const (
+	filesV2          = 1
+	filesDefaultDeny = 2
+)
+
+// Access bits of a file rule (bpf/file_rules.h ACC_*; the same as
+// policy.Access).
+const (
+	AccessRead  uint8 = 1
+	AccessWrite uint8 = 2
+	AccessExec  uint8 = 4
+)
 
 // CIDR is one prefix and the id of its rule.
 type CIDR struct {
@@ -38,7 +59,19 @@ type File struct {
 	ID    uint32
 	IsDir bool
 	FS    string // the filesystem type, as the kernel names it
+	// Access is what the rule allows (Access* bits): 0 for a version 1
+	// rule or a version 2 deny, which allow nothing.
+	Access uint8
 }
+
+// ProcKeyDev and ProcSelfIno key procfs rules (bpf/file_rules.h): every
+// procfs instance has the device ProcKeyDev, and every inode of a
+// process's own /proc/PID directory, as that process sees it, the inode
+// number ProcSelfIno.
+const (
+	ProcKeyDev  uint32 = 0xffffffff
+	ProcSelfIno uint64 = 1 << 32
+)
 
 // HasNetwork reports whether any network rule is present.
 func (r *Rules) HasNetwork() bool {
@@ -46,8 +79,9 @@ func (r *Rules) HasNetwork() bool {
 		(r.Net2 != nil && (len(r.Net2.Deny) > 0 || r.Net2.DefaultDeny)) || r.DNS != nil
 }
 
-// HasFiles reports whether any file rule is present.
-func (r *Rules) HasFiles() bool { return len(r.Files) > 0 }
+// HasFiles reports whether any file rule is present (a version 2
+// files.default: deny is one).
+func (r *Rules) HasFiles() bool { return len(r.Files) > 0 || (r.FilesV2 && r.FilesDefaultDeny) }
 
 func (r *Rules) hasDirRules() bool {
 	for _, f := range r.Files {

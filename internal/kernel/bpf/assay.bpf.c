@@ -2,7 +2,7 @@
 /* Assay's kernel side: one object, three paths.
  *   net.h   - cgroup connect4/6, sendmsg4/6 (socket path)
  *   dns.h   - the DNS redirect (recvmsg4/6) and learned addresses
- *   file.h  - BPF LSM file_open, inode_link, inode_rename (LSM path)
+ *   file.h  - BPF LSM file rules: open, exec, mmap, changes, Unix sockets (LSM path)
  *   trace.h - tp_btf sys_exit, sched_process_exec (tracepoint path)
  * The loader picks the programs a policy needs; the others are never loaded. */
 #include "common.h"
@@ -20,6 +20,7 @@ const struct assay_trace_event *unused_trace_event __attribute__((unused));
 const struct assay_lpm_v4_key *unused_lpm_v4_key __attribute__((unused));
 const struct assay_lpm_v6_key *unused_lpm_v6_key __attribute__((unused));
 const struct assay_file_key *unused_file_key __attribute__((unused));
+const struct assay_file_rule *unused_file_rule __attribute__((unused));
 const struct assay_ident *unused_ident __attribute__((unused));
 const struct assay_rate *unused_rate __attribute__((unused));
 const struct assay_net2_v4_key *unused_net2_v4_key __attribute__((unused));

@@ -20,6 +20,7 @@
 /* Reserved rule ids (policy ids are 1..999999). */
 #define RULE_NOT_IN_ALLOW 1000000
 #define RULE_TOO_DEEP 1000001
+#define RULE_FILES_DEFAULT 1000002 /* version 2: no file rule matched, files.default: deny */
 #define RULE_DISCONNECTED 1000003
 #define RULE_ABSTRACT_UNIX 1000004
 
@@ -57,8 +58,9 @@ struct assay_scope {
 struct assay_settings {
 	__u32 audit;         /* 1: report, never block */
 	__u32 allow_active;  /* 1: allow_cidrs is non-empty */
-	__u32 has_dir_rules; /* 1: walk ancestors on file_open */
+	__u32 has_dir_rules; /* 1: some file rule is a directory: walk ancestors */
 	__u32 net2;          /* NET2_* bits (net2.h): version 2 network rules */
+	__u32 files;         /* FILES_* bits (file_rules.h): version 2 file rules */
 };
 
 /* One cgroup's event budget for one second of CLOCK_MONOTONIC. */
