@@ -234,11 +234,11 @@ func (l *launch) prepare() (int, error) {
 	}
 	// Resolve every file rule now, once: a rule is never silently dropped,
 	// and what is checked is what is loaded.
-	if l.rules, err = compileForRun(o.Policy); err != nil {
-		return ExitSetup, err
-	}
 	audit := o.Audit || o.Policy.Mode == policy.ModeAudit
 	l.env = Probe(o.Policy, audit)
+	if l.rules, err = compileForRun(o.Policy, l.env.BPFLSM == nil); err != nil {
+		return ExitSetup, err
+	}
 	l.env.MCP = o.MCP
 	l.rep = Decide(o.Policy, l.env)
 	if err := l.contain(); err != nil {
@@ -271,7 +271,8 @@ func (l *launch) prepare() (int, error) {
 		l.rep.Notes = append(l.rep.Notes, landlockNotes(l.rs)...)
 	}
 	if l.rep.Files != MechBPFLSM {
-		l.rules.Files = nil // Landlock (or nothing) enforces them
+		// Landlock (or nothing) enforces them.
+		l.rules.Files, l.rules.FilesV2, l.rules.FilesDefaultDeny = nil, false, false
 	}
 	// The policy's limits, each overridden by its flag.
 	pl := o.Policy.Limits

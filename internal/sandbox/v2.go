@@ -13,11 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Version 2 file rules under `assay run`: enforced with Landlock's allow
-// model (landlock.Allow), with or without BPF LSM (this build has no BPF
-// LSM enforcement of version 2 file rules). A rule Landlock cannot enforce
-// exactly is NOT ENFORCED in the report (so the command does not start
-// unless --allow-degraded).
+// Version 2 file rules under `assay run`: enforced with BPF LSM where it
+// works (the nearest rule's r/w/x against what is asked, natively in audit
+// mode too), else with Landlock's allow model (landlock.Allow). A rule
+// Landlock cannot enforce exactly is NOT ENFORCED in the report (so the
+// command does not start unless --allow-degraded).
 
 // isFileKind reports whether a report rule kind is a file rule.
 func isFileKind(kind string) bool {
@@ -30,9 +30,10 @@ func isFileKind(kind string) bool {
 
 // compileForRun resolves what the kernel session will enforce, failing
 // early on a rule that cannot be resolved. Version 2 file rules are
-// resolved by Landlock later.
-func compileForRun(p *policy.Policy) (kernel.Rules, error) {
-	if p.Version == 2 {
+// resolved for the kernel only when BPF LSM enforces them (lsm); Landlock
+// resolves them later otherwise.
+func compileForRun(p *policy.Policy, lsm bool) (kernel.Rules, error) {
+	if p.Version == 2 && !lsm {
 		np := *p
 		withoutFiles(&np)
 		p = &np
@@ -47,10 +48,16 @@ func withoutFiles(p *policy.Policy) {
 	p.FilesSet, p.FileDefault, p.Baseline = false, policy.DefaultAllow, policy.BaselineNone
 }
 
-// decideV2Files sets the mechanism of version 2 file rules: Landlock in
-// enforce mode, NOT ENFORCED in audit mode or without Landlock.
+// decideV2Files sets the mechanism of version 2 file rules: BPF LSM where
+// it works; else Landlock in enforce mode, the traced opens judged in user
+// space in audit mode, NOT ENFORCED without Landlock.
 func decideV2Files(r *Report, p *policy.Policy, env Env) {
 	switch {
+	case env.BPFLSM == nil:
+		r.Files = MechBPFLSM
+		for _, f := range session.UnkeyedBaseline(p) {
+			r.Notes = append(r.Notes, fmt.Sprintf("bpf-lsm: baseline %s (rule %d) is left out: its inode number is not stable (a sysctl file), so reading it is refused", f.Path, f.ID))
+		}
 	case env.Audit:
 		r.Files = MechTraceAudit
 	case env.LandlockABI > 0:
@@ -68,10 +75,10 @@ func decideV2Files(r *Report, p *policy.Policy, env Env) {
 // v2FileReason explains the mechanism of a version 2 file rule.
 func v2FileReason(env Env) string {
 	switch {
+	case env.BPFLSM == nil:
+		return ""
 	case env.Audit:
 		return "audit mode: observation only, the traced opens are judged in user space (nothing is blocked; other operations are not seen)"
-	case env.LandlockABI > 0 && env.BPFLSM == nil:
-		return "this build enforces version 2 file rules with Landlock only"
 	case env.LandlockABI > 0:
 		return "BPF LSM unavailable (" + short(env.BPFLSM) + ")"
 	}
@@ -162,10 +169,10 @@ func landlockV2(rep *Report, p *policy.Policy, abi int) (*landlock.Ruleset, map[
 // policy on this machine, resolving the paths as run does (for `assay
 // policy check`). Probing BPF LSM needs root.
 func CheckV2(p *policy.Policy) (Report, error) {
-	if _, err := compileForRun(p); err != nil {
+	env := Probe(p, policy.EffectiveMode(p, false) == policy.ModeAudit)
+	if _, err := compileForRun(p, env.BPFLSM == nil); err != nil {
 		return Report{}, err
 	}
-	env := Probe(p, policy.EffectiveMode(p, false) == policy.ModeAudit)
 	rep := Decide(p, env)
 	if rep.Files == MechLandlock {
 		rs, _, err := landlockV2(&rep, p, env.LandlockABI)

@@ -19,7 +19,7 @@ func Compile(p *policy.Policy) (kernel.Rules, error) { return CompileIn(p, "") }
 // Options.PathRoot).
 func CompileIn(p *policy.Policy, root string) (kernel.Rules, error) {
 	if p.Version == 2 {
-		return compileV2(p)
+		return compileV2(p, root)
 	}
 	r := kernel.Rules{DenyPorts: map[uint16]uint32{}}
 	for _, pr := range p.DenyPorts {

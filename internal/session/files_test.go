@@ -13,8 +13,10 @@ import (
 )
 
 // TestCheckPaths: the unprivileged check refuses what Compile refuses
-// without the kernel: missing paths, a slash on a file, procfs, two paths
-// of one file.
+// without the kernel: missing paths, a slash on a file, two paths of one
+// file, procfs files whose inode numbers the kernel does not keep (a
+// process's directory, a sysctl file); registered procfs entries are
+// accepted.
 func TestCheckPaths(t *testing.T) {
 	dir := t.TempDir()
 	f := dir + "/f"
@@ -28,7 +30,9 @@ func TestCheckPaths(t *testing.T) {
 		{f + ", " + dir + "/", ""},
 		{dir + "/missing", "does not exist"},
 		{f + "/", "ends with / but is not a directory"},
-		{"/proc/cpuinfo", "is on a proc filesystem (magic 0x9fa0)"},
+		{"/proc/cpuinfo, /proc/sys/", ""},
+		{"/proc/1/", "is on proc, where only the root and the entries the kernel registers"},
+		{"/proc/sys/kernel/cap_last_cap", "sysctl files under /proc/sys/ get new numbers"},
 		{f + ", " + dir + "/hardlink", dir + "/hardlink is the same file as rule 1 (a hard link or bind mount); keep one rule"},
 	} {
 		p, err := policy.Parse("p.yaml", []byte(fmt.Sprintf("version: 1\nfiles:\n  deny: [%s]\n", c.paths)))

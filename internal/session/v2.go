@@ -2,25 +2,74 @@ package session
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/assaymcp/assay/internal/events"
 
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/policy"
+	"golang.org/x/sys/unix"
 )
 
 // compileV2 turns a version 2 policy into kernel rules: the network section
-// for the cgroup programs. File rules are refused here until BPF LSM
-// enforces them (the Landlock fallback of `assay run` takes them apart
-// from the kernel rules).
-func compileV2(p *policy.Policy) (kernel.Rules, error) {
+// for the cgroup programs, the file rules (the baseline's included) for
+// BPF LSM, each with what it allows. (`assay run` takes the file rules
+// apart when Landlock enforces them instead.)
+func compileV2(p *policy.Policy, root string) (kernel.Rules, error) {
 	r := kernel.Rules{DenyPorts: map[uint16]uint32{}}
-	if p.HasFileRules() {
-		return r, fmt.Errorf("%s: version 2 file rules are not enforced with BPF LSM by this build (assay run enforces them with Landlock)", p.File)
-	}
 	r.Net2 = CompileNet2(p)
+	if !p.FilesSet {
+		return r, nil
+	}
+	r.FilesV2 = true
+	r.FilesDefaultDeny = p.FileDefault == policy.DefaultDeny
+	skip := map[uint32]bool{}
+	for _, f := range UnkeyedBaseline(p) {
+		skip[f.ID] = true
+	}
+	var rules []policy.FileRule
+	for _, f := range p.FileRules() {
+		switch {
+		case skip[f.ID]:
+			continue
+		case isProcSelfRule(f):
+			r.Files = append(r.Files, kernel.File{Dev: kernel.ProcKeyDev, Ino: kernel.ProcSelfIno, ID: f.ID, IsDir: true, FS: "proc", Access: uint8(f.Access)})
+			continue
+		case underProcSelf(f.Path):
+			return r, fmt.Errorf("%s:%d: %s: %s: under /proc/self only /proc/self/ as a whole can carry a rule", p.File, f.Line, section(p, f), f.Path)
+		}
+		rules = append(rules, f)
+	}
+	files, err := identifyRules(p, rules, root)
+	if err != nil {
+		return r, err
+	}
+	r.Files = append(r.Files, files...)
 	return r, nil
+}
+
+// UnkeyedBaseline returns the runtime-baseline rules of p that BPF LSM
+// cannot key: files under /proc whose inode numbers the kernel does not
+// keep (sysctl files such as /proc/sys/kernel/cap_last_cap). They are left
+// out of the kernel rules, so what they would allow is refused (by the
+// rule above them or files.default): narrower than the baseline, never
+// wider.
+func UnkeyedBaseline(p *policy.Policy) []policy.FileRule {
+	if p.Version != 2 || p.Baseline != policy.BaselineRuntime {
+		return nil
+	}
+	var out []policy.FileRule
+	for _, f := range p.FileRules() {
+		if f.ID < policy.BaselineFirstID || isProcSelfRule(f) || !strings.HasPrefix(f.Path, "/proc/") {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(f.Path, &st); err != nil || !procStable(st.Ino) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // CompileNet2 returns the kernel form of a version 2 network section, nil
