@@ -19,6 +19,8 @@ import (
 //	chmod PATH | chown PATH | utimes PATH | setxattr PATH | removexattr PATH
 //	exec-file PATH                           execve(PATH) directly
 //	mmap-exec PATH                           open read-only + mmap(PROT_EXEC)
+//	mprotect-exec PATH                       open read-only + mmap(PROT_READ) + mprotect(PROT_EXEC)
+//	mmap-exec-fd FD | mprotect-exec-fd FD    the same on an inherited descriptor (see ProbeWith)
 //	unix-connect PATH | unix-send PATH       a stream connect / a datagram sendto
 //	unix-connect-abstract NAME               a stream connect to @NAME
 var fileProbes = map[string]probeAction{
@@ -59,6 +61,9 @@ var fileProbes = map[string]probeAction{
 	"punch":                 probePunch,
 	"exec-file":             onePath(func(p string) error { return unix.Exec(p, []string{p}, nil) }),
 	"mmap-exec":             probeMmapExec,
+	"mprotect-exec":         probeMprotectExec,
+	"mmap-exec-fd":          fdMap(false),
+	"mprotect-exec-fd":      fdMap(true),
 	"unix-connect":          probeUnix(unix.SOCK_STREAM, false),
 	"unix-send":             probeUnix(unix.SOCK_DGRAM, false),
 	"unix-connect-abstract": probeUnix(unix.SOCK_STREAM, true),
@@ -142,6 +147,56 @@ func probeMmapExec(r *ProbeResult, args []string) error {
 		return nil
 	}
 	return unix.Munmap(b)
+}
+
+func probeMprotectExec(r *ProbeResult, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: mprotect-exec PATH")
+	}
+	fd, err := unix.Open(args[0], unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		r.setErr(err)
+		return nil
+	}
+	defer unix.Close(fd)
+	return mapExec(r, fd, true)
+}
+
+// fdMap maps an inherited descriptor executable: with mmap(PROT_EXEC), or
+// (mprotect) readable first and then executable with mprotect.
+func fdMap(mprotect bool) probeAction {
+	return func(r *ProbeResult, args []string) error {
+		if len(args) != 1 {
+			return errors.New("usage: mmap-exec-fd|mprotect-exec-fd FD")
+		}
+		fd, err := strconv.Atoi(args[0])
+		if err != nil {
+			return fmt.Errorf("fd %q: %w", args[0], err)
+		}
+		return mapExec(r, fd, mprotect)
+	}
+}
+
+// mapExec maps one page of fd executable, recording the errno of the
+// call under test (mmap, or mprotect after a readable mmap).
+func mapExec(r *ProbeResult, fd int, mprotect bool) error {
+	prot := unix.PROT_READ | unix.PROT_EXEC
+	if mprotect {
+		prot = unix.PROT_READ
+	}
+	b, err := unix.Mmap(fd, 0, 4096, prot, unix.MAP_PRIVATE)
+	if err != nil {
+		if mprotect {
+			return fmt.Errorf("readable mmap: %w", err)
+		}
+		r.setErr(err)
+		return nil
+	}
+	defer unix.Munmap(b)
+	if mprotect {
+		r.setErr(unix.Mprotect(b, unix.PROT_READ|unix.PROT_EXEC))
+	}
+	return nil
 }
 
 func probeUnix(typ int, abstract bool) func(*ProbeResult, []string) error {

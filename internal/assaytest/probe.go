@@ -133,6 +133,14 @@ func (r ProbeResult) LocalAddr() netip.AddrPort {
 // A probe that cannot run its action at all (bad arguments) fails the test.
 func Probe(t testing.TB, scope *cgroup.Scope, action string, args ...string) ProbeResult {
 	t.Helper()
+	return ProbeWith(t, scope, nil, action, args...)
+}
+
+// ProbeWith is Probe with descriptors passed to the probe: files[i] is
+// its descriptor 3+i (for actions on descriptors opened elsewhere, such
+// as mmap-exec-fd).
+func ProbeWith(t testing.TB, scope *cgroup.Scope, files []*os.File, action string, args ...string) ProbeResult {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatalf("probe: %v", err)
@@ -141,6 +149,7 @@ func Probe(t testing.TB, scope *cgroup.Scope, action string, args ...string) Pro
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = probeEnviron(action)
+	cmd.ExtraFiles = files
 	if scope != nil {
 		f, err := scope.Open()
 		if err != nil {

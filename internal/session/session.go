@@ -161,7 +161,7 @@ func Start(o Options) (*Session, error) {
 	}
 	if o.Policy.HasFileRules() {
 		if err := kernel.ProbeLSM(); err != nil {
-			return nil, fmt.Errorf("the policy has file rules (%d) and this kernel cannot enforce them: %w", len(o.Policy.FileDeny), err)
+			return nil, fmt.Errorf("the policy has file rules (%d) and this kernel cannot enforce them: %w", len(rules.Files), err)
 		}
 	}
 	s := &Session{opts: o, Rules: len(o.Policy.Rules())}

@@ -35,6 +35,8 @@ type check struct {
 	// action and args replace the default "open PATH r" probe.
 	action string
 	args   []string
+	// files are passed to the probe as its descriptors 3, 4, ...
+	files []*os.File
 }
 
 // runChecks starts a monitor with policy on a fresh cgroup, runs the checks
@@ -58,7 +60,7 @@ func runChecks(t *testing.T, policy string, before func(), checks []check) {
 		if c.action != "" {
 			action, args = c.action, c.args
 		}
-		r := assaytest.Probe(t, &cg, action, args...)
+		r := assaytest.ProbeWith(t, &cg, c.files, action, args...)
 		if c.rule == 0 {
 			wantOpened(t, r, c.what)
 		} else {

@@ -40,6 +40,13 @@ func TestDenyMeansUntouchable(t *testing.T) {
 		t.Fatalf("setxattr: %v", err)
 	}
 	before := snapshot(t, secret)
+	// Descriptors opened before the monitor started: mapping them
+	// executable is judged by mmap_file and file_mprotect.
+	held, err := os.Open(tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
 	pol := fmt.Sprintf(`version: 1
 files:
   deny:
@@ -76,6 +83,8 @@ files:
 		c("rmdir a denied (empty) directory", "rmdir", 9, "rmdir", d+"/empty"),
 		c("rename a denied directory", "rename", 8, "rename", d+"/vault", d+"/vault2"),
 		c("execute a denied program", "exec-file", 10, "exec", tool),
+		{what: "mmap(PROT_EXEC) of a denied file through a descriptor opened before the monitor started", action: "mmap-exec-fd", args: []string{"3"}, files: []*os.File{held}, rule: 10, op: "mmap"},
+		{what: "mprotect(PROT_EXEC) of a denied file through a descriptor opened before the monitor started", action: "mprotect-exec-fd", args: []string{"3"}, files: []*os.File{held}, rule: 10, op: "mmap"},
 		{what: "untouched file", path: d + "/open.txt"},
 	})
 	after := snapshot(t, secret)

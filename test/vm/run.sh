@@ -289,6 +289,23 @@ install -m 0755 "$BUILD/lsm.test" "$STAGE/lsm.test"
 [[ -f $BUILD/assay ]] && install -m 0755 "$BUILD/assay" "$STAGE/bin/assay"
 [[ -f $BUILD/mcp-testserver ]] && install -m 0755 "$BUILD/mcp-testserver" "$STAGE/bin/mcp-testserver"
 [[ -d test/lsm/testdata ]] && cp -a test/lsm/testdata "$STAGE/lsm/"
+# A dynamically linked program of the host with its loader, libraries and
+# /etc/ld.so.cache, laid out as on a merged-/usr host (/lib64 and
+# /lib/<triplet> are symlinks into /usr): the policy v2 test starts it under
+# files.default: deny with the runtime baseline. amd64 only (the host's
+# architecture); the arm64 guest has no libc.
+if [[ $ARCH == amd64 ]]; then
+	DYN=/usr/bin/cat
+	for f in "$DYN" $(ldd "$DYN" | grep -o '/[^ ]*'); do
+		real=$(readlink -f "$f")
+		mkdir -p "$STAGE$(dirname "$real")"
+		cp "$real" "$STAGE$real"
+	done
+	mkdir -p "$STAGE/lib64"
+	ln -sfn "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$STAGE/lib64/ld-linux-x86-64.so.2"
+	ln -sfn /usr/lib/x86_64-linux-gnu "$STAGE/lib/x86_64-linux-gnu"
+	[[ -f /etc/ld.so.cache ]] && cp /etc/ld.so.cache "$STAGE/etc/ld.so.cache"
+fi
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$STAGE/etc/hosts"
 echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
 echo 'root:x:0:' >"$STAGE/etc/group"

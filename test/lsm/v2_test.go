@@ -1,0 +1,246 @@
+//go:build vmtest
+
+package lsm_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/assaymcp/assay/internal/assaytest"
+	"github.com/assaymcp/assay/internal/policy"
+)
+
+// TestPolicyV2Files: version 2 file rules under BPF LSM, the issue's table
+// in one monitor session. Read, write, create, delete, rename, truncate,
+// chmod, exec and mmap-exec inside an r, an rw and an rx tree; a denied
+// file inside an allowed tree; an allowed directory inside a denied one;
+// files outside every rule under files.default: deny (rule 1000002) and,
+// after a SIGHUP reload of the same session, under files.default: allow;
+// the runtime baseline starting a dynamically linked program (the host's
+// /usr/bin/cat with its loader and libc, which test/vm/run.sh lays out as
+// on a merged-/usr host; the guest has neither node nor python) and a
+// process's own /proc. Each refusal is a real EPERM and one event with the
+// deciding rule's id and op; each allowed operation succeeds; the data is
+// intact after the refused changes.
+func TestPolicyV2Files(t *testing.T) {
+	d := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	busybox, err := filepath.EvalSymlinks("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tree := range []string{"r", "rw", "rx"} {
+		for _, f := range []string{"f", "mv", "del", "trunc", "ch"} {
+			writeFile(t, filepath.Join(d, tree, f), tree+"-"+f)
+		}
+		copyFile(t, busybox, filepath.Join(d, tree, "true"))
+		if err := os.Chmod(filepath.Join(d, tree, "true"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, d+"/rw/secret", "s3cret")
+	writeFile(t, d+"/rw/over", "over")
+	writeFile(t, d+"/deny/other", "other")
+	writeFile(t, d+"/deny/open/f", "open-f")
+	writeFile(t, d+"/deny/open/del", "open-del")
+	writeFile(t, d+"/deny/open/mv", "open-mv")
+	for _, f := range []string{"f", "del", "ch"} {
+		writeFile(t, d+"/out/"+f, "out-"+f)
+	}
+	passwd := uint32(0)
+	for _, b := range policy.RuntimeBaseline() {
+		if b.Path == "/etc/passwd" {
+			passwd = b.ID
+		}
+	}
+	if passwd == 0 {
+		t.Fatal("the runtime baseline has no /etc/passwd in the guest")
+	}
+	// The probes are this test binary: it must be executable, and the Go
+	// runtime reads the huge page size when it starts.
+	extra := fmt.Sprintf("    - {path: %s, access: rx, id: 50}\n", exe)
+	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/"); err == nil {
+		extra += "    - {path: /sys/kernel/mm/transparent_hugepage/, access: r, id: 51}\n"
+	}
+	rules := fmt.Sprintf(`  allow:
+%[2]s    - {path: %[1]s/r/, access: r, id: 41}
+    - {path: %[1]s/rw/, access: rw, id: 42}
+    - {path: %[1]s/rx/, access: rx, id: 43}
+    - {path: %[1]s/deny/open/, access: rw, id: 46}
+  deny:
+    - {path: %[1]s/rw/secret, id: 44}
+    - {path: %[1]s/deny/, id: 45}
+`, d, extra)
+	denyPol := "version: 2\nfiles:\n  default: deny\n  baseline: runtime\n" + rules
+	allowPol := "version: 2\nfiles:\n  default: allow\n" + rules
+	polFile := writePolicy(t, denyPol)
+
+	c := func(what string, rule uint32, op, action string, args ...string) check {
+		return check{what: what, rule: rule, op: op, action: action, args: args}
+	}
+	ok := func(what, action string, args ...string) check {
+		return check{what: what, action: action, args: args}
+	}
+	var table []check
+	for _, tr := range []struct {
+		name    string
+		id      uint32
+		r, w, x bool
+	}{{"r", 41, true, false, false}, {"rw", 42, true, true, false}, {"rx", 43, true, false, true}} {
+		p := d + "/" + tr.name + "/"
+		in := " in the " + tr.name + " tree"
+		maybe := func(allowed bool, what, op, action string, args ...string) {
+			if allowed {
+				table = append(table, ok(what+in, action, args...))
+			} else {
+				table = append(table, c(what+in, tr.id, op, action, args...))
+			}
+		}
+		maybe(tr.r, "read", "open", "open", p+"f", "r")
+		maybe(tr.w, "write", "open", "open", p+"f", "w")
+		maybe(tr.w, "create", "create", "create", p+"new")
+		maybe(tr.w, "delete", "unlink", "unlink", p+"del")
+		maybe(tr.w, "rename", "rename", "rename", p+"mv", p+"mv2")
+		maybe(tr.w, "truncate", "truncate", "truncate", p+"trunc")
+		maybe(tr.w, "chmod", "chmod", "chmod", p+"ch")
+		if tr.x {
+			table = append(table, ok("exec"+in, "exec", p+"true"))
+		} else {
+			table = append(table, c("exec"+in, tr.id, "exec", "exec-file", p+"true"))
+		}
+		maybe(tr.x, "mmap-exec", "mmap", "mmap-exec", p+"f")
+	}
+	table = append(table,
+		// A denied file inside an allowed (rw) tree.
+		c("read a denied file in an rw tree", 44, "open", "open", d+"/rw/secret", "r"),
+		c("write a denied file in an rw tree", 44, "open", "open", d+"/rw/secret", "w"),
+		c("delete a denied file in an rw tree", 44, "unlink", "unlink", d+"/rw/secret"),
+		c("chmod a denied file in an rw tree", 44, "chmod", "chmod", d+"/rw/secret"),
+		c("rename over a denied file in an rw tree", 44, "rename", "rename", d+"/rw/over", d+"/rw/secret"),
+		// An allowed (rw) directory inside a denied one.
+		ok("read in an rw directory inside a denied one", "open", d+"/deny/open/f", "r"),
+		ok("write in an rw directory inside a denied one", "open", d+"/deny/open/f", "w"),
+		ok("create in an rw directory inside a denied one", "create", d+"/deny/open/new"),
+		ok("delete in an rw directory inside a denied one", "unlink", d+"/deny/open/del"),
+		c("read next to it in the denied directory", 45, "open", "open", d+"/deny/other", "r"),
+		c("create in the denied directory", 45, "create", "create", d+"/deny/new"),
+		c("move a file out of the rw directory into the denied one", 45, "rename", "rename", d+"/deny/open/mv", d+"/deny/mv"),
+		// Outside every rule: files.default: deny.
+		c("read outside every rule", 1000002, "open", "open", d+"/out/f", "r"),
+		c("write outside every rule", 1000002, "open", "open", d+"/out/f", "w"),
+		c("create outside every rule", 1000002, "create", "create", d+"/out/new"),
+		c("delete outside every rule", 1000002, "unlink", "unlink", d+"/out/del"),
+		c("chmod outside every rule", 1000002, "chmod", "chmod", d+"/out/ch"),
+		// The runtime baseline.
+		ok("busybox from /bin (baseline rx)", "exec", "/bin/true"),
+		ok("the process's own /proc (baseline /proc/self/)", "open", "/proc/self/status", "r"),
+		c("another process's /proc", 1000002, "open", "open", "/proc/1/status", "r"),
+		ok("/etc/passwd (baseline r)", "open", "/etc/passwd", "r"),
+		c("write /etc/passwd (baseline r)", passwd, "open", "open", "/etc/passwd", "w"),
+		ok("/dev/null (baseline rw)", "open", "/dev/null", "w"),
+	)
+	dynamic := runtime.GOARCH == "amd64"
+	if dynamic {
+		table = append(table, ok("a dynamically linked program (loader, libc, ld.so.cache: baseline)", "exec", "/usr/bin/cat", d+"/r/f"))
+	} else {
+		t.Logf("%s guest: no libc, the dynamically linked program is not started", runtime.GOARCH)
+	}
+	// After the reload: files.default: allow.
+	after := []check{
+		ok("read outside every rule (default allow)", "open", d+"/out/f", "r"),
+		ok("write outside every rule (default allow)", "open", d+"/out/f", "w"),
+		ok("create outside every rule (default allow)", "create", d+"/out/new"),
+		ok("delete outside every rule (default allow)", "unlink", d+"/out/del"),
+		c("write in the r tree (default allow)", 41, "open", "open", d+"/r/f", "w"),
+		c("read the denied directory (default allow)", 45, "open", "open", d+"/deny/other", "r"),
+		c("mmap-exec in the rw tree (default allow)", 42, "mmap", "mmap-exec", d+"/rw/f"),
+	}
+
+	cg := assaytest.NewCgroup(t)
+	m := assaytest.StartMonitor(t, "monitor", "--policy", polFile, "--cgroup", cg.Path, "--output", "json")
+	type done struct {
+		check
+		r assaytest.ProbeResult
+	}
+	var results []done
+	blocked := 0
+	run := func(checks []check) {
+		for _, c := range checks {
+			r := assaytest.ProbeWith(t, &cg, c.files, c.action, c.args...)
+			if c.rule == 0 {
+				wantOpened(t, r, c.what)
+				if c.action == "exec" && r.Exit != 0 {
+					t.Errorf("%s: exit status %d, stderr %q", c.what, r.Exit, r.Err)
+				}
+			} else {
+				wantBlocked(t, r, c.what)
+				blocked++
+			}
+			results = append(results, done{c, r})
+		}
+	}
+	run(table)
+	if dynamic {
+		if r := results[len(results)-1].r; r.Out != "r-f" {
+			t.Errorf("/usr/bin/cat printed %q, want %q", r.Out, "r-f")
+		}
+	}
+	if err := os.WriteFile(polFile, []byte(allowPol), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.Signal(syscall.SIGHUP)
+	m.WaitStderr("assay: reloaded "+polFile, 1, eventTimeout)
+	run(after)
+	m.WaitEvents(blocked, eventTimeout)
+	res := m.Stop()
+	for _, d := range results {
+		evs := fileEvents(res, d.r.PID)
+		if d.rule == 0 {
+			if len(evs) != 0 {
+				t.Errorf("%s: allowed, yet events %+v", d.what, evs)
+			}
+			continue
+		}
+		if len(evs) != 1 || evs[0].RuleID != d.rule || evs[0].Op != d.op || evs[0].Verdict != "blocked" {
+			t.Errorf("%s: events %+v, want one blocked %s under rule %d", d.what, evs, d.op, d.rule)
+		}
+	}
+	if len(res.Events) != blocked {
+		t.Errorf("%d events, want %d:\n%s", len(res.Events), blocked, strings.Join(res.EventLines, "\n"))
+	}
+
+	// The data is intact after the refused changes; the allowed ones
+	// happened.
+	for p, want := range map[string]string{
+		"r/f": "r-f", "r/del": "r-del", "r/mv": "r-mv", "r/trunc": "r-trunc", "rx/f": "rx-f", "rx/trunc": "rx-trunc",
+		"rw/secret": "s3cret", "rw/over": "over", "deny/other": "other", "deny/open/mv": "open-mv", "out/ch": "out-ch",
+		"rw/trunc": "",
+	} {
+		if b, err := os.ReadFile(filepath.Join(d, p)); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v, want %q", p, b, err, want)
+		}
+	}
+	for _, p := range []string{"r/new", "rx/new", "r/mv2", "rx/mv2", "deny/new", "deny/mv", "rw/del", "rw/mv", "deny/open/del", "out/del"} {
+		if _, err := os.Lstat(filepath.Join(d, p)); err == nil {
+			t.Errorf("%s exists", p)
+		}
+	}
+	for _, p := range []string{"rw/new", "rw/mv2", "deny/open/new", "out/new"} {
+		if _, err := os.Lstat(filepath.Join(d, p)); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	for p, want := range map[string]os.FileMode{"r/ch": 0o644, "rx/ch": 0o644, "rw/secret": 0o644, "out/ch": 0o644, "rw/ch": 0o777} {
+		if fi, err := os.Stat(filepath.Join(d, p)); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v %v, want %v", p, fi.Mode().Perm(), err, want)
+		}
+	}
+}
