@@ -64,9 +64,10 @@ func TestPolicyV2Files(t *testing.T) {
 	if passwd == 0 {
 		t.Fatal("the runtime baseline has no /etc/passwd in the guest")
 	}
-	// The probes are this test binary: it must be executable, and the Go
-	// runtime reads the huge page size when it starts.
-	extra := fmt.Sprintf("    - {path: %s, access: rx, id: 50}\n", exe)
+	// The probes are this test binary: it must be executable, the Go
+	// runtime reads the huge page size when it starts, and the BPF library
+	// linked into the binary opens /sys/fs/bpf when it is initialised.
+	extra := fmt.Sprintf("    - {path: %s, access: rx, id: 50}\n    - {path: /sys/fs/bpf/, access: r, id: 52}\n", exe)
 	if _, err := os.Stat("/sys/kernel/mm/transparent_hugepage/"); err == nil {
 		extra += "    - {path: /sys/kernel/mm/transparent_hugepage/, access: r, id: 51}\n"
 	}
