@@ -169,3 +169,41 @@ func TestReportFormats(t *testing.T) {
 		t.Errorf("newline in a path broke the report:\n%s", text.String())
 	}
 }
+
+// TestDecideV2: version 2 file rules (the baseline included) are BPF LSM's
+// where it works, in audit mode too; else Landlock's in enforce mode, the
+// traced opens' in audit mode, and NOT ENFORCED without either.
+func TestDecideV2(t *testing.T) {
+	p := parse(t, "version: 2\nfiles:\n  default: deny\n  allow:\n    - {path: /srv/, access: rw, id: 10}\n  deny:\n    - {path: /srv/.env, id: 11}\n")
+	for _, tc := range []struct {
+		name  string
+		env   Env
+		files string
+	}{
+		{"bpf lsm", Env{LandlockABI: 7}, MechBPFLSM},
+		{"bpf lsm audit", Env{LandlockABI: 7, Audit: true}, MechBPFLSM},
+		{"landlock", Env{BPFLSM: errLSM, LandlockABI: 7}, MechLandlock},
+		{"audit without bpf lsm", Env{BPFLSM: errLSM, LandlockABI: 7, Audit: true}, MechTraceAudit},
+		{"nothing", Env{BPFLSM: errLSM, Landlock: errLandlock}, MechNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Decide(p, tc.env)
+			if r.Files != tc.files {
+				t.Errorf("Files = %q, want %q", r.Files, tc.files)
+			}
+			m := mechanisms(r)
+			for _, id := range []uint32{10, 11, policy.FilesDefaultID, policy.BaselineFirstID} {
+				if m[id] != tc.files {
+					t.Errorf("rule %d: %q, want %q", id, m[id], tc.files)
+				}
+			}
+			if tc.files == MechBPFLSM {
+				for _, rr := range r.Rules {
+					if rr.Reason != "" {
+						t.Errorf("rule %d enforced by BPF LSM with a reason: %q", rr.ID, rr.Reason)
+					}
+				}
+			}
+		})
+	}
+}

@@ -337,10 +337,12 @@ files:
 		{"read", "rw/new", "ok"}, {"truncate", "rw/f", "ok"}, {"rename", "rw/sub/g", "ok"}, {"delete", "rw/new", "ok"},
 		{"chmod", "rw/f", "ok"}, {"list", "rw", "ok"},
 		{"exec", "rw/f", "EACCES"},
+		{"mmapx", "rw/f", "ok"}, // not controlled by Landlock (reported)
 		// rx tree
 		{"read", "rx/f", "ok"}, {"exec", "rx/f", "ok"}, {"mmapx", "rx/f", "ok"},
 		{"write", "rx/f", "EACCES"}, {"create", "rx/new", "EACCES"}, {"delete", "rx/f", "EACCES"},
 		{"rename", "rx/f", "EACCES"}, {"truncate", "rx/f", "EACCES"},
+		{"chmod", "rx/f", "ok"}, // not controlled by Landlock (reported)
 		// a read-only file in the rx tree
 		{"read", "rx/ronly", "ok"}, {"exec", "rx/ronly", "EACCES"},
 		// an allowed directory inside a denied one
@@ -348,7 +350,9 @@ files:
 		{"read", "denied/f", "EACCES"}, {"list", "denied", "EACCES"}, {"create", "denied/new", "EACCES"},
 		// outside every rule: default deny
 		{"read", "outside/f", "EACCES"}, {"list", "outside", "EACCES"}, {"create", "outside/new", "EACCES"},
-		{"exec", "outside/f", "EACCES"},
+		{"exec", "outside/f", "EACCES"}, {"write", "outside/f", "EACCES"}, {"delete", "outside/f", "EACCES"},
+		{"rename", "outside/f", "EACCES"}, {"truncate", "outside/f", "EACCES"}, {"mmapx", "outside/f", "EACCES"},
+		{"chmod", "outside/f", "ok"}, // not controlled by Landlock (reported)
 		// not controlled by Landlock before ABI 9 (reported): a Unix
 		// socket outside every rule
 		{"uconnect", "outside/sock", "ok"},
@@ -391,6 +395,49 @@ files:
 		if !regexp.MustCompile(re).MatchString(res.stderr) {
 			t.Errorf("report lacks %s:\n%s", re, res.stderr)
 		}
+	}
+}
+
+// TestRunFilesV2DefaultAllow: files.default: allow with Landlock. Landlock
+// cannot take rights away inside a tree it grants (here /): an r tree under
+// default allow is NOT ENFORCED, and the command does not start; with
+// --allow-degraded everything outside the rules is allowed, and so is
+// writing in the r tree (the rule is not there). (BPF LSM enforces it: the
+// guest's TestPolicyV2Files.)
+func TestRunFilesV2DefaultAllow(t *testing.T) {
+	e := newEnv(t)
+	if lsmWorks() {
+		t.Skip("BPF LSM works here; this is the Landlock table")
+	}
+	T := fsTree(t, "r/f", "outside/f", "outside/g")
+	pol := e.policy(fmt.Sprintf(`version: 2
+files:
+  default: allow
+  allow:
+    - {path: %[1]s/r/, access: r, id: 1}
+`, T))
+	re := regexp.MustCompile(`(?m)^assay:   rule 1\s+allow_path\s+\S+/r/ \(r\)\s+NOT ENFORCED: Landlock cannot take rights away inside a writable tree`)
+	res := e.run(nil, "--policy", pol, "--", "@", "fsops", "read:"+T+"/r/f")
+	if res.status != 125 || res.stdout != "" || !re.MatchString(res.stderr) || !strings.Contains(res.stderr, "--allow-degraded") {
+		t.Fatalf("status %d (want 125), stdout %q, stderr (want %s):\n%s", res.status, res.stdout, re, res.stderr)
+	}
+	rows := []struct{ op, path, want string }{
+		{"read", "outside/f", "ok"}, {"write", "outside/f", "ok"}, {"create", "outside/new", "ok"},
+		{"mkdir", "outside/newdir", "ok"}, {"exec", "outside/f", "ok"}, {"mmapx", "outside/f", "ok"},
+		{"truncate", "outside/f", "ok"}, {"chmod", "outside/f", "ok"}, // (0640: last)
+		{"rename", "outside/g", "ok"}, {"delete", "outside/new", "ok"}, {"list", "outside", "ok"},
+		{"read", "r/f", "ok"}, {"write", "r/f", "ok"}, // the NOT ENFORCED rule
+	}
+	args := []string{"--policy", pol, "--allow-degraded", "--", "@", "fsops"}
+	var want strings.Builder
+	for _, r := range rows {
+		a := r.op + ":" + filepath.Join(T, r.path)
+		args = append(args, a)
+		fmt.Fprintf(&want, "%s %s\n", a, r.want)
+	}
+	res = e.run(nil, args...)
+	if res.status != 0 || res.stdout != want.String() {
+		t.Fatalf("--allow-degraded: status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", res.status, res.stdout, want.String(), res.stderr)
 	}
 }
 
