@@ -4,6 +4,7 @@ package lsm_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,9 +25,11 @@ import (
 // the runtime baseline starting a dynamically linked program (the host's
 // /usr/bin/cat with its loader and libc, which test/vm/run.sh lays out as
 // on a merged-/usr host; the guest has neither node nor python) and a
-// process's own /proc. Each refusal is a real EPERM and one event with the
-// deciding rule's id and op; each allowed operation succeeds; the data is
-// intact after the refused changes.
+// process's own /proc; Unix sockets (w on a named one; an abstract one
+// outside the sandbox follows network.default); and, after a second reload,
+// audit mode (judged and reported, not refused). Each refusal is a real
+// EPERM and one event with the deciding rule's id and op; each allowed
+// operation succeeds; the data is intact after the refused changes.
 func TestPolicyV2Files(t *testing.T) {
 	d := t.TempDir()
 	exe, err := os.Executable()
@@ -80,8 +83,20 @@ func TestPolicyV2Files(t *testing.T) {
     - {path: %[1]s/rw/secret, id: 44}
     - {path: %[1]s/deny/, id: 45}
 `, d, extra)
-	denyPol := "version: 2\nfiles:\n  default: deny\n  baseline: runtime\n" + rules
+	denyPol := "version: 2\nfiles:\n  default: deny\n  baseline: runtime\n" + rules + "network:\n  default: deny\n"
 	allowPol := "version: 2\nfiles:\n  default: allow\n" + rules
+	auditPol := "version: 2\nmode: audit\nfiles:\n  default: deny\n" + rules
+	// Unix sockets: a named one is a file (w), an abstract one outside the
+	// sandbox follows network.default.
+	rwSock := listenUnix(t, d+"/rw/sock")
+	rxSock := listenUnix(t, d+"/rx/sock")
+	abstract := fmt.Sprintf("assay-v2-%d", os.Getpid())
+	ab, err := net.Listen("unix", "@"+abstract)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ab.Close()
+	go acceptAll(ab)
 	polFile := writePolicy(t, denyPol)
 
 	c := func(what string, rule uint32, op, action string, args ...string) check {
@@ -147,6 +162,10 @@ func TestPolicyV2Files(t *testing.T) {
 		ok("/etc/passwd (baseline r)", "open", "/etc/passwd", "r"),
 		c("write /etc/passwd (baseline r)", passwd, "open", "open", "/etc/passwd", "w"),
 		ok("/dev/null (baseline rw)", "open", "/dev/null", "w"),
+		// Unix sockets.
+		ok("connect to a socket in the rw tree", "unix-connect", rwSock),
+		c("connect to a socket in the rx tree", 43, "connect", "unix-connect", rxSock),
+		c("connect to an abstract socket outside the sandbox (network.default: deny)", 1000000, "connect", "unix-connect-abstract", abstract),
 	)
 	dynamic := runtime.GOARCH == "amd64"
 	if dynamic {
@@ -163,19 +182,33 @@ func TestPolicyV2Files(t *testing.T) {
 		c("write in the r tree (default allow)", 41, "open", "open", d+"/r/f", "w"),
 		c("read the denied directory (default allow)", 45, "open", "open", d+"/deny/other", "r"),
 		c("mmap-exec in the rw tree (default allow)", 42, "mmap", "mmap-exec", d+"/rw/f"),
+		ok("connect to an abstract socket outside the sandbox (no network section)", "unix-connect-abstract", abstract),
 	}
+	// Then audit mode (default deny): judged, reported, not refused.
+	audited := []check{
+		c("audit: write in the r tree", 41, "open", "open", d+"/r/f", "w"),
+		c("audit: read outside every rule", 1000002, "open", "open", d+"/out/g", "r"),
+	}
+	writeFile(t, d+"/out/g", "out-g")
 
 	cg := assaytest.NewCgroup(t)
 	m := assaytest.StartMonitor(t, "monitor", "--policy", polFile, "--cgroup", cg.Path, "--output", "json")
 	type done struct {
 		check
-		r assaytest.ProbeResult
+		r       assaytest.ProbeResult
+		verdict string
 	}
 	var results []done
 	blocked := 0
-	run := func(checks []check) {
+	run := func(checks []check, audit bool) {
 		for _, c := range checks {
 			r := assaytest.ProbeWith(t, &cg, c.files, c.action, c.args...)
+			if audit {
+				wantOpened(t, r, c.what)
+				blocked++
+				results = append(results, done{c, r, "audit"})
+				continue
+			}
 			if c.rule == 0 {
 				wantOpened(t, r, c.what)
 				if c.action == "exec" && r.Exit != 0 {
@@ -185,10 +218,10 @@ func TestPolicyV2Files(t *testing.T) {
 				wantBlocked(t, r, c.what)
 				blocked++
 			}
-			results = append(results, done{c, r})
+			results = append(results, done{c, r, "blocked"})
 		}
 	}
-	run(table)
+	run(table, false)
 	if dynamic {
 		if r := results[len(results)-1].r; r.Out != "r-f" {
 			t.Errorf("/usr/bin/cat printed %q, want %q", r.Out, "r-f")
@@ -199,7 +232,13 @@ func TestPolicyV2Files(t *testing.T) {
 	}
 	m.Signal(syscall.SIGHUP)
 	m.WaitStderr("assay: reloaded "+polFile, 1, eventTimeout)
-	run(after)
+	run(after, false)
+	if err := os.WriteFile(polFile, []byte(auditPol), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.Signal(syscall.SIGHUP)
+	m.WaitStderr("assay: reloaded "+polFile, 2, eventTimeout)
+	run(audited, true)
 	m.WaitEvents(blocked, eventTimeout)
 	res := m.Stop()
 	for _, d := range results {
@@ -210,8 +249,8 @@ func TestPolicyV2Files(t *testing.T) {
 			}
 			continue
 		}
-		if len(evs) != 1 || evs[0].RuleID != d.rule || evs[0].Op != d.op || evs[0].Verdict != "blocked" {
-			t.Errorf("%s: events %+v, want one blocked %s under rule %d", d.what, evs, d.op, d.rule)
+		if len(evs) != 1 || evs[0].RuleID != d.rule || evs[0].Op != d.op || evs[0].Verdict != d.verdict {
+			t.Errorf("%s: events %+v, want one %s %s under rule %d", d.what, evs, d.verdict, d.op, d.rule)
 		}
 	}
 	if len(res.Events) != blocked {
@@ -221,7 +260,7 @@ func TestPolicyV2Files(t *testing.T) {
 	// The data is intact after the refused changes; the allowed ones
 	// happened.
 	for p, want := range map[string]string{
-		"r/f": "r-f", "r/del": "r-del", "r/mv": "r-mv", "r/trunc": "r-trunc", "rx/f": "rx-f", "rx/trunc": "rx-trunc",
+		"out/g": "out-g", "r/f": "r-f", "r/del": "r-del", "r/mv": "r-mv", "r/trunc": "r-trunc", "rx/f": "rx-f", "rx/trunc": "rx-trunc",
 		"rw/secret": "s3cret", "rw/over": "over", "deny/other": "other", "deny/open/mv": "open-mv", "out/ch": "out-ch",
 		"rw/trunc": "",
 	} {
