@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -192,6 +193,24 @@ func TestPolicyV2Files(t *testing.T) {
 		c("audit: read outside every rule", 1000002, "open", "open", d+"/out/g", "r"),
 	}
 	writeFile(t, d+"/out/g", "out-g")
+
+	// `assay policy check` says every file rule is BPF LSM's here.
+	chk := assaytest.Run(t, "policy", "check", polFile)
+	out := strings.Join(chk.Stdout, "\n")
+	if chk.ExitCode != 0 || strings.Contains(out, "NOT ENFORCED") {
+		t.Errorf("policy check: status %d, stdout:\n%s\nstderr:\n%s", chk.ExitCode, out, chk.StderrText())
+	}
+	for _, re := range []string{
+		`(?m)rule 41\s+allow_path\s+\S+/r/ \(r\)\s+bpf-lsm`,
+		`(?m)rule 44\s+deny_path\s+\S+/rw/secret\s+bpf-lsm`,
+		`(?m)rule 1000002\s+files_default\s+.*bpf-lsm`,
+		`(?m)rule 1001000\s+baseline_path\s+.*bpf-lsm`,
+		`(?m)rule 1000000\s+network_default\s+.*cgroup-bpf`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("policy check lacks %s:\n%s", re, out)
+		}
+	}
 
 	cg := assaytest.NewCgroup(t)
 	m := assaytest.StartMonitor(t, "monitor", "--policy", polFile, "--cgroup", cg.Path, "--output", "json")
