@@ -164,3 +164,37 @@ func TestRunLSMBranches(t *testing.T) {
 		}
 	})
 }
+
+// TestRunPolicyV2WithBPFLSM: `assay run` enforces version 2 file rules with
+// BPF LSM: the report names bpf-lsm for them, a command started on the
+// runtime baseline (busybox from /bin) reads its r tree, gets EPERM outside
+// every rule, and the refusal is a BLOCKED FILE event under 1000002.
+func TestRunPolicyV2WithBPFLSM(t *testing.T) {
+	dir := t.TempDir()
+	assaytest.PublicDir(t, dir) // the command runs as nobody
+	writeFile(t, filepath.Join(dir, "r", "f"), "hello")
+	writeFile(t, filepath.Join(dir, "out", "f"), "s3cret")
+	pol := writePolicy(t, fmt.Sprintf("version: 2\nfiles:\n  default: deny\n  allow:\n    - {path: %s/r/, access: r, id: 41}\n", dir))
+	cmd := exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--", "/bin/busybox", "sh", "-c",
+		fmt.Sprintf("cat %s/r/f; cat %s/out/f", dir, dir))
+	res := assaytest.RunCmd(t, cmd)
+	stderr := res.StderrText()
+	if got := strings.Join(res.Stdout, "\n"); got != "hello" {
+		t.Errorf("stdout %q, want only the r tree's file", got)
+	}
+	if res.ExitCode == 0 || !strings.Contains(stderr, "Operation not permitted") {
+		t.Errorf("exit %d, want cat's EPERM:\n%s", res.ExitCode, stderr)
+	}
+	var report, event bool
+	for _, l := range res.Stderr {
+		if strings.Contains(l, "rule 41") && strings.Contains(l, "bpf-lsm") {
+			report = true
+		}
+		if strings.Contains(l, "🛡️ BLOCKED FILE: ") && strings.Contains(l, " rule_id=1000002 ") && strings.Contains(l, " op=open") {
+			event = true
+		}
+	}
+	if !report || !event {
+		t.Errorf("report names bpf-lsm for rule 41: %v; BLOCKED FILE event under 1000002: %v\n%s", report, event, stderr)
+	}
+}
