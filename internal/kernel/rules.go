@@ -12,6 +12,7 @@ const (
 	RuleFilesDefault    uint32 = 1000002 // version 2: no file rule matched and files.default is deny
 	RuleDisconnected    uint32 = 1000003 // ancestry unknown: a disconnected dentry (fail closed)
 	RuleAbstractUnix    uint32 = 1000004 // an abstract Unix socket outside the scope
+	RuleShim            uint32 = 1000006 // version 2 under assay run: assay's own executable (r, x), which starts the command
 )
 
 // Rules is what the kernel enforces, in the kernel's terms. It is built

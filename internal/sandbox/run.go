@@ -239,6 +239,11 @@ func (l *launch) prepare() (int, error) {
 	if l.rules, err = compileForRun(o.Policy, l.env.BPFLSM == nil); err != nil {
 		return ExitSetup, err
 	}
+	if l.rules.FilesV2 {
+		if err := addShimRule(&l.rules); err != nil {
+			return ExitSetup, err
+		}
+	}
 	l.env.MCP = o.MCP
 	l.rep = Decide(o.Policy, l.env)
 	if err := l.contain(); err != nil {

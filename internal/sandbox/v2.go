@@ -41,6 +41,37 @@ func compileForRun(p *policy.Policy, lsm bool) (kernel.Rules, error) {
 	return session.Compile(p)
 }
 
+// addShimRule lets the command's cgroup execute assay's own binary under
+// version 2 file rules with BPF LSM: `assay run` starts its shim (this very
+// binary, which sets the sandbox up and then executes the command) inside
+// the cgroup, where files.default: deny would refuse it. The rule
+// (kernel.RuleShim) allows r and x on that one file, unless a policy rule
+// names it already; on a filesystem where the kernel's identity of the
+// file cannot be read, nothing is added (a rule must allow it then).
+func addShimRule(r *kernel.Rules) error {
+	fd, err := unix.Open("/proc/self/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open assay's own executable: %w", err)
+	}
+	defer unix.Close(fd)
+	ids, err := kernel.Identify([]int{fd})
+	if err != nil {
+		return fmt.Errorf("identify assay's own executable: %w", err)
+	}
+	id := ids[0]
+	if !id.OK {
+		return nil
+	}
+	for _, f := range r.Files {
+		if f.Dev == id.Dev && f.Ino == id.Ino {
+			return nil
+		}
+	}
+	r.Files = append(r.Files, kernel.File{Dev: id.Dev, Ino: id.Ino, ID: kernel.RuleShim, FS: id.FSType,
+		Access: kernel.AccessRead | kernel.AccessExec})
+	return nil
+}
+
 // withoutFiles drops the file rules of a policy (they are enforced by
 // Landlock, not by the kernel session).
 func withoutFiles(p *policy.Policy) {
