@@ -226,7 +226,7 @@ func TestNoUnenteredSubtree(t *testing.T) {
 	}
 	_, text := generate(t, evs, Options{Subdirs: subdirs})
 	got := strings.Join(rules(text), "\n")
-	want := "- {path: /srv/app/bin/tool, access: x}\n- {path: /srv/data/a, access: r}\n- {path: /srv/data/b, access: r}\n- {path: /srv/data/used/c, access: r}"
+	want := "- {path: /srv/app/bin/tool, access: rx}\n- {path: /srv/data/a, access: r}\n- {path: /srv/data/b, access: r}\n- {path: /srv/data/used/c, access: r}"
 	if got != want {
 		t.Errorf("rules:\n%s\nwant:\n%s", got, want)
 	}
@@ -244,7 +244,7 @@ func TestUnixConnect(t *testing.T) {
 	}
 	res, text := generate(t, run(unixc("/srv/app/run/app.sock"), unixc("/run/docker.sock")), Options{})
 	got := strings.Join(rules(text), "\n")
-	want := "- {path: /srv/app/bin/tool, access: x}\n- {path: /srv/app/run/app.sock, access: w}\n# - {path: /run/docker.sock, access: w}"
+	want := "- {path: /srv/app/bin/tool, access: rx}\n- {path: /srv/app/run/app.sock, access: w}\n# - {path: /run/docker.sock, access: w}"
 	if got != want {
 		t.Errorf("rules:\n%s\nwant:\n%s", got, want)
 	}

@@ -94,7 +94,9 @@ func (r *Recorder) Observe(e events.Event) {
 		}
 		delete(r.shim, e.PID)
 		r.started = true
-		r.file(e.Path, policy.AccessExec, false, false)
+		// rx: the kernel opens the file for reading to execute it
+		// (Landlock requires both rights).
+		r.file(e.Path, policy.AccessRead|policy.AccessExec, false, false)
 	case events.KindTraceOpen:
 		if r.shim[e.PID] {
 			return
