@@ -273,8 +273,17 @@ func cell(r *report.Row) string {
 	case r.Overhead != nil:
 		return fmt.Sprintf("%s (%s vs %s %s)", report.FmtPct(r.Overhead), report.Fmt(r.Value), report.Fmt(r.Baseline), r.Unit)
 	}
-	return report.Fmt(r.Value) + " " + r.Unit
+	out := report.Fmt(r.Value) + " " + r.Unit
+	if r.Baseline != 0 {
+		out += fmt.Sprintf(" (baseline %s %s)", report.Fmt(r.Baseline), r.Unit)
+	}
+	if m := cpuRE.FindStringSubmatch(r.Note); m != nil {
+		out += "; CPU time " + m[1] + " ms"
+	}
+	return out
 }
+
+var cpuRE = regexp.MustCompile(`CPU time \(user \+ system\) ([0-9.]+) ms`)
 
 // choose is the "what it costs, in one table" section: each protection
 // with assay and with what a user would otherwise run, from this run.
