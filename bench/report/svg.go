@@ -85,7 +85,7 @@ func LineChart(title, xlabel, ylabel string, series []Series) string {
 	for d := math.Ceil(math.Log10(xmin)); d <= math.Log10(xmax)+1e-9; d++ {
 		x := px(math.Pow(10, d))
 		fmt.Fprintf(&sb, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/><text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n",
-			x, T, x, H-B, x, H-B+14, Fmt(math.Pow(10, d)))
+			x, T, x, H-B, x, H-B+14, fmt.Sprintf("%g", math.Pow(10, d)))
 	}
 	for i := 0; i <= 4; i++ {
 		y := ymin + (ymax-ymin)*float64(i)/4
