@@ -59,6 +59,11 @@ func main() {
 		rows = append(rows, rs...)
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return figNum(rows[i].Figure) < figNum(rows[j].Figure) })
+	for i := range rows {
+		if strings.Contains(rows[i].Case, "(peer)") {
+			rows[i].Target, rows[i].Met = "", "" // assay's targets are not the peers'
+		}
+	}
 
 	d := data{
 		Date:      time.Now().UTC().Format("2006-01-02 15:04 UTC"),
