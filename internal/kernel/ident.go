@@ -10,7 +10,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 )
 
 // Ident is the identity the kernel gives the inode behind a descriptor:
@@ -41,6 +40,8 @@ const (
 	MagicSquashfs = 0x73717368
 	MagicEROFS    = 0xE0F5E1E2
 	MagicSysfs    = 0x62656572
+	MagicCgroup2  = 0x63677270
+	MagicCgroup   = 0x27e0eb
 	MagicProc     = 0x9FA0
 )
 
@@ -53,7 +54,7 @@ var identProg struct {
 // identifyProgram loads the identify iterator once per process.
 func identifyProgram() (*ebpf.Program, error) {
 	identProg.once.Do(func() {
-		_ = rlimit.RemoveMemlock()
+		removeMemlock()
 		spec, err := embeddedSpec()
 		if err != nil {
 			identProg.err = err

@@ -17,7 +17,6 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/rlimit"
 )
 
 // DefaultRingBytes is the default size of each ring buffer.
@@ -131,7 +130,7 @@ func Load(cfg Config) (*Instance, error) {
 		cfg.RateLimit = DefaultRateLimit
 	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	_ = rlimit.RemoveMemlock()
+	removeMemlock()
 
 	spec, err := LoadSpec(cfg.Object)
 	if err != nil {

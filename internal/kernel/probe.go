@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,7 +58,7 @@ func probeLSM() error {
 		return &FeatureError{Feature: "BPF LSM", Err: fmt.Errorf("`bpf` is not in the active LSM list (%s)", strings.Join(lsms, ",")),
 			Fix: "add bpf to the lsm= kernel parameter (e.g. lsm=" + strings.Join(lsms, ",") + ",bpf) and reboot"}
 	}
-	_ = rlimit.RemoveMemlock()
+	removeMemlock()
 	spec, err := embeddedSpec()
 	if err != nil {
 		return err

@@ -79,6 +79,13 @@ var baselineSpec = []struct {
 	{"/etc/python3.14/", AccessRead},
 	// The number of capabilities (libcap, and assay's own shim, read it).
 	{"/proc/sys/kernel/cap_last_cap", AccessRead},
+	// Runtimes size their heaps and thread pools from their cgroup's
+	// limits (Node's libuv reads memory.max or memory.limit_in_bytes, the
+	// Go runtime cpu.max or cpu.cfs_quota_us) and the huge page size
+	// (the Go runtime, at start). Read only: cgroup names and figures,
+	// no secrets.
+	{"/sys/fs/cgroup/", AccessRead},
+	{"/sys/kernel/mm/transparent_hugepage/", AccessRead},
 }
 
 // BaselineEntry is one runtime-baseline rule as resolved on this machine.

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -42,14 +41,24 @@ func CapName(c int) string {
 	return "CAP_" + strconv.Itoa(c)
 }
 
+// lastCap is the highest capability number the kernel knows: the last
+// one PR_CAPBSET_READ accepts (it answers EINVAL beyond). It is asked of
+// the kernel rather than read from /proc/sys/kernel/cap_last_cap, because
+// the shim runs inside the sandbox, where a version 2 policy under BPF LSM
+// cannot grant that sysctl file (its inode number changes on every
+// lookup): the read was refused and reported on every start.
 func lastCap() int {
-	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	if err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n > 0 && n < 64 {
-			return n
+	last := -1
+	for n := 0; n < 64; n++ {
+		if _, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(n), 0, 0, 0); err != nil {
+			break
 		}
+		last = n
 	}
-	return 63
+	if last <= 0 {
+		return 63
+	}
+	return last
 }
 
 // dropPrivileges gives the calling thread the identity c and only the

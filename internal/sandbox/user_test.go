@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -119,5 +120,21 @@ func TestLimitsCheck(t *testing.T) {
 	}
 	if d := (Limits{Pids: 10}).Describe(); len(d) != 1 || d[0] != "limits: 10 processes/threads" {
 		t.Errorf("%q", d)
+	}
+}
+
+// TestLastCap: the highest capability the kernel accepts, asked with
+// PR_CAPBSET_READ, is the one /proc/sys/kernel/cap_last_cap names.
+func TestLastCap(t *testing.T) {
+	data, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lastCap(); got != want {
+		t.Errorf("lastCap() = %d, cap_last_cap = %d", got, want)
 	}
 }

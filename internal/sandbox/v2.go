@@ -87,7 +87,7 @@ func decideV2Files(r *Report, p *policy.Policy, env Env) {
 	case env.BPFLSM == nil:
 		r.Files = MechBPFLSM
 		for _, f := range session.UnkeyedBaseline(p) {
-			r.Notes = append(r.Notes, fmt.Sprintf("bpf-lsm: baseline %s (rule %d) is left out: its inode number is not stable (a sysctl file), so reading it is refused", f.Path, f.ID))
+			r.Notes = append(r.Notes, fmt.Sprintf("bpf-lsm: baseline %s (rule %d) is left out: %s, so reading it is refused", f.Path, f.ID, session.UnkeyedReason(f.Path)))
 		}
 	case env.Audit:
 		r.Files = MechTraceAudit

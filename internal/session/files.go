@@ -107,14 +107,17 @@ var stableFS = map[uint64]string{
 	kernel.MagicSquashfs: "squashfs",
 	kernel.MagicEROFS:    "erofs",
 	kernel.MagicSysfs:    "sysfs",
+	// kernfs, as sysfs: a node's inode number is its id, kept while the
+	// node exists (the runtime baseline reads cgroup limits there).
+	kernel.MagicCgroup2: "cgroup2",
+	kernel.MagicCgroup:  "cgroup",
 }
 
 // otherFS names common filesystems file rules are refused on, for messages
 // made without the kernel's name (CheckPaths).
 var otherFS = map[uint64]string{
 	0x9fa0: "proc", 0x4d44: "vfat", 0x6969: "nfs", 0x65735546: "fuse", 0xff534d42: "cifs",
-	0xfe534d42: "smb2", 0x01021997: "v9fs", 0x1cd1: "devpts", 0x63677270: "cgroup2",
-	0x27e0eb: "cgroup", 0x73636673: "securityfs", 0xcafe4a11: "bpf", 0x74726163: "tracefs",
+	0xfe534d42: "smb2", 0x01021997: "v9fs", 0x1cd1: "devpts", 0x73636673: "securityfs", 0xcafe4a11: "bpf", 0x74726163: "tracefs",
 }
 
 // fsSupport returns why the kernel identity id of a policy path (whose
@@ -125,7 +128,7 @@ func fsSupport(id kernel.Ident, st resolve.Identity) error {
 		return procSupport(id.OK && id.Ino != kernel.ProcSelfIno && (st.Ino == 0 || id.Ino == st.Ino))
 	}
 	if _, ok := stableFS[id.Magic]; !ok {
-		return fmt.Errorf("is on a %s filesystem (magic %#x), where assay cannot rely on file identities (inode numbers there are not known to stay the same while the file exists): the rule is refused; supported: ext4, xfs, btrfs, tmpfs, overlay, f2fs, ramfs, squashfs, erofs, sysfs", name, id.Magic)
+		return fmt.Errorf("is on a %s filesystem (magic %#x), where assay cannot rely on file identities (inode numbers there are not known to stay the same while the file exists): the rule is refused; supported: ext4, xfs, btrfs, tmpfs, overlay, f2fs, ramfs, squashfs, erofs, sysfs, cgroup2, cgroup", name, id.Magic)
 	}
 	if !id.OK {
 		return fmt.Errorf("is on %s, and the kernel's BTF describes no btrfs types (is /sys/kernel/btf/btrfs there?): the programs could not tell its subvolumes apart, so the rule is refused", name)

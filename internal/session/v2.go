@@ -2,7 +2,6 @@ package session
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/assaymcp/assay/internal/events"
@@ -51,25 +50,49 @@ func compileV2(p *policy.Policy, root string) (kernel.Rules, error) {
 
 // UnkeyedBaseline returns the runtime-baseline rules of p that BPF LSM
 // cannot key: files under /proc whose inode numbers the kernel does not
-// keep (sysctl files such as /proc/sys/kernel/cap_last_cap). They are left
-// out of the kernel rules, so what they would allow is refused (by the
-// rule above them or files.default): narrower than the baseline, never
-// wider.
+// keep (sysctl files such as /proc/sys/kernel/cap_last_cap), and paths on
+// filesystems where file rules are refused (a cgroup2 /sys/fs/cgroup).
+// They are left out of the kernel rules, so what they would allow is
+// refused (by the rule above them or files.default): narrower than the
+// baseline, never wider. UnkeyedReason says why for each.
 func UnkeyedBaseline(p *policy.Policy) []policy.FileRule {
 	if p.Version != 2 || p.Baseline != policy.BaselineRuntime {
 		return nil
 	}
 	var out []policy.FileRule
 	for _, f := range p.FileRules() {
-		if f.ID < policy.BaselineFirstID || isProcSelfRule(f) || !strings.HasPrefix(f.Path, "/proc/") {
+		if f.ID < policy.BaselineFirstID || isProcSelfRule(f) {
 			continue
 		}
-		var st unix.Stat_t
-		if err := unix.Stat(f.Path, &st); err != nil || !procStable(st.Ino) {
+		if UnkeyedReason(f.Path) != "" {
 			out = append(out, f)
 		}
 	}
 	return out
+}
+
+// UnkeyedReason says why BPF LSM cannot key a baseline path, "" when it
+// can.
+func UnkeyedReason(path string) string {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return "" // resolved (and refused, if need be) with the other rules
+	}
+	if uint64(sfs.Type) == kernel.MagicProc {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil || !procStable(st.Ino) {
+			return "its inode number is not stable (a sysctl file)"
+		}
+		return ""
+	}
+	if _, ok := stableFS[uint64(sfs.Type)]; !ok {
+		name, ok := otherFS[uint64(sfs.Type)]
+		if !ok {
+			name = fmt.Sprintf("magic %#x", uint64(sfs.Type))
+		}
+		return "it is on a " + name + " filesystem, where file rules are refused"
+	}
+	return ""
 }
 
 // CompileNet2 returns the kernel form of a version 2 network section, nil

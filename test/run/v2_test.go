@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/assaymcp/assay/internal/assaytest"
 	"golang.org/x/sys/unix"
 )
 
@@ -496,15 +497,19 @@ files:
 	}
 }
 
-// TestRunBaselineRuntime starts node and python under default deny with the
-// runtime baseline alone (and the helper's directory), and shows that the
-// baseline is not the whole machine.
+// TestRunBaselineRuntime starts node, python and a Go program under default
+// deny with the runtime baseline alone (and the helper's directory), with no
+// BLOCKED FILE event from their start, and shows that the baseline is not
+// the whole machine.
 func TestRunBaselineRuntime(t *testing.T) {
 	e := newEnv(t)
 	if lsmWorks() {
 		t.Skip("BPF LSM works here; this is the Landlock table")
 	}
-	pol := e.policy(fmt.Sprintf("version: 2\nfiles:\n  default: deny\n  allow: [{path: %s/, access: rx}]\n", filepath.Dir(helperBin)))
+	// assay itself is the Go program: its runtime reads its cgroup's CPU
+	// quota and the huge page size at start.
+	goBin := assaytest.Binary(t)
+	pol := e.policy(fmt.Sprintf("version: 2\nfiles:\n  default: deny\n  allow: [{path: %s/, access: rx}, {path: %s, access: rx}]\n", filepath.Dir(helperBin), goBin))
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node is needed (scripts/install-deps.sh)")
@@ -518,7 +523,8 @@ func TestRunBaselineRuntime(t *testing.T) {
 		want string
 	}{
 		{[]string{node, "-e", `const os = require("os"); console.log("node", os.cpus().length > 0, require("crypto").randomBytes(4).length, Intl.DateTimeFormat().resolvedOptions().timeZone.length > 0)`}, "node true 4 true\n"},
-		{[]string{python, "-c", `import os, ssl, json, locale; print("python", len(os.urandom(4)), ssl.OPENSSL_VERSION[:7])`}, "python 4 OpenSSL\n"},
+		{[]string{python, "-I", "-c", `import os, ssl, json, locale; print("python", len(os.urandom(4)), ssl.OPENSSL_VERSION[:7])`}, "python 4 OpenSSL\n"},
+		{[]string{goBin, "policy", "baseline"}, ""},
 		{[]string{python, "-c", `
 import os
 for p in ["/etc/shadow", "/root", "/tmp", "/home"]:
@@ -531,8 +537,24 @@ for p in ["/etc/shadow", "/root", "/tmp", "/home"]:
 	} {
 		args := append([]string{"--policy", pol, "--"}, c.argv...)
 		res := e.run(nil, args...)
-		if res.status != 0 || res.stdout != c.want {
+		if c.want == "" { // the Go program: its output is the baseline table
+			if res.status != 0 || !strings.Contains(res.stdout, "/sys/fs/cgroup/") {
+				t.Errorf("%s: status %d, stdout %q\nstderr:\n%s", c.argv[0], res.status, res.stdout, res.stderr)
+			}
+		} else if res.status != 0 || res.stdout != c.want {
 			t.Errorf("%s: status %d, stdout %q, want %q\nstderr:\n%s", c.argv[0], res.status, res.stdout, c.want, res.stderr)
+		}
+		// What the runtime reads at every start is in the baseline: a
+		// start of node, python or a Go program under default deny is not
+		// reported as refused (the third case refuses on purpose; python
+		// runs isolated, -I, so that it does not look into the test's
+		// working directory, which is outside the policy).
+		if !strings.Contains(strings.Join(c.argv, " "), "/etc/shadow") {
+			for _, l := range strings.Split(res.stderr, "\n") {
+				if strings.Contains(l, "🛡️ BLOCKED FILE") {
+					t.Errorf("%s: a start under the baseline was refused: %s", c.argv[0], l)
+				}
+			}
 		}
 	}
 }
