@@ -171,7 +171,15 @@ func RunMain(m *testing.M) int {
 	if os.Getenv(noLandlockEnv) != "" {
 		return execWithoutLandlock(os.Args[1:])
 	}
+	tmpBefore, _ := os.Stat(os.TempDir())
 	code := m.Run()
+	// A test must leave the machine's temporary directory as it found it
+	// (a chmod 0755 of /tmp once broke apt for everything after it).
+	if tmpAfter, err := os.Stat(os.TempDir()); err == nil && tmpBefore != nil && tmpAfter.Mode() != tmpBefore.Mode() {
+		fmt.Fprintf(os.Stderr, "FAIL: the tests changed the mode of %s from %v to %v\n", os.TempDir(), tmpBefore.Mode(), tmpAfter.Mode())
+		os.Chmod(os.TempDir(), tmpBefore.Mode())
+		code = 1
+	}
 	if binary.dir != "" {
 		os.RemoveAll(binary.dir)
 	}
@@ -218,13 +226,21 @@ func PublicExecutable(t testing.TB) string {
 	return public.path
 }
 
-// PublicDir makes a t.TempDir() (and the per-test directory above it)
-// searchable and readable by everyone, for a command that `assay run`
-// starts as an unprivileged user.
+// PublicDir lets every user enter and read dir and its parent (commands
+// under test run as nobody), by adding r-x for group and others to their
+// modes. It only adds: a parent such as /tmp keeps its sticky bit and its
+// write permission for all (setting 0755, as it once did, took them from
+// /tmp when dir was directly below it, and apt, which writes there as
+// _apt, failed for the rest of the machine's life).
 func PublicDir(t testing.TB, dir string) {
 	t.Helper()
 	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep := fi.Mode() & (os.ModePerm | os.ModeSticky | os.ModeSetgid | os.ModeSetuid)
+		if err := os.Chmod(d, keep|0o055); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -107,12 +107,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	// The command runs as nobody: every directory on the way is
 	// traversable, project/out writable.
-	for d := dir; d != "/"; d = filepath.Dir(d) {
+	// (Below the temporary directory only: chmod 0755 of /tmp itself took
+	// its sticky bit and world write from the whole machine.)
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
-		}
-		if d == os.TempDir() {
-			break
 		}
 	}
 	f.others = filepath.Join(top, "others")

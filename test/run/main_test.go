@@ -79,11 +79,7 @@ func testMain(m *testing.M) int {
 // searchable and readable by the command's unprivileged user.
 func publicDir(t *testing.T, dir string) {
 	t.Helper()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	assaytest.PublicDir(t, dir)
 }
 
 func copyFile(from, to string) error {
