@@ -36,20 +36,8 @@ func WithoutLandlock(t testing.TB, args ...string) *exec.Cmd {
 func execWithoutLandlock(args []string) int {
 	runtime.LockOSThread()
 	os.Unsetenv(noLandlockEnv)
-	filter := []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
-		{Code: unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, Jt: 0, Jf: 2, K: unix.SYS_LANDLOCK_CREATE_RULESET},
-		{Code: unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K, Jt: 1, Jf: 0, K: unix.SYS_LANDLOCK_RESTRICT_SELF},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
-	}
-	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "assaytest: no_new_privs:", err)
-		return 2
-	}
-	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "assaytest: seccomp:", err)
+	if err := DenyLandlock(); err != nil {
+		fmt.Fprintln(os.Stderr, "assaytest:", err)
 		return 2
 	}
 	if len(args) == 0 {
@@ -59,4 +47,25 @@ func execWithoutLandlock(args []string) int {
 	err := syscall.Exec(args[0], args, os.Environ())
 	fmt.Fprintln(os.Stderr, "assaytest: exec:", err)
 	return 2
+}
+
+// DenyLandlock makes the Landlock system calls fail with ENOSYS for the
+// calling thread and what it execs (no_new_privs and a seccomp filter), as
+// on a kernel without Landlock. Lock the thread first.
+func DenyLandlock() error {
+	filter := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, Jt: 0, Jf: 2, K: unix.SYS_LANDLOCK_CREATE_RULESET},
+		{Code: unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K, Jt: 1, Jf: 0, K: unix.SYS_LANDLOCK_RESTRICT_SELF},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
+		return fmt.Errorf("seccomp: %w", err)
+	}
+	return nil
 }
