@@ -58,19 +58,32 @@ func Scrape(t testing.TB, url string) map[string]float64 {
 	return out
 }
 
-// ScrapeUntil scrapes until series has value want (at most timeout) and
-// returns the last scrape: counters of events rendered asynchronously
-// settle a moment after what caused them.
-func ScrapeUntil(t testing.TB, url, series string, want float64, timeout time.Duration) map[string]float64 {
+// ScrapeUntilSeries scrapes until every series in want has its value (at
+// most timeout), checks the last scrape against want with CheckSeries and
+// returns it. Waiting for all of them, not one: an event's counters are
+// separate collectors, incremented one after the other and gathered
+// concurrently, so a scrape may see the event counted and its rule hit not
+// yet.
+func ScrapeUntilSeries(t testing.TB, url string, want map[string]float64, timeout time.Duration) map[string]float64 {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		m := Scrape(t, url)
-		if m[series] == want || time.Now().After(deadline) {
+		if matches(m, want) || time.Now().After(deadline) {
+			CheckSeries(t, m, want)
 			return m
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func matches(got, want map[string]float64) bool {
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckSeries compares samples with want, series by series, exactly.

@@ -30,8 +30,7 @@ func TestMetrics(t *testing.T) {
 		requireEPERM(t, "connect", assaytest.Probe(t, &cg, "connect", "tcp4", addr))
 	}
 	m.WaitEvents(3, eventTimeout)
-	got := assaytest.ScrapeUntil(t, url, `assay_events_total{action="blocked",path="socket"}`, 3, eventTimeout)
-	assaytest.CheckSeries(t, got, map[string]float64{
+	got := assaytest.ScrapeUntilSeries(t, url, map[string]float64{
 		`assay_events_total{action="blocked",path="socket"}`:           3,
 		`assay_rule_hits_total{rule_id="40"}`:                          3,
 		`assay_ringbuf_events_total{outcome="emitted",path="socket"}`:  3,
@@ -40,7 +39,7 @@ func TestMetrics(t *testing.T) {
 		`assay_policy_reloads_total{result="ok"}`:                      0,
 		`assay_policy_reloads_total{result="refused"}`:                 0,
 		`assay_policy_info{generation="1",mode="enforce",version="1"}`: 1,
-	})
+	}, eventTimeout)
 	for _, s := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_goroutines"} {
 		if _, ok := got[s]; !ok {
 			t.Errorf("no %s: the Go and process collectors are missing", s)
@@ -58,13 +57,12 @@ func TestMetrics(t *testing.T) {
 	}
 	m.Signal(syscall.SIGHUP)
 	m.WaitStderr("assay: reload refused", 1, eventTimeout)
-	got = assaytest.Scrape(t, url)
-	assaytest.CheckSeries(t, got, map[string]float64{
+	got = assaytest.ScrapeUntilSeries(t, url, map[string]float64{
 		`assay_policy_reloads_total{result="ok"}`:                    1,
 		`assay_policy_reloads_total{result="refused"}`:               1,
 		`assay_policy_info{generation="2",mode="audit",version="1"}`: 1,
 		`assay_events_total{action="blocked",path="socket"}`:         3,
-	})
+	}, eventTimeout)
 	if _, ok := got[`assay_policy_info{generation="1",mode="enforce",version="1"}`]; ok {
 		t.Error("the replaced policy is still in assay_policy_info")
 	}
