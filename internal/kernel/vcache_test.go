@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -135,5 +136,67 @@ func TestVerdictCacheExact(t *testing.T) {
 	}
 	if r := assaytest.Probe(t, &cg, "sendto", "udp4", u4.String()); r.Errno != "EPERM" {
 		t.Fatalf("after InvalidateVerdicts, the forged entry still answered: %+v", r)
+	}
+}
+
+// TestVerdictCacheLearned: the verdict cache (and the socket path's fast
+// path, which answers a cached "allowed" before reading the generation)
+// follows learned DNS addresses. Under a version 2 default-deny policy
+// with host entries, UDP datagrams to loopback are refused until their
+// address is learned, allowed (twice: the second from the cache) once it
+// is and the change is committed with InvalidateVerdicts (what the
+// resolver's table does), and refused again once it expires (DeleteDNS,
+// then a new epoch), in both families.
+func TestVerdictCacheLearned(t *testing.T) {
+	testenv.Privileged(t)
+	cg := assaytest.NewCgroup(t)
+	u4 := assaytest.ListenUDP(t, "127.0.0.1:0")
+	u6 := assaytest.ListenUDP(t, "[::1]:0")
+	rules := Rules{
+		Net2: &Net2{DefaultDeny: true},
+		// Nothing here is sent to port 53: the resolver's address is
+		// only needed to load the redirect.
+		DNS: &DNS{Resolver4: netip.MustParseAddrPort("127.0.0.1:53535")},
+	}
+	inst, err := Load(Config{Rules: rules, Scopes: []Scope{{Path: cg.Path, ID: cg.ID, Level: cg.Level}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	if err := inst.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	keys := []DNSKey{{Addr: u4.Addr.Addr(), Port: u4.Port(), Proto: 17}, {Addr: u6.Addr.Addr(), Port: u6.Port(), Proto: 17}}
+	send := func(step string, want bool) {
+		t.Helper()
+		for i := 0; i < 2; i++ {
+			for _, c := range []struct{ fam, addr string }{{"udp4", u4.String()}, {"udp6", u6.String()}} {
+				r := assaytest.Probe(t, &cg, "sendto", c.fam, c.addr)
+				if want && !r.Ok() || !want && r.Errno != "EPERM" {
+					t.Fatalf("%s: sendto %s (send %d): %+v; want allowed=%v", step, c.addr, i+1, r, want)
+				}
+			}
+		}
+	}
+	send("not learned", false)
+	for round := 0; round < 2; round++ {
+		for _, k := range keys {
+			if err := inst.PutDNS(k, 30); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := inst.InvalidateVerdicts(); err != nil {
+			t.Fatal(err)
+		}
+		send(fmt.Sprintf("learned (round %d)", round+1), true)
+		for _, k := range keys {
+			if err := inst.DeleteDNS(k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := inst.InvalidateVerdicts(); err != nil {
+			t.Fatal(err)
+		}
+		send(fmt.Sprintf("expired (round %d)", round+1), false)
 	}
 }

@@ -178,6 +178,43 @@ static __always_inline __u32 judge_v6_cached(const struct assay_settings *s, con
 	return rule;
 }
 
+/* The fast path: a destination whose verdict of the current epoch is in
+ * the cache as allowed (rule 0) is let through before anything else is
+ * read: no generation, settings or rule-map lookups. Exact for the same
+ * reason the cache is (vcache.h): the entry was computed from the rules
+ * of the generation that was active under epoch ep, and every change of
+ * generation or learned address starts a new epoch. Only destinations
+ * that the slow path judges with judge_v4_cached/judge_v6_cached take
+ * it: never port 53 (the DNS redirect, decided by the generation's
+ * settings) nor an unspecified address (judged as the local one the
+ * kernel picks). A cached refusal takes the slow path, which reports
+ * it under the generation's settings (audit or block). */
+static __always_inline int allowed_cached4(struct bpf_sock_addr *ctx, __u64 ep, __u32 addr)
+{
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u32 a[4] = {addr, 0, 0, 0};
+	__u32 rule;
+	if (!addr || port == DNS_PORT)
+		return 0;
+	return vcache_get(ep, a, 4, port, (__u8)ctx->protocol, &rule) && rule == 0;
+}
+
+static __always_inline int allowed_cached6(struct bpf_sock_addr *ctx, __u64 ep)
+{
+	__u32 w[4];
+	w[0] = ctx->user_ip6[0];
+	w[1] = ctx->user_ip6[1];
+	w[2] = ctx->user_ip6[2];
+	w[3] = ctx->user_ip6[3];
+	if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff))
+		return allowed_cached4(ctx, ep, w[3]);
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u32 rule;
+	if ((w[0] | w[1] | w[2] | w[3]) == 0 || port == DNS_PORT)
+		return 0;
+	return vcache_get(ep, w, 6, port, (__u8)ctx->protocol, &rule) && rule == 0;
+}
+
 /* judge_unspec4 judges 0.0.0.0 as routing resolves it
  * (ip_route_output_key: daddr = saddr, or 127.0.0.1 without a source): src
  * is the source the call will use (network byte order, 0 if none). A socket
@@ -269,12 +306,32 @@ static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __
 	return 0;
 }
 
-/* handle4 judges an IPv4 destination. src is the source address the call
- * will use (network byte order, 0 if none yet), for 0.0.0.0. */
-static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 src)
+/* The socket's bound addresses (bpf_sock: src_ip4 is inet_rcv_saddr, which
+ * for an AF_INET6 socket is the IPv4 part of a mapped bound address). */
+static __always_inline __u32 sock_src4(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	return sk ? sk->src_ip4 : 0;
+}
+
+static __always_inline int sock_bound_mapped(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	if (!sk)
+		return 0;
+	return sk->src_ip6[0] == 0 && sk->src_ip6[1] == 0 && sk->src_ip6[2] == bpf_htonl(0x0000ffff);
+}
+
+/* handle4 judges an IPv4 destination. For 0.0.0.0 it needs the source
+ * address the call will use (network byte order, 0 if none yet): for
+ * sendmsg msg_src_ip4 (the bound address, or IP_PKTINFO's), for connect
+ * the bound one; read only past the fast path. */
+static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind)
 {
 	struct net_rules r;
 	__u64 ep = vcache_epoch(); /* first: see vcache.h */
+	if (allowed_cached4(ctx, ep, ctx->user_ip4))
+		return 1;
 	int gen = policy_gen_after(ep);
 	if (gen < 0)
 		return 0; /* no policy: fail closed */
@@ -293,6 +350,7 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 			return dns_redirect4(ctx);
 		rule = RULE_NOT_IN_ALLOW;
 	} else if (addr == 0) {
+		__u32 src = kind == EV_SENDMSG ? ctx->msg_src_ip4 : sock_src4(ctx);
 		unspec = UNSPEC_V4;
 		rule = judge_unspec4(s, &r, src, port, &addr);
 	} else {
@@ -309,14 +367,16 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 	return verdict(s, kind, rule, AF_INET, protocol, port, 0, unspec, &addr, 1);
 }
 
-/* handle6 judges an IPv6 destination. src4 is the IPv4 source the call
- * would use for a mapped destination (network byte order, 0 if none);
- * bound_mapped says the socket is bound to an IPv4-mapped address (then
- * the kernel turns :: into ::ffff:127.0.0.1). */
-static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 src4, int bound_mapped)
+/* handle6 judges an IPv6 destination. Past the fast path it reads the
+ * IPv4 source the call would use for a mapped destination (network byte
+ * order, 0 if none) and whether the socket is bound to an IPv4-mapped
+ * address (then the kernel turns :: into ::ffff:127.0.0.1). */
+static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind)
 {
 	struct net_rules r;
 	__u64 ep = vcache_epoch(); /* first: see vcache.h */
+	if (allowed_cached6(ctx, ep))
+		return 1;
 	int gen = policy_gen_after(ep);
 	if (gen < 0)
 		return 0;
@@ -344,7 +404,7 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 		__u8 unspec = UNSPEC_NONE;
 		if (a == 0) {
 			unspec = UNSPEC_MAPPED;
-			rule = judge_unspec4(s, &r, src4, port, &a);
+			rule = judge_unspec4(s, &r, sock_src4(ctx), port, &a);
 			w[3] = a;
 		} else {
 			rule = judge_v4_cached(s, &r, ep, a, port);
@@ -355,7 +415,7 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 		/* :: is ::1 (tcp_v6_connect, ip6_datagram_connect,
 		 * udpv6_sendmsg), or ::ffff:127.0.0.1 when the socket is bound
 		 * to a mapped address: judge that one first, then ::1 too. */
-		if (bound_mapped) {
+		if (sock_bound_mapped(ctx)) {
 			__u32 lo = bpf_htonl(LOOPBACK4);
 			rule = judge_v4(s, &r, lo, port);
 			if (rule) {
@@ -375,44 +435,26 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, __u8 kind, __u32 s
 	return verdict(s, kind, rule, AF_INET6, protocol, port, 0, UNSPEC_NONE, w, 4);
 }
 
-/* The socket's bound addresses (bpf_sock: src_ip4 is inet_rcv_saddr, which
- * for an AF_INET6 socket is the IPv4 part of a mapped bound address). */
-static __always_inline __u32 sock_src4(struct bpf_sock_addr *ctx)
-{
-	struct bpf_sock *sk = ctx->sk;
-	return sk ? sk->src_ip4 : 0;
-}
-
-static __always_inline int sock_bound_mapped(struct bpf_sock_addr *ctx)
-{
-	struct bpf_sock *sk = ctx->sk;
-	if (!sk)
-		return 0;
-	return sk->src_ip6[0] == 0 && sk->src_ip6[1] == 0 && sk->src_ip6[2] == bpf_htonl(0x0000ffff);
-}
-
 SEC("cgroup/connect4")
 int connect4(struct bpf_sock_addr *ctx)
 {
-	return handle4(ctx, EV_CONNECT, sock_src4(ctx));
+	return handle4(ctx, EV_CONNECT);
 }
 
 SEC("cgroup/connect6")
 int connect6(struct bpf_sock_addr *ctx)
 {
-	return handle6(ctx, EV_CONNECT, sock_src4(ctx), sock_bound_mapped(ctx));
+	return handle6(ctx, EV_CONNECT);
 }
 
 SEC("cgroup/sendmsg4")
 int sendmsg4(struct bpf_sock_addr *ctx)
 {
-	/* msg_src_ip4 is the source udp_sendmsg will route with: the bound
-	 * address, or IP_PKTINFO's. */
-	return handle4(ctx, EV_SENDMSG, ctx->msg_src_ip4);
+	return handle4(ctx, EV_SENDMSG);
 }
 
 SEC("cgroup/sendmsg6")
 int sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return handle6(ctx, EV_SENDMSG, sock_src4(ctx), sock_bound_mapped(ctx));
+	return handle6(ctx, EV_SENDMSG);
 }
