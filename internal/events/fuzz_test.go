@@ -18,6 +18,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(fileRecord(VerdictAudit, 7, 2050, 918273))
 	f.Add(traceRecord(KindTraceExec, "sh", "/bin/sh"))
 	f.Add(traceRecord(KindTraceOpen, "a\nb\x1b[2J", "/tmp/\r\x00\u2028x"))
+	f.Add(fileOpRecord(OpRename, true, SourceDirArg, "/w/\x1b[2Jb"))
 	f.Add([]byte{})
 	f.Add([]byte{3, 1, 64, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {

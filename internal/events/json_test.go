@@ -49,6 +49,8 @@ func TestJSONMatchesEncodingJSON(t *testing.T) {
 		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "/etc/hosts", Flags: 0x80000, Ret: 3},
 		{Kind: KindTraceOpen, Verdict: VerdictObserved, Path: "", Ret: -13},
 		{Kind: KindTraceExec, Verdict: VerdictObserved, Path: "/bin/\tsh"},
+		{Kind: KindTraceFileOp, Verdict: VerdictObserved, Path: "/w/b", Op: OpRename, Target: true, Source: SourceDirArg},
+		{Kind: KindTraceFileOp, Verdict: VerdictObserved, Path: "/w/lib.so", Op: OpMmap, Source: SourceFile},
 		{Kind: KindConnect, Verdict: VerdictBlocked, RuleID: 40, Family: AFInet, Protocol: 6, Port: 22, Addr: netip.MustParseAddr("10.0.0.5"),
 			MCP: []MCPCall{{Method: "tools/call", Tool: "fetch", ID: json.RawMessage(`7`)}}},
 		{Kind: KindFile, Verdict: VerdictBlocked, RuleID: 7, Op: OpOpen,

@@ -20,6 +20,10 @@ const (
 	TracePathMax = 256
 )
 
+// FileOpTarget is the bit of a KindTraceFileOp record's flags that marks
+// the new name of a rename or link (bpf/trace_change.h FILEOP_TARGET).
+const FileOpTarget = 0x100
+
 // Kind is what happened.
 type Kind uint8
 
@@ -33,6 +37,11 @@ const (
 	// KindTraceUnix is a traced Unix-socket connect: Path is the socket
 	// file the connect reached, named by the kernel.
 	KindTraceUnix Kind = 6
+	// KindTraceFileOp is an observed change to a file (unlink, rename,
+	// mkdir, chmod, ...; Op says which, Target marks the new name of a
+	// rename or link) or an executable mapping (OpMmap): `assay learn`
+	// only (internal/kernel/bpf/observe.h, trace_change.h).
+	KindTraceFileOp Kind = 7
 	// KindTool is a tools/call that assay itself refused (or, in audit
 	// mode, let through) under the policy's mcp.tools rules (`assay run
 	// --mcp`). It never comes from the kernel: Decode rejects it.
@@ -57,6 +66,8 @@ func (k Kind) String() string {
 		return "exec"
 	case KindTraceUnix:
 		return "unix"
+	case KindTraceFileOp:
+		return "fileop"
 	case KindTool:
 		return "tool"
 	case KindDNS:
@@ -169,6 +180,12 @@ const (
 	// SourceFile: the path of the opened or executed file, built by the
 	// kernel program from the file's dentries and mounts.
 	SourceFile PathSource = 1
+	// SourceDirArg: the directory the call started from (its dirfd, or
+	// the working directory) named by the kernel, the rest of the path
+	// the argument as written in the caller's memory (a change observed
+	// on the trace path: the object itself is gone or unnamed). A racing
+	// thread can change the argument.
+	SourceDirArg PathSource = 2
 	// With SourceFile: the leading components did not fit in the record
 	// (Path holds the last ones, starting with "/").
 	SourcePartial PathSource = 0x100
@@ -180,6 +197,10 @@ const (
 // full.
 func (s PathSource) FromFile() bool { return s == SourceFile }
 
+// Complete reports whether the path is whole: FromFile, or SourceDirArg
+// (not cut short).
+func (s PathSource) Complete() bool { return s == SourceFile || s == SourceDirArg }
+
 func (s PathSource) String() string {
 	switch {
 	case s == SourceFile:
@@ -188,6 +209,10 @@ func (s PathSource) String() string {
 		return "file-partial"
 	case s&SourceFile != 0 && s&SourceUnlinked != 0:
 		return "file-unlinked"
+	case s == SourceDirArg:
+		return "dir+argument"
+	case s&SourceDirArg != 0:
+		return "dir+argument-partial"
 	}
 	return "argument"
 }
@@ -225,6 +250,9 @@ type Event struct {
 	Ret   int32 // the open's result: an fd, or -errno
 	// Source says where Path comes from (see PathSource).
 	Source PathSource
+	// Target: a KindTraceFileOp record names the new name of a rename or
+	// link (Op says which), not the old one.
+	Target bool
 
 	// Tool events: the tool's name.
 	Tool string
@@ -273,7 +301,7 @@ func Decode(b []byte) (Event, error) {
 		want = NetSize
 	case KindFile:
 		want = FileSize
-	case KindTraceOpen, KindTraceExec, KindTraceUnix:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix, KindTraceFileOp:
 		want = TraceSize
 	default: // KindTool and KindDNS included: never kernel records
 		return e, malformed("unknown kind %d", e.Kind)
@@ -304,7 +332,7 @@ func Decode(b []byte) (Event, error) {
 		e.Dev = le.Uint32(p[0:])
 		e.Op = FileOp(p[4])
 		e.Ino = le.Uint64(p[8:])
-	case KindTraceOpen, KindTraceExec, KindTraceUnix:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix, KindTraceFileOp:
 		e.Flags = le.Uint32(p[0:])
 		e.Ret = int32(le.Uint32(p[4:]))
 		n := int(le.Uint16(p[8:]))
@@ -313,6 +341,10 @@ func Decode(b []byte) (Event, error) {
 		}
 		e.Source = PathSource(le.Uint16(p[10:]))
 		e.Path = string(p[16 : 16+n])
+		if e.Kind == KindTraceFileOp {
+			e.Op = FileOp(e.Flags & 0xff)
+			e.Target = e.Flags&FileOpTarget != 0
+		}
 	}
 	return e, nil
 }

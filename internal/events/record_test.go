@@ -68,6 +68,18 @@ func traceRecord(kind Kind, comm, path string) []byte {
 	return b
 }
 
+// fileOpRecord is an observed change (assay learn) of path.
+func fileOpRecord(op FileOp, target bool, src PathSource, path string) []byte {
+	b := traceRecord(KindTraceFileOp, "mv", path)
+	flags := uint32(op)
+	if target {
+		flags |= FileOpTarget
+	}
+	binary.LittleEndian.PutUint32(b[HeaderSize:], flags)
+	binary.LittleEndian.PutUint16(b[HeaderSize+10:], uint16(src))
+	return b
+}
+
 func TestOperatorLines(t *testing.T) {
 	v4 := []byte{10, 0, 0, 5}
 	v6 := netip.MustParseAddr("2001:db8::1").As16()
@@ -109,6 +121,10 @@ func TestOperatorLines(t *testing.T) {
 		}(),
 			"[PID 7] OPEN: path=/etc/hosts flags=0x0 cgroup=0 result=ok comm=cat tid=7 observation=trace"},
 		// A hostile path or comm cannot end the line or forge a field.
+		{fileOpRecord(OpRename, true, SourceDirArg, "/w/new name"),
+			`[PID 7] RENAME TO: path="/w/new name" op=rename target=true cgroup=0 path_source=dir+argument comm=mv tid=7 observation=trace`},
+		{fileOpRecord(OpUnlink, false, SourceFile, "/w/a"),
+			"[PID 7] UNLINK: path=/w/a op=unlink cgroup=0 comm=mv tid=7 observation=trace"},
 		{traceRecord(KindTraceExec, "x rule_id=1", "/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9"),
 			`[PID 7] EXEC: path="/tmp/a\n[PID 1] 🛡️ BLOCKED FILE: rule_id=9" cgroup=0 path_source=argument comm="x rule_id=1" tid=7 observation=trace`},
 	} {

@@ -131,6 +131,11 @@ func Label(e Event) string {
 		return "EXEC"
 	case KindTraceUnix:
 		return "UNIX CONNECT"
+	case KindTraceFileOp:
+		if e.Target {
+			return strings.ToUpper(e.Op.String()) + " TO"
+		}
+		return strings.ToUpper(e.Op.String())
 	}
 	action := "BLOCKED"
 	if e.Verdict == VerdictAudit {
@@ -201,9 +206,16 @@ func AppendText(b []byte, e Event) []byte {
 		b = append(b, QTypeName(e.QType)...)
 		b = appendCommon(b, e)
 		return appendMCPText(b, e.MCP)
-	case KindTraceOpen, KindTraceExec, KindTraceUnix:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix, KindTraceFileOp:
 		b = append(b, "path="...)
 		b = appendValue(b, e.Path)
+		if e.Kind == KindTraceFileOp {
+			b = append(b, " op="...)
+			b = append(b, e.Op.String()...)
+			if e.Target {
+				b = append(b, " target=true"...)
+			}
+		}
 		if e.Kind == KindTraceOpen {
 			b = append(b, " flags=0x"...)
 			b = strconv.AppendUint(b, uint64(e.Flags), 16)
@@ -352,6 +364,8 @@ type JSONEvent struct {
 	// PathSource: open and exec: where Path comes from (file, file-partial,
 	// file-unlinked, argument).
 	PathSource string `json:"path_source,omitempty"`
+	// Target: fileop: Path is the new name of a rename or link.
+	Target bool `json:"target,omitempty"`
 
 	Tool  string     `json:"tool,omitempty"`  // tool events: the tool's name
 	Query string     `json:"query,omitempty"` // dns events: the name asked
@@ -382,9 +396,12 @@ func (r *Renderer) ToJSON(e Event) JSONEvent {
 		j.Op = e.Op.String()
 		j.RulePath = r.rulePath(e.RuleID)
 		j.Path = e.Path
-	case KindTraceOpen, KindTraceExec, KindTraceUnix:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix, KindTraceFileOp:
 		j.Path = e.Path
 		j.PathSource = e.Source.String()
+		if e.Kind == KindTraceFileOp {
+			j.Op, j.Target = e.Op.String(), e.Target
+		}
 		if e.Kind == KindTraceOpen {
 			f, ret := e.Flags, e.Ret
 			j.Flags, j.Ret = &f, &ret
@@ -467,10 +484,18 @@ func (r *Renderer) appendJSON(b []byte, e Event) []byte {
 			b = append(b, `,"path":`...)
 			b = appendJSONString(b, e.Path)
 		}
-	case KindTraceOpen, KindTraceExec, KindTraceUnix:
+	case KindTraceOpen, KindTraceExec, KindTraceUnix, KindTraceFileOp:
 		if e.Path != "" {
 			b = append(b, `,"path":`...)
 			b = appendJSONString(b, e.Path)
+		}
+		if e.Kind == KindTraceFileOp {
+			b = append(b, `,"op":"`...)
+			b = append(b, e.Op.String()...)
+			b = append(b, '"')
+			if e.Target {
+				b = append(b, `,"target":true`...)
+			}
 		}
 		if e.Kind == KindTraceOpen {
 			b = append(b, `,"flags":`...)

@@ -84,7 +84,7 @@ func (inst *Instance) attachMissing() error {
 			inst.links = append(inst.links, namedLink{name: fmt.Sprintf("link_%s_%d", name, i), prog: name, link: l})
 		}
 	}
-	for _, name := range filePrograms {
+	for _, name := range append(append([]string{}, filePrograms...), observePrograms...) {
 		p := inst.progs[name]
 		if p == nil || inst.isAttached(name) {
 			continue

@@ -191,7 +191,7 @@ type bpfAssayScope struct {
 	ScopeId    [8]uint64
 	ScopeLevel [8]uint32
 	RateLimit  uint32
-	Pad        uint32
+	Observe    uint32
 }
 
 type bpfAssaySettings struct {
@@ -279,6 +279,19 @@ const (
 	bpfProgInodeUnlink       = "inode_unlink"
 	bpfProgLsmProbe          = "lsm_probe"
 	bpfProgMmapFile          = "mmap_file"
+	bpfProgObserveChmod      = "observe_chmod"
+	bpfProgObserveChown      = "observe_chown"
+	bpfProgObserveLink       = "observe_link"
+	bpfProgObserveMkdir      = "observe_mkdir"
+	bpfProgObserveMknod      = "observe_mknod"
+	bpfProgObserveMmap       = "observe_mmap"
+	bpfProgObserveMprotect   = "observe_mprotect"
+	bpfProgObserveOpen       = "observe_open"
+	bpfProgObserveRename     = "observe_rename"
+	bpfProgObserveRmdir      = "observe_rmdir"
+	bpfProgObserveSymlink    = "observe_symlink"
+	bpfProgObserveTruncate   = "observe_truncate"
+	bpfProgObserveUnlink     = "observe_unlink"
 	bpfProgRecvmsg4          = "recvmsg4"
 	bpfProgRecvmsg6          = "recvmsg6"
 	bpfProgSendmsg4          = "sendmsg4"
@@ -372,6 +385,19 @@ type bpfProgramSpecs struct {
 	InodeUnlink       *ebpf.ProgramSpec `ebpf:"inode_unlink"`
 	LsmProbe          *ebpf.ProgramSpec `ebpf:"lsm_probe"`
 	MmapFile          *ebpf.ProgramSpec `ebpf:"mmap_file"`
+	ObserveChmod      *ebpf.ProgramSpec `ebpf:"observe_chmod"`
+	ObserveChown      *ebpf.ProgramSpec `ebpf:"observe_chown"`
+	ObserveLink       *ebpf.ProgramSpec `ebpf:"observe_link"`
+	ObserveMkdir      *ebpf.ProgramSpec `ebpf:"observe_mkdir"`
+	ObserveMknod      *ebpf.ProgramSpec `ebpf:"observe_mknod"`
+	ObserveMmap       *ebpf.ProgramSpec `ebpf:"observe_mmap"`
+	ObserveMprotect   *ebpf.ProgramSpec `ebpf:"observe_mprotect"`
+	ObserveOpen       *ebpf.ProgramSpec `ebpf:"observe_open"`
+	ObserveRename     *ebpf.ProgramSpec `ebpf:"observe_rename"`
+	ObserveRmdir      *ebpf.ProgramSpec `ebpf:"observe_rmdir"`
+	ObserveSymlink    *ebpf.ProgramSpec `ebpf:"observe_symlink"`
+	ObserveTruncate   *ebpf.ProgramSpec `ebpf:"observe_truncate"`
+	ObserveUnlink     *ebpf.ProgramSpec `ebpf:"observe_unlink"`
 	Recvmsg4          *ebpf.ProgramSpec `ebpf:"recvmsg4"`
 	Recvmsg6          *ebpf.ProgramSpec `ebpf:"recvmsg6"`
 	Sendmsg4          *ebpf.ProgramSpec `ebpf:"sendmsg4"`
@@ -564,6 +590,19 @@ type bpfPrograms struct {
 	InodeUnlink       *ebpf.Program `ebpf:"inode_unlink"`
 	LsmProbe          *ebpf.Program `ebpf:"lsm_probe"`
 	MmapFile          *ebpf.Program `ebpf:"mmap_file"`
+	ObserveChmod      *ebpf.Program `ebpf:"observe_chmod"`
+	ObserveChown      *ebpf.Program `ebpf:"observe_chown"`
+	ObserveLink       *ebpf.Program `ebpf:"observe_link"`
+	ObserveMkdir      *ebpf.Program `ebpf:"observe_mkdir"`
+	ObserveMknod      *ebpf.Program `ebpf:"observe_mknod"`
+	ObserveMmap       *ebpf.Program `ebpf:"observe_mmap"`
+	ObserveMprotect   *ebpf.Program `ebpf:"observe_mprotect"`
+	ObserveOpen       *ebpf.Program `ebpf:"observe_open"`
+	ObserveRename     *ebpf.Program `ebpf:"observe_rename"`
+	ObserveRmdir      *ebpf.Program `ebpf:"observe_rmdir"`
+	ObserveSymlink    *ebpf.Program `ebpf:"observe_symlink"`
+	ObserveTruncate   *ebpf.Program `ebpf:"observe_truncate"`
+	ObserveUnlink     *ebpf.Program `ebpf:"observe_unlink"`
 	Recvmsg4          *ebpf.Program `ebpf:"recvmsg4"`
 	Recvmsg6          *ebpf.Program `ebpf:"recvmsg6"`
 	Sendmsg4          *ebpf.Program `ebpf:"sendmsg4"`
@@ -597,6 +636,19 @@ func (p *bpfPrograms) Close() error {
 		p.InodeUnlink,
 		p.LsmProbe,
 		p.MmapFile,
+		p.ObserveChmod,
+		p.ObserveChown,
+		p.ObserveLink,
+		p.ObserveMkdir,
+		p.ObserveMknod,
+		p.ObserveMmap,
+		p.ObserveMprotect,
+		p.ObserveOpen,
+		p.ObserveRename,
+		p.ObserveRmdir,
+		p.ObserveSymlink,
+		p.ObserveTruncate,
+		p.ObserveUnlink,
 		p.Recvmsg4,
 		p.Recvmsg6,
 		p.Sendmsg4,

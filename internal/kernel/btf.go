@@ -103,6 +103,28 @@ func fileProgramsHere() ([]string, error) {
 	return out, nil
 }
 
+// ObserveLSMHere reports whether `assay learn` can observe in the LSM
+// hooks here: BPF LSM works (ProbeLSM) and the kernel has the path hooks
+// (CONFIG_SECURITY_PATH) the change observation attaches to. The error
+// says what is missing.
+func ObserveLSMHere() error {
+	if err := ProbeLSM(); err != nil {
+		return err
+	}
+	for _, h := range []string{"path_unlink", "path_rename", "path_link", "path_truncate", "path_chmod", "path_chown",
+		"path_mkdir", "path_rmdir", "path_mknod", "path_symlink"} {
+		n, err := lsmHookArgs(h)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			return &FeatureError{Feature: "BPF LSM path hooks (" + h + ")", Err: errors.New("the kernel has no such hook"),
+				Fix: "the kernel needs CONFIG_SECURITY_PATH"}
+		}
+	}
+	return nil
+}
+
 var embedded struct {
 	once sync.Once
 	spec *ebpf.CollectionSpec

@@ -44,6 +44,15 @@ type Config struct {
 	Audit  bool    // report, never block
 	Trace  bool    // load the tracepoint (observation) path
 
+	// ObserveChanges makes the tracepoint path (Trace) report changes too
+	// (unlink, rename, mkdir, chmod, ...: `assay learn` without BPF LSM).
+	// ObserveLSM loads the LSM observe programs (bpf/observe.h: `assay
+	// learn` where BPF LSM works), which report opens, executable mappings
+	// and changes; the tracepoint path then reports neither opens nor
+	// changes. Both only report: nothing is decided by them.
+	ObserveChanges bool
+	ObserveLSM     bool
+
 	// Object is a BPF object file to use instead of the embedded one.
 	Object string
 	// RingBytes sizes each ring buffer (a power of two, at least one page);
@@ -88,6 +97,18 @@ var (
 		bpfProgInodeSetAcl, bpfProgInodeRemoveAcl, bpfProgMmapFile, bpfProgFileMprotect,
 		bpfProgUnixStreamConnect, bpfProgUnixMaySend}
 	tracePrograms = []string{bpfProgTraceSysExit, bpfProgTraceExec}
+	// observePrograms report file accesses from the LSM hooks (`assay
+	// learn` with Config.ObserveLSM); the path_* hooks need a kernel built
+	// with CONFIG_SECURITY_PATH (see ObserveLSMHere).
+	observePrograms = []string{bpfProgObserveOpen, bpfProgObserveMmap, bpfProgObserveMprotect, bpfProgObserveUnlink,
+		bpfProgObserveRmdir, bpfProgObserveMkdir, bpfProgObserveMknod, bpfProgObserveSymlink, bpfProgObserveLink,
+		bpfProgObserveRename, bpfProgObserveTruncate, bpfProgObserveChmod, bpfProgObserveChown}
+)
+
+// The scope configuration's observe bits (bpf/common.h OBSERVE_*).
+const (
+	observeChanges = 1
+	observeLSM     = 2
 )
 
 // The maps holding one policy generation each (arrays of two maps).
@@ -213,7 +234,7 @@ func checkSpec(spec *ebpf.CollectionSpec) error {
 			return fmt.Errorf("BPF object has no map %q: build it from this version's internal/kernel/bpf", m)
 		}
 	}
-	for _, p := range append(append(append(append([]string{}, netPrograms...), dnsPrograms...), filePrograms...), tracePrograms...) {
+	for _, p := range append(append(append(append(append([]string{}, netPrograms...), dnsPrograms...), filePrograms...), tracePrograms...), observePrograms...) {
 		if spec.Programs[p] == nil {
 			return fmt.Errorf("BPF object has no program %q: build it from this version's internal/kernel/bpf", p)
 		}
@@ -230,7 +251,7 @@ func (inst *Instance) createMaps() error {
 		inst.spec.Maps[bpfMapRate].MaxEntries = uint32(inst.cfg.RateEntries)
 	}
 	inst.spec.Maps[bpfMapTraceEvents].MaxEntries = uint32(os.Getpagesize())
-	if inst.cfg.Trace {
+	if inst.cfg.Trace || inst.cfg.ObserveLSM {
 		inst.spec.Maps[bpfMapTraceEvents].MaxEntries = uint32(inst.cfg.RingBytes)
 	}
 	spec := inst.spec.Copy()
@@ -267,11 +288,17 @@ func (inst *Instance) scopeConfig() bpfAssayScope {
 	if cfg.RateLimit > 0 {
 		sc.RateLimit = uint32(cfg.RateLimit)
 	}
+	if cfg.ObserveChanges {
+		sc.Observe |= observeChanges
+	}
+	if cfg.ObserveLSM {
+		sc.Observe |= observeLSM
+	}
 	return sc
 }
 
 // programsFor lists the programs a rule set needs.
-func programsFor(r Rules, trace bool) ([]string, error) {
+func programsFor(r Rules, trace, observe bool) ([]string, error) {
 	var names []string
 	if r.HasNetwork() {
 		names = append(names, netPrograms...)
@@ -289,6 +316,9 @@ func programsFor(r Rules, trace bool) ([]string, error) {
 	if trace {
 		names = append(names, tracePrograms...)
 	}
+	if observe {
+		names = append(names, observePrograms...)
+	}
 	return names, nil
 }
 
@@ -297,7 +327,7 @@ func programsFor(r Rules, trace bool) ([]string, error) {
 func (inst *Instance) loadPrograms(r Rules, trace bool) error {
 	spec := inst.spec.Copy()
 	want := map[string]bool{}
-	names, err := programsFor(r, trace)
+	names, err := programsFor(r, trace, inst.cfg.ObserveLSM)
 	if err != nil {
 		return err
 	}
@@ -337,6 +367,9 @@ func (inst *Instance) loadPrograms(r Rules, trace bool) error {
 	if err != nil {
 		if want[bpfProgFileOpen] {
 			return lsmError("load the file programs", err)
+		}
+		if want[bpfProgObserveOpen] {
+			return lsmError("load the LSM observe programs", err)
 		}
 		return explainLoad(err)
 	}

@@ -51,6 +51,7 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 		if o := need[p]; o != nil {
 			o.want |= want
 			o.use.Opens += u.Opens
+			o.use.Changes += u.Changes
 			o.use.Dir = o.use.Dir || u.Dir
 			o.createdIn = o.createdIn || createdIn
 			return
@@ -85,7 +86,7 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 		if why := Sensitive(p); why != "" {
 			res.Sensitive = append(res.Sensitive, fmt.Sprintf("%s (%s): %s", p, why, accessWords(want)))
 			sens = append(sens, entry{line: fileLine(p, u.Dir, want), sortKey: p,
-				comment: seen(u.Opens, 1, want, p), warn: "sensitive: " + why})
+				comment: seen(u.Opens, u.Changes, 1, want, p), warn: "sensitive: " + why})
 			continue
 		}
 		if u.Created {
@@ -213,6 +214,7 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 	type agg struct {
 		want    policy.Access
 		opens   int
+		changes int
 		n       int
 		example string
 	}
@@ -245,14 +247,14 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 					what = "creating files in this directory needs w on everything beneath it"
 				}
 				res.Sensitive = append(res.Sensitive, fmt.Sprintf("%s/ (%s): %s", p, what, accessWords(ob.want)))
-				c := seen(ob.use.Opens, 1, ob.want, p)
+				c := seen(ob.use.Opens, ob.use.Changes, 1, ob.want, p)
 				if ob.createdIn {
 					c += "; files created in it"
 				}
 				sens = append(sens, entry{line: fileLine(p, true, ob.want), sortKey: p, comment: c, warn: what})
 				continue
 			}
-			fileEntries = append(fileEntries, entry{line: fileLine(p, false, ob.want), sortKey: p, comment: seen(ob.use.Opens, 1, ob.want, p)})
+			fileEntries = append(fileEntries, entry{line: fileLine(p, false, ob.want), sortKey: p, comment: seen(ob.use.Opens, ob.use.Changes, 1, ob.want, p)})
 			continue
 		}
 		a := sub[top]
@@ -262,7 +264,8 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 		}
 		a.want |= ob.want
 		a.opens += ob.use.Opens
-		if ob.use.Opens > 0 && (p != top || !ob.use.Dir) {
+		a.changes += ob.use.Changes
+		if ob.use.Opens+ob.use.Changes > 0 && (p != top || !ob.use.Dir) {
 			a.n++
 			if a.example == "" && p != top {
 				a.example = p
@@ -274,7 +277,7 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 		if ex == "" {
 			ex = d + "/"
 		}
-		c := seen(a.opens, a.n, a.want, ex)
+		c := seen(a.opens, a.changes, a.n, a.want, ex)
 		if dirs[d] != nil && dirs[d].created {
 			c += "; files created in it"
 		}

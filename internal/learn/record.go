@@ -8,6 +8,7 @@ package learn
 
 import (
 	"net/netip"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,6 +24,7 @@ type FileUse struct {
 	Access  policy.Access
 	Dir     bool // opened as a directory (listed)
 	Opens   int  // successful opens (and executions)
+	Changes int  // changes (unlink, rename, mkdir, chmod, ...) and executable mappings
 	Created bool // an open created it
 }
 
@@ -113,6 +115,12 @@ func (r *Recorder) Observe(e events.Event) {
 			r.PathOnly++
 			return
 		}
+		if e.Flags&fmodeExec != 0 {
+			// The kernel's open for execution (BPF LSM observation):
+			// the program or its ELF interpreter.
+			r.file(normalize(e.Path), policy.AccessRead|policy.AccessExec, false, false)
+			return
+		}
 		var a policy.Access
 		switch e.Flags & unix.O_ACCMODE {
 		case unix.O_RDONLY:
@@ -137,6 +145,20 @@ func (r *Recorder) Observe(e events.Event) {
 			return
 		}
 		r.file(e.Path, policy.AccessWrite, false, false)
+	case events.KindTraceFileOp:
+		if r.shim[e.PID] {
+			return
+		}
+		// SourceArg: an absolute path argument (trace path).
+		if !e.Source.Complete() && e.Source != events.SourceArg {
+			r.Unresolved++
+			return
+		}
+		p := e.Path
+		if e.Source != events.SourceFile {
+			p = path.Clean(p) // the argument's "." and ".." (lexically)
+		}
+		r.change(normalize(p), e.Op, e.Target)
 	case events.KindConnect, events.KindSendmsg:
 		if e.Verdict != events.VerdictAudit && e.Verdict != events.VerdictBlocked {
 			return
@@ -151,12 +173,44 @@ func (r *Recorder) Observe(e events.Event) {
 	}
 }
 
-func (r *Recorder) file(p string, a policy.Access, dir, created bool) {
+// fmodeExec is __FMODE_EXEC in an observed open's flags: the kernel
+// opened the file to execute it (internal/kernel/bpf/observe.h).
+const fmodeExec = 0x20
+
+// change records a change to p (an observed KindTraceFileOp): creating,
+// removing or moving a name needs w on the directory (recorded as a name
+// created in it, like an open that created a file); changing the file
+// (truncate, chmod, chown, the old name of a link) needs w on it; mapping
+// it for execution needs x.
+func (r *Recorder) change(p string, op events.FileOp, target bool) {
+	a, created := policy.AccessWrite, false
+	switch op {
+	case events.OpMmap:
+		a = policy.AccessExec
+	case events.OpLink:
+		created = target
+	case events.OpTruncate, events.OpChmod, events.OpChown, events.OpUtimes, events.OpSetattr,
+		events.OpSetxattr, events.OpRemovexattr:
+	default: // unlink, rmdir, mkdir, mknod, create, symlink, rename
+		created = true
+	}
+	u := r.use(p)
+	u.Access |= a
+	u.Created = u.Created || created
+	u.Changes++
+}
+
+func (r *Recorder) use(p string) *FileUse {
 	u := r.files[p]
 	if u == nil {
 		u = &FileUse{}
 		r.files[p] = u
 	}
+	return u
+}
+
+func (r *Recorder) file(p string, a policy.Access, dir, created bool) {
+	u := r.use(p)
 	u.Access |= a
 	u.Dir = u.Dir || dir
 	u.Created = u.Created || created

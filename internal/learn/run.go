@@ -41,7 +41,7 @@ func Run(o sandbox.Options, upstream []netip.AddrPort) (status int, ran bool, re
 	}
 	// The resolvers (a policy's dns section needs host entries: set here).
 	p.DNS.Upstream = upstream
-	o.Policy, o.Audit, o.Trace = p, true, true
+	o.Policy, o.Audit, o.Trace, o.Learn = p, true, true, true
 	o.RateLimit = -1 // every event: a missed one is a rule missing
 	o.Observe = rec.Observe
 	o.OnSummary = func(s events.Summary) { sum, ran = s, true }

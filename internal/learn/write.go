@@ -26,12 +26,21 @@ func accessWords(a policy.Access) string {
 	return strings.Join(w, ", ")
 }
 
-func seen(opens, n int, a policy.Access, example string) string {
+// seen is a rule's comment: what the run did on n paths (opens include
+// executions; changes are unlink, rename, mkdir, chmod, ...).
+func seen(opens, changes, n int, a policy.Access, example string) string {
 	s := "seen: "
 	if n > 1 {
 		s += fmt.Sprintf("%d paths, ", n)
 	}
-	s += fmt.Sprintf("%d %s (%s)", opens, plural(opens, "open", "opens"), accessWords(a))
+	var what []string
+	if opens > 0 || changes == 0 {
+		what = append(what, fmt.Sprintf("%d %s", opens, plural(opens, "open", "opens")))
+	}
+	if changes > 0 {
+		what = append(what, fmt.Sprintf("%d %s", changes, plural(changes, "change", "changes")))
+	}
+	s += fmt.Sprintf("%s (%s)", strings.Join(what, ", "), accessWords(a))
 	if n > 1 {
 		s += ", e.g. " + example
 	}

@@ -97,7 +97,7 @@ func Path(e events.Event) string {
 		return "socket"
 	case events.KindFile:
 		return "file"
-	case events.KindTraceOpen, events.KindTraceExec, events.KindTraceUnix:
+	case events.KindTraceOpen, events.KindTraceExec, events.KindTraceUnix, events.KindTraceFileOp:
 		return "tracepoint"
 	case events.KindTool:
 		return "mcp"

@@ -141,6 +141,7 @@ func (l *launch) start() (int, error) {
 	}
 	l.sess, err = session.Start(session.Options{
 		Policy: &kp, Rules: &l.rules, Audit: o.Audit, Scopes: []cgroup.Scope{l.leaf}, Trace: o.Trace || l.judge != nil,
+		ObserveChanges: o.Learn && !l.lsmSeen, ObserveLSM: l.lsmSeen,
 		Judge: l.judge, QuietTrace: l.judge != nil && !o.Trace,
 		RingBytes: o.RingBytes, Out: o.Events, Format: o.Format,
 		OnWriteErr: func(err error) { l.writeErr <- err },

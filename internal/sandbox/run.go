@@ -151,6 +151,10 @@ type Options struct {
 	// and OnDNSAnswer sees every answer.
 	DNSObserve  bool
 	OnDNSAnswer func(dns.Answer)
+	// Learn observes every file access and change (`assay learn`, with
+	// Trace): in the BPF LSM hooks where BPF LSM works (the objects the
+	// kernel operates on), else on the tracepoint path.
+	Learn bool
 }
 
 // forwarded are the signals passed on to the command.
@@ -179,6 +183,7 @@ type launch struct {
 	cfg      shimConfig
 	rs       *landlock.Ruleset
 	judge    func(events.Event) (events.Event, bool) // policy v2 file events from traced opens
+	lsmSeen  bool                                    // Learn: observed in the LSM hooks
 	leaf     cgroup.Scope
 	sess     *session.Session
 	cmd      *exec.Cmd
@@ -246,6 +251,14 @@ func (l *launch) prepare() (int, error) {
 	}
 	l.env.MCP = o.MCP
 	l.rep = Decide(o.Policy, l.env)
+	if o.Learn {
+		if err := kernel.ObserveLSMHere(); err != nil {
+			l.rep.Notes = append(l.rep.Notes, "learn: file accesses observed on the trace path (opens named by the kernel; changes by their start directory and argument): "+oneLine(err))
+		} else {
+			l.lsmSeen = true
+			l.rep.Notes = append(l.rep.Notes, "learn: file accesses observed in the BPF LSM hooks (the objects the kernel operates on)")
+		}
+	}
 	if err := l.contain(); err != nil {
 		return ExitSetup, err
 	}

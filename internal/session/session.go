@@ -30,6 +30,10 @@ type Options struct {
 	Scopes []cgroup.Scope
 	All    bool // the whole host
 	Trace  bool // the tracepoint (observation) path
+	// ObserveChanges and ObserveLSM: `assay learn`'s observation (see
+	// kernel.Config): changes on the tracepoint path, or opens and changes
+	// in the LSM hooks.
+	ObserveChanges, ObserveLSM bool
 
 	Object    string // custom BPF object; "" for the embedded one
 	RingBytes int    // 0 for the default
@@ -177,13 +181,16 @@ func Start(o Options) (*Session, error) {
 		rules.DNS = kd
 	}
 	cfg := kernel.Config{
-		Rules:     rules,
-		All:       o.All,
-		Audit:     o.AuditMode(),
-		Trace:     o.Trace,
-		Object:    o.Object,
-		RingBytes: o.RingBytes,
-		RateLimit: o.RateLimit,
+		Rules:  rules,
+		All:    o.All,
+		Audit:  o.AuditMode(),
+		Trace:  o.Trace,
+		Object: o.Object,
+
+		ObserveChanges: o.ObserveChanges,
+		ObserveLSM:     o.ObserveLSM,
+		RingBytes:      o.RingBytes,
+		RateLimit:      o.RateLimit,
 
 		RateEntries: o.RateEntries,
 		AggPairs:    o.AggPairs,

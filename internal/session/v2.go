@@ -145,7 +145,7 @@ func net2Entries(rs []policy.NetRule) []kernel.Net2Entry {
 // renderMu held.
 func (s *Session) judged(raw []byte, idle bool) bool {
 	e, err := events.Decode(raw)
-	if err != nil || (e.Kind != events.KindTraceOpen && e.Kind != events.KindTraceExec && e.Kind != events.KindTraceUnix) {
+	if err != nil || (e.Kind != events.KindTraceOpen && e.Kind != events.KindTraceExec && e.Kind != events.KindTraceUnix && e.Kind != events.KindTraceFileOp) {
 		return false
 	}
 	if s.sinceAnchor++; idle || s.sinceAnchor >= 4096 {

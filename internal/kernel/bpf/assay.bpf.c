@@ -4,11 +4,13 @@
  *   dns.h   - the DNS redirect (recvmsg4/6) and learned addresses
  *   file.h  - BPF LSM file rules: open, exec, mmap, changes, Unix sockets (LSM path)
  *   trace.h - tp_btf sys_exit, sched_process_exec (tracepoint path)
+ *   observe.h - `assay learn`'s observation in the LSM hooks
  * The loader picks the programs a policy needs; the others are never loaded. */
 #include "common.h"
 #include "net.h"
 #include "file.h"
 #include "trace.h"
+#include "observe.h"
 
 char LICENSE[] SEC("license") = "GPL";
 

@@ -37,6 +37,7 @@
 #define EV_TRACE_OPEN 4
 #define EV_TRACE_EXEC 5
 #define EV_TRACE_UNIX 6 /* a Unix-socket connect (trace.h) */
+#define EV_TRACE_FILEOP 7 /* a change to a file or an executable mapping, observed (observe.h) */
 
 /* Verdicts. */
 #define VERDICT_BLOCKED 1
@@ -50,8 +51,12 @@ struct assay_scope {
 	__u64 scope_id[MAX_SCOPES];
 	__u32 scope_level[MAX_SCOPES];
 	__u32 rate_limit; /* events per second per cgroup; 0: unlimited */
-	__u32 _pad;
+	__u32 observe;    /* OBSERVE_* bits: `assay learn` (observe.h) */
 };
+
+/* assay_scope.observe */
+#define OBSERVE_CHANGES 1 /* the trace path reports changes (unlink, rename, ...) too */
+#define OBSERVE_LSM 2     /* the LSM observe programs report opens and changes: the trace path does not */
 
 /* Per policy generation: a reload fills the inactive generation, then
  * flips `active`, so every decision sees one whole policy, old or new. */

@@ -298,6 +298,8 @@ static __always_inline void emit_unix_connect(long fd, long ret)
 	trace_submit(e);
 }
 
+#include "trace_change.h"
+
 /* Opens are reported at sys_exit, from one program: by then the result is
  * known, the descriptor installed, and the saved user registers still hold
  * the syscall number and arguments. One program per syscall instead of an
@@ -310,6 +312,10 @@ int BPF_PROG(trace_sys_exit, struct pt_regs *regs, long ret)
 	long id = SYSCALL_NR(regs);
 	const void *path;
 	__u32 flags;
+	/* `assay learn` only (a load-time constant: otherwise the verifier
+	 * drops this branch): changes, and opens when the LSM observes. */
+	if (scope_config.observe && observe_sys_exit(regs, id, ret))
+		return 0;
 #if defined(__TARGET_ARCH_x86)
 	/* Most system calls are none of these: leave before anything else. */
 	if (id != NR_openat && id != NR_open && id != NR_creat && id != NR_openat2 && id != NR32_open &&

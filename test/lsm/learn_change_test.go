@@ -1,0 +1,141 @@
+//go:build vmtest
+
+package lsm_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/assaymcp/assay/internal/assaytest"
+)
+
+// learnScript reads a file through a symbolic link, then changes a work
+// directory without opening anything in it (mkdir, rename into the new
+// directory, unlink through a symbolic link to a directory, rmdir,
+// symlink, link, chmod, truncate); its last argument, when given, is a
+// file outside the directory it tries to remove.
+const learnScript = `set -e
+cd "$1"
+cat lnk.txt
+mkdir new
+mv old.txt new/moved.txt
+rm ldir/junk.txt
+rmdir emptydir
+ln -s moved.txt new/link
+ln new/moved.txt new/hard
+chmod 600 mode.txt
+truncate -s 1 big.txt
+echo " changed"
+if [ -n "$2" ]; then rm -f "$2" 2>/dev/null || echo refused; fi
+`
+
+// fileOpLine matches an observed change in the text events: path, op, and
+// whether it is the new name of a rename or link.
+var fileOpLine = regexp.MustCompile(`\] [A-Z ]+: path=(\S+) op=(\w+)( target=true)?`)
+
+// learnWork puts the work directory back as learnScript expects it,
+// owned by nobody (who runs the command: chmod needs the owner).
+func learnWork(t *testing.T, w string) {
+	t.Helper()
+	if err := os.RemoveAll(w); err != nil {
+		t.Fatal(err)
+	}
+	for n, c := range map[string]string{"real.txt": "real", "old.txt": "o", "realdir/junk.txt": "j", "mode.txt": "m", "big.txt": "big"} {
+		writeFile(t, filepath.Join(w, n), c)
+	}
+	if err := os.Mkdir(filepath.Join(w, "emptydir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for target, link := range map[string]string{"real.txt": "lnk.txt", "realdir": "ldir"} {
+		if err := os.Symlink(target, filepath.Join(w, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filepath.Walk(w, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, 65534, 65534) })
+}
+
+// TestLearnLSMChanges: under BPF LSM, assay learn observes in the LSM
+// hooks. The records name the objects the kernel operated on, not the
+// arguments: the read through lnk.txt is learned as real.txt, the unlink
+// through the directory link ldir as realdir/junk.txt (the trace path
+// would name ldir/...). Every change is observed and the learned policy
+// gives w on the work directory; under assay run with it (BPF LSM
+// enforcing) the same script passes with no refusal but one: removing a
+// file outside the directory, refused with a BLOCKED FILE event (one
+// learn and one run: guest time is CI time).
+func TestLearnLSMChanges(t *testing.T) {
+	top := t.TempDir()
+	assaytest.PublicDir(t, top)
+	w := filepath.Join(top, "work")
+	learnWork(t, w)
+	outside := filepath.Join(top, "others", "keep.txt")
+	writeFile(t, outside, "keep")
+	os.Chmod(filepath.Dir(outside), 0o777) // only the policy protects it
+	pol := filepath.Join(t.TempDir(), "learned.yaml")
+	evs := filepath.Join(t.TempDir(), "events.txt")
+	lr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "learn", "--out", pol, "--events", evs, "--",
+		"/bin/busybox", "sh", "-c", learnScript, "sh", w))
+	if lr.ExitCode != 0 || strings.Join(lr.Stdout, "") != "real changed" {
+		t.Fatalf("assay learn: exit %d stdout %q\n%s", lr.ExitCode, lr.Stdout, lr.StderrText())
+	}
+	if !strings.Contains(lr.StderrText(), "learn: file accesses observed in the BPF LSM hooks") {
+		t.Errorf("assay learn did not observe in the LSM hooks:\n%s", lr.StderrText())
+	}
+	data, err := os.ReadFile(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(string(data), "\n") {
+		if i := strings.Index(l, " OPEN: path="+w+"/"); i >= 0 {
+			seen["open "+strings.Fields(l[i+len(" OPEN: path="+w):])[0]] = true
+		}
+	}
+	for _, m := range fileOpLine.FindAllStringSubmatch(string(data), -1) {
+		op := m[2]
+		if m[3] != "" {
+			op += ">"
+		}
+		seen[op+" "+strings.TrimPrefix(m[1], w)] = true
+	}
+	for _, want := range []string{"open /real.txt", "mkdir /new", "rename /old.txt", "rename> /new/moved.txt", "unlink /realdir/junk.txt",
+		"rmdir /emptydir", "symlink /new/link", "link /new/moved.txt", "link> /new/hard", "chmod /mode.txt", "truncate /big.txt"} {
+		if !seen[want] {
+			t.Errorf("no event %q; saw %v", want, seen)
+		}
+	}
+	for _, arg := range []string{"open /lnk.txt", "unlink /ldir/junk.txt"} {
+		if seen[arg] {
+			t.Errorf("event %q names the argument, not the object the kernel operated on", arg)
+		}
+	}
+	text, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(text), "- {path: "+w+"/, access: rw}") || strings.Contains(string(text), "others") {
+		t.Errorf("the learned policy lacks rw on %s/ or names more:\n%s", w, text)
+	}
+	learnWork(t, w)
+	rr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--",
+		"/bin/busybox", "sh", "-c", learnScript, "sh", w, outside))
+	blocks, outsideBlocks := 0, 0
+	for _, l := range rr.Stderr {
+		if strings.Contains(l, "BLOCKED FILE:") {
+			blocks++
+			if strings.Contains(l, " op=unlink") && strings.Contains(l, " comm=rm ") {
+				outsideBlocks++
+			}
+		}
+	}
+	if rr.ExitCode != 0 || strings.Join(rr.Stdout, "") != "real changedrefused" || blocks != 1 || outsideBlocks != 1 {
+		t.Errorf("under the learned policy: exit %d stdout %q, %d refusals (want only the outside unlink)\n%s", rr.ExitCode, rr.Stdout, blocks, rr.StderrText())
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Errorf("the outside file: %v", err)
+	}
+}
