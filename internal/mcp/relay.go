@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/assaymcp/assay/internal/events"
@@ -220,28 +221,33 @@ func (o object) str(name string) (string, bool) {
 }
 
 // decode parses a line as one message or a batch (array) of messages; ok
-// is false when it is not JSON, or the array holds a non-object.
+// is false when it is not JSON, or the array holds a non-object. The
+// messages' members are slices of line (jsonscan.go): valid until the
+// relay reads the next line.
 func decode(line []byte) (msgs []object, batch, ok bool) {
 	t := bytes.TrimSpace(line)
 	if len(t) == 0 {
 		return nil, false, false
 	}
 	if t[0] == '[' {
-		var raw []json.RawMessage
-		if json.Unmarshal(t, &raw) != nil {
+		if !validJSON(t) {
 			return nil, true, false
 		}
+		raw, _ := elements(t)
 		for _, m := range raw {
-			var o object
-			if json.Unmarshal(m, &o) != nil || o == nil {
+			o, isObj := members(m)
+			if !isObj {
 				return nil, true, false
 			}
 			msgs = append(msgs, o)
 		}
 		return msgs, true, true
 	}
-	var o object
-	if json.Unmarshal(t, &o) != nil || o == nil {
+	if !validJSON(t) {
+		return nil, false, false
+	}
+	o, isObj := members(t)
+	if !isObj {
 		return nil, false, false
 	}
 	return []object{o}, false, true
@@ -351,10 +357,11 @@ func (r *Relay) decide(d Decision) {
 }
 
 func params(m object) object {
-	var p object
-	if raw, ok := m["params"]; !ok || json.Unmarshal(raw, &p) != nil {
+	raw, ok := m["params"]
+	if !ok {
 		return nil
 	}
+	p, _ := members(raw)
 	return p
 }
 
@@ -412,18 +419,21 @@ func (r *Relay) inspectServer(line []byte) []byte {
 // filterTools removes the refused tools from a result with a "tools" list
 // (tools/list) and reports whether it removed any.
 func (r *Relay) filterTools(m object) (object, bool) {
-	var res object
-	if raw, ok := m["result"]; !ok || json.Unmarshal(raw, &res) != nil || res == nil {
+	raw, ok := m["result"]
+	if !ok {
 		return nil, false
 	}
-	var tools []json.RawMessage
-	if raw, ok := res["tools"]; !ok || json.Unmarshal(raw, &tools) != nil {
+	res, ok := members(raw)
+	if !ok {
 		return nil, false
 	}
+	if raw, ok = res["tools"]; !ok {
+		return nil, false
+	}
+	tools, _ := elements(raw)
 	kept := tools[:0:0]
 	for _, t := range tools {
-		var tool object
-		if json.Unmarshal(t, &tool) == nil && tool != nil {
+		if tool, ok := members(t); ok {
 			if name, ok := tool.str("name"); ok {
 				if _, denied := r.Rules(name); denied && !r.Audit {
 					continue
@@ -444,25 +454,59 @@ func (r *Relay) filterTools(m object) (object, bool) {
 	return out, true
 }
 
-// outcome of a response to a tools/call.
+// outcome of a response to a tools/call: an error, or a result whose
+// isError is true. As encoding/json would decode result into a struct
+// with a bool field isError: the member's name matches case-insensitively,
+// the last matching member counts, null leaves it false, and a value of
+// another type (or a result that is not an object) decodes nothing.
 func outcome(m object) string {
 	if _, ok := m["error"]; ok {
 		return OutcomeError
 	}
-	var res struct {
-		IsError bool `json:"isError"`
+	raw, ok := m["result"]
+	if !ok {
+		return OutcomeOK
 	}
-	if raw, ok := m["result"]; ok && json.Unmarshal(raw, &res) == nil && res.IsError {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || t[0] != '{' {
+		return OutcomeOK
+	}
+	isError := false
+	// Member by member in order (a map would lose repeated names).
+	i := skipSpace(t, 1)
+	for i < len(t) && t[i] == '"' {
+		end, escaped, _ := scanString(t, i)
+		name := memberName(t[i:end], escaped)
+		i = skipSpace(t, skipSpace(t, end)+1)
+		vend := skipValue(t, i)
+		if strings.EqualFold(name, "isError") {
+			switch string(t[i:vend]) {
+			case "true":
+				isError = true
+			case "false":
+				isError = false
+			case "null":
+			default:
+				return OutcomeOK // encoding/json: a type error
+			}
+		}
+		i = skipSpace(t, vend)
+		if i < len(t) && t[i] == ',' {
+			i = skipSpace(t, i+1)
+		}
+	}
+	if isError {
 		return OutcomeError
 	}
 	return OutcomeOK
 }
 
-// compact returns a JSON value without insignificant whitespace.
+// compact returns a JSON value without insignificant whitespace, in a new
+// buffer (raw may be a slice of a line the relay reuses).
 func compact(raw json.RawMessage) json.RawMessage {
 	var b bytes.Buffer
 	if json.Compact(&b, raw) != nil {
-		return raw
+		return append(json.RawMessage(nil), raw...)
 	}
 	return b.Bytes()
 }
