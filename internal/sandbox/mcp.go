@@ -11,6 +11,7 @@ import (
 	"github.com/assaymcp/assay/internal/mcp"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/session"
+	"golang.org/x/sys/unix"
 )
 
 // relayDrain bounds the wait, after the command's cgroup was removed, for
@@ -50,6 +51,8 @@ func newMCPRelay(o Options) (*mcpRelay, error) {
 		inW.Close()
 		return nil, fmt.Errorf("--mcp: %w", err)
 	}
+	growPipe(inW)
+	growPipe(outW)
 	var rules mcp.ToolRules
 	if o.Policy.HasToolRules() {
 		rules = o.Policy.ToolDecision
@@ -68,6 +71,16 @@ func newMCPRelay(o Options) (*mcpRelay, error) {
 		serverIn: inR, serverOut: outW, done: make(chan error, 1),
 	}
 	return m, nil
+}
+
+// growPipe asks for a 1 MiB pipe buffer (the default is 64 KiB; the
+// system's limit, fs.pipe-max-size, is 1 MiB by default): a large message
+// then crosses the relay's pipe in one write instead of a wake-up of each
+// side per 64 KiB. Best effort: the pipe works as it is otherwise.
+func growPipe(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+	}
 }
 
 // attach gives the command the pipes instead of assay's stdio.
