@@ -270,11 +270,16 @@ func Remove(s Scope) error {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+		left := time.Until(deadline)
+		if !errors.Is(err, unix.EBUSY) || left <= 0 {
 			pids, _ := Scope{Path: s.Path}.PIDs()
 			return fmt.Errorf("removing cgroup %s: %w (still running after %v: pids %v; kill them and rmdir it by hand)", s.Path, err, removeTimeout, pids)
 		}
-		time.Sleep(10 * time.Millisecond)
+		// EBUSY: a killed process has not exited yet (rmdir refuses
+		// only a populated cgroup). Wait for "populated 0".
+		if _, werr := WaitEmpty(s.Path, left); werr != nil {
+			return fmt.Errorf("removing cgroup %s: %w (waiting for its processes to exit: %v)", s.Path, err, werr)
+		}
 	}
 }
 

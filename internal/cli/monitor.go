@@ -16,6 +16,7 @@ import (
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/container"
 	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/inotify"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/policy"
 	"github.com/assaymcp/assay/internal/session"
@@ -174,6 +175,20 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	// The removal of a scope (and of the pins) is told by the kernel's
+	// inotify events: the watches are in place before anything is
+	// attached, and the first look follows them.
+	watch, err := inotify.New()
+	if err != nil {
+		return fail(stderr, exitError, err)
+	}
+	defer watch.Close()
+	for _, s := range scopes {
+		if err := s.WatchGone(watch); err != nil {
+			return fail(stderr, exitError, err)
+		}
+	}
+
 	session.Version = Version()
 	met, msrv, err := startMetrics(f.metrics, stderr)
 	if err != nil {
@@ -204,14 +219,15 @@ func runMonitor(f *monitorFlags, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "assay: %s %s (%s) on %s; stop with Ctrl-C\n", mode, p.File, p.Summary(), where)
 	if f.pin != "" {
 		fmt.Fprintf(stderr, "assay: pinned as %q: enforcement continues after this process exits; `assay detach %s` removes it\n", f.pin, f.pin)
+		if err := kernel.WatchPin(watch, f.pin); err != nil {
+			fmt.Fprintf(stderr, "assay: %v: a removal of the pins of %q will not be reported\n", err, f.pin)
+		}
 	}
 
 	var timeout <-chan time.Time
 	if f.duration > 0 {
 		timeout = time.After(time.Duration(f.duration))
 	}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
 	status := exitOK
 	pinWarned := false
 wait:
@@ -226,9 +242,9 @@ wait:
 		case <-sess.WriteFailed():
 			status = exitError
 			break wait
-		case <-tick.C:
-			// The kernel notifies neither the removal of a cgroup nor
-			// that of a pin: both are looked at every tick.
+		case <-watch.C():
+			// A scope or the pins may be gone (or this is the first
+			// look): look.
 			if gone := goneScope(scopes); gone != "" {
 				fmt.Fprintf(stderr, "assay: %s was removed while monitored: nothing is left to judge there; stopping\n", gone)
 				status = exitScopeGone

@@ -15,6 +15,7 @@ import (
 
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/events"
+	"github.com/assaymcp/assay/internal/inotify"
 	"github.com/assaymcp/assay/internal/kernel"
 	"github.com/assaymcp/assay/internal/session"
 )
@@ -39,8 +40,7 @@ func reload(sess *session.Session, path string, audit bool, stderr io.Writer) {
 // replaced by another with the same path), "" when all are there.
 func goneScope(scopes []cgroup.Scope) string {
 	for _, s := range scopes {
-		var st syscall.Stat_t
-		if err := syscall.Stat(s.Path, &st); err != nil || st.Ino != s.ID {
+		if s.Gone() {
 			return "cgroup " + s.Path
 		}
 	}
@@ -57,6 +57,16 @@ func attachCmd(f *monitorFlags, format events.Format, stdout, stderr io.Writer) 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// Detaching is told by the kernel's inotify events; the watches are
+	// in place before the first look.
+	watch, err := inotify.New()
+	if err != nil {
+		return fail(stderr, exitError, err)
+	}
+	defer watch.Close()
+	if err := kernel.WatchPin(watch, f.attach); err != nil {
+		return fail(stderr, exitError, err)
+	}
 	sess, meta, err := session.Resume(f.attach, stdout, format)
 	if err != nil {
 		return fail(stderr, exitError, err)
@@ -67,8 +77,6 @@ func attachCmd(f *monitorFlags, format events.Format, stdout, stderr io.Writer) 
 	if f.duration > 0 {
 		timeout = time.After(time.Duration(f.duration))
 	}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
 	status := exitOK
 wait:
 	for {
@@ -80,9 +88,8 @@ wait:
 		case <-sess.WriteFailed():
 			status = exitError
 			break wait
-		case <-tick.C:
-			// The kernel does not notify the removal of a pin: it is
-			// looked at every tick.
+		case <-watch.C():
+			// The pins may be gone (or this is the first look): look.
 			if !kernel.PinPresent(f.attach) {
 				fmt.Fprintf(stderr, "assay: instance %q was detached\n", f.attach)
 				break wait

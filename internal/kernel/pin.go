@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/assaymcp/assay/internal/inotify"
 )
 
 // BPFFS is where bpffs is mounted; PinRoot holds one directory per pinned
@@ -71,6 +73,20 @@ func ensureBPFFS() error {
 		return &FeatureError{Feature: "bpffs", Err: err, Fix: "mount it: mount -t bpf bpf " + BPFFS}
 	}
 	return nil
+}
+
+// WatchPin has w notified when the pins of instance name may be gone (then
+// [PinPresent] says whether they are): a pin or the instance's directory
+// removed or renamed, bpffs unmounted (IN_UNMOUNT). A file system mounted
+// over BPFFS sends no event: the pins stay in force underneath, unseen.
+func WatchPin(w *inotify.Watcher, name string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	if err := w.Add(filepath.Join(PinRoot, name), inotify.Gone|inotify.ChildGone); err != nil {
+		return err
+	}
+	return w.Add(PinRoot, inotify.Gone|inotify.ChildGone)
 }
 
 // Pin pins every map and link under PinRoot/NAME, so that enforcement

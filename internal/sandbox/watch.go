@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -29,9 +28,9 @@ import (
 // link and the read end of a pipe whose write end only assay holds. When
 // the pipe reports EOF (assay exited or died), the watchdog kills the
 // sandbox's cgroup (cgroup.kill), waits until the cgroup is empty (its
-// cgroup.events says "populated 0"), removes it, and only then exits,
-// closing the links. At a normal exit assay has already removed the cgroup
-// and waits for the watchdog before it detaches. The command cannot signal
+// cgroup.events says "populated 0": an inotify event, no polling), removes
+// it, and only then exits, closing the links. At a normal exit assay has
+// already removed the cgroup and waits for the watchdog before it detaches. The command cannot signal
 // the watchdog: another user, another PID namespace, Landlock's signal
 // scope.
 
@@ -108,40 +107,16 @@ func Watch(args []string, stderr io.Writer) int {
 	// the cgroup to be empty, remove it. The links close when this
 	// process exits.
 	_ = os.WriteFile(filepath.Join(leaf, "cgroup.kill"), []byte("1"), 0)
-	deadline := time.Now().Add(20 * time.Second)
-	for !emptyCgroup(leaf) {
-		if time.Now().After(deadline) {
-			fmt.Fprintf(stderr, "assay: watchdog: cgroup %s still holds processes after 20s; its enforcement ends now\n", leaf)
-			return 1
+	if empty, err := cgroup.WaitEmpty(leaf, 20*time.Second); !empty {
+		why := "still holds processes after 20s"
+		if err != nil {
+			why = "cannot be watched (" + err.Error() + ")"
 		}
-		waitEvents(leaf)
+		fmt.Fprintf(stderr, "assay: watchdog: cgroup %s %s; its enforcement ends now\n", leaf, why)
+		return 1
 	}
 	if err := cgroup.Remove(cgroup.Scope{Path: leaf, ID: id}); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		fmt.Fprintln(stderr, "assay: watchdog:", err)
 	}
 	return 0
-}
-
-// emptyCgroup reports whether cgroup.events says "populated 0" (or the
-// cgroup is gone).
-func emptyCgroup(dir string) bool {
-	data, err := os.ReadFile(filepath.Join(dir, "cgroup.events"))
-	if err != nil {
-		return true
-	}
-	return bytes.Contains(data, []byte("populated 0"))
-}
-
-// waitEvents waits for a change of cgroup.events (the kernel notifies
-// poll with POLLPRI), at most 100 ms.
-func waitEvents(dir string) {
-	f, err := os.Open(filepath.Join(dir, "cgroup.events"))
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	buf := make([]byte, 256)
-	_, _ = f.Read(buf)
-	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLPRI}}
-	_, _ = unix.Poll(fds, 100)
 }

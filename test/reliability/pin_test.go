@@ -120,8 +120,9 @@ func eventsOf(evs []events.JSONEvent, pid int) []events.JSONEvent {
 // its scope, policy digest, rule count, attach time and counters;
 // `assay monitor --attach NAME` delivers the event of a denial made while
 // no monitor ran (the ring buffer kept it) and streams new ones, its
-// summary counting since the pin; `assay detach NAME` removes everything,
-// and the connect passes again.
+// summary counting since the pin; `assay detach NAME` removes everything
+// (a monitor attached then stops, saying so), and the connect passes
+// again.
 func TestPinOutlivesMonitor(t *testing.T) {
 	assaytest.Privileged(t)
 	t.Parallel()
@@ -204,10 +205,17 @@ func TestPinOutlivesMonitor(t *testing.T) {
 	// Stopping the attached monitor left the instance in force.
 	requireEPERM(t, "after --attach stopped", assaytest.Probe(t, &cg, "connect", "tcp4", addr))
 
-	// detach: everything goes.
+	// detach: everything goes; a monitor attached to the instance is
+	// told (inotify on the pins, no polling) and stops.
+	a2 := assaytest.StartMonitor(t, "monitor", "--attach", name, "--output", "json")
 	det := assaytest.Run(t, "detach", name)
 	if det.ExitCode != 0 || len(det.Stdout) != 1 || det.Stdout[0] != fmt.Sprintf("assay: detached %q (4 links removed)", name) {
 		t.Errorf("detach: status %d, stdout %q, stderr:\n%s", det.ExitCode, det.Stdout, det.StderrText())
+	}
+	a2res := a2.Wait(assaytest.StopTimeout)
+	if a2res.ExitCode != 0 || !hasLine(a2res.Stderr, fmt.Sprintf("assay: instance %q was detached", name)) || !a2res.HasSummary {
+		t.Errorf("--attach during detach: exit status %d, summary %v; stderr (want it to say the instance was detached):\n%s",
+			a2res.ExitCode, a2res.HasSummary, a2res.StderrText())
 	}
 	assaytest.RequireDetached(t, cg)
 	if pinned(name) {
