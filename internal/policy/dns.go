@@ -168,57 +168,39 @@ func CheckHost(s string) (string, string) {
 
 func (ps *parser) dnsSection(n *yaml.Node, path string, pol *Policy) *Error {
 	pol.DNS = DNS{Set: true, Grace: DefaultDNSGrace, Line: n.Line}
-	if isNull(n) {
-		return nil
-	}
-	fs, err := ps.fields(n, path, "upstream", "refuse", "grace")
-	if err != nil {
-		return err
-	}
-	for _, f := range fs {
-		switch f.name {
-		case "upstream":
-			items, err := ps.list(f.val, f.path)
-			if err != nil {
-				return err
-			}
-			seen := map[netip.AddrPort]int{}
-			for i, it := range items {
-				ip := index(f.path, i)
-				s, err := ps.str(it, ip, "an address with an optional port, such as 127.0.0.53 or [::1]:5353")
-				if err != nil {
-					return err
-				}
-				ap, msg := parseUpstream(s)
-				if msg != "" {
-					return ps.errf(it.Line, ip, "%s", msg)
-				}
-				if line, dup := seen[ap]; dup {
-					return ps.errf(it.Line, ip, "upstream %s already listed at line %d", ap, line)
-				}
-				seen[ap] = it.Line
-				pol.DNS.Upstream = append(pol.DNS.Upstream, ap)
-			}
-		case "refuse":
-			s, err := ps.str(f.val, f.path, "nxdomain or refused")
-			if err != nil {
-				return err
-			}
-			switch s {
-			case "nxdomain":
-				pol.DNS.Refuse = RefuseNXDomain
-			case "refused":
-				pol.DNS.Refuse = RefuseRefused
-			default:
-				return ps.errf(f.val.Line, f.path, "unknown answer %s; use nxdomain or refused", quote(s))
-			}
-		case "grace":
-			v, err := ps.intRange(f.val, f.path, 0, MaxDNSGrace)
-			if err != nil {
-				return err
-			}
+	_, err := ps.walk(n, path, pol,
+		section{name: "upstream", parse: listOf((*parser).upstream)},
+		section{name: "refuse", parse: func(ps *parser, n *yaml.Node, path string, pol *Policy) *Error {
+			i, err := ps.oneOf(n, path, "answer", "nxdomain", "refused")
+			pol.DNS.Refuse = [...]Refuse{RefuseNXDomain, RefuseRefused}[i]
+			return err
+		}},
+		section{name: "grace", parse: func(ps *parser, n *yaml.Node, path string, pol *Policy) *Error {
+			v, err := ps.intRange(n, path, 0, MaxDNSGrace)
 			pol.DNS.Grace = int(v)
+			return err
+		}})
+	return err
+}
+
+// upstream parses dns.upstream.
+func (ps *parser) upstream(items []*yaml.Node, path string, pol *Policy) *Error {
+	seen := map[netip.AddrPort]int{}
+	for i, it := range items {
+		ip := index(path, i)
+		s, err := ps.str(it, ip, "an address with an optional port, such as 127.0.0.53 or [::1]:5353")
+		if err != nil {
+			return err
 		}
+		ap, msg := parseUpstream(s)
+		if msg != "" {
+			return ps.errf(it.Line, ip, "%s", msg)
+		}
+		if line, dup := seen[ap]; dup {
+			return ps.errf(it.Line, ip, "upstream %s already listed at line %d", ap, line)
+		}
+		seen[ap] = it.Line
+		pol.DNS.Upstream = append(pol.DNS.Upstream, ap)
 	}
 	return nil
 }

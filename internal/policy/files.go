@@ -1,4 +1,5 @@
-// The files section: files.deny paths.
+// The files section: files.deny paths (version 1); default, baseline,
+// allow and deny (version 2).
 
 package policy
 
@@ -14,33 +15,93 @@ import (
 )
 
 func (ps *parser) files(n *yaml.Node, path string, pol *Policy) *Error {
-	if isNull(n) {
-		return nil
-	}
-	fs, err := ps.fields(n, path, "deny")
+	_, err := ps.walk(n, path, pol, section{name: "deny", parse: listOf(func(ps *parser, items []*yaml.Node, path string, pol *Policy) (err *Error) {
+		pol.FileDeny, err = ps.paths(items, path, false, map[string]int{}, "path %s already listed at line %d")
+		return err
+	})})
+	return err
+}
+
+func (ps *parser) filesV2(n *yaml.Node, path string, pol *Policy) *Error {
+	seen := map[string]int{} // the paths of both lists: one rule per path
+	fs, err := ps.walk(n, path, pol,
+		section{name: "default", required: defaultRequired, parse: func(ps *parser, n *yaml.Node, path string, pol *Policy) (err *Error) {
+			pol.FileDefault, err = ps.defaultField(n, path)
+			return err
+		}},
+		section{name: "baseline", parse: (*parser).baseline},
+		section{name: "allow", parse: listOf(func(ps *parser, items []*yaml.Node, path string, pol *Policy) (err *Error) {
+			pol.FileAllow, err = ps.paths(items, path, true, seen, pathHasRule)
+			return err
+		})},
+		section{name: "deny", parse: listOf(func(ps *parser, items []*yaml.Node, path string, pol *Policy) (err *Error) {
+			pol.FileDeny, err = ps.paths(items, path, false, seen, pathHasRule)
+			return err
+		})})
 	if err != nil {
 		return err
 	}
-	for _, f := range fs {
-		items, err := ps.list(f.val, f.path)
-		if err != nil {
-			return err
-		}
-		if pol.FileDeny, err = ps.paths(items, f.path); err != nil {
-			return err
-		}
+	pol.FilesSet = true
+	base := fieldNamed(fs, "baseline")
+	if base == nil && pol.FileDefault == DefaultDeny {
+		pol.Baseline = BaselineRuntime
+	}
+	if base != nil && pol.Baseline == BaselineRuntime && pol.FileDefault == DefaultAllow {
+		return ps.errf(base.val.Line, base.path, "the runtime baseline only applies with default: deny (with default: allow everything it lists is allowed anyway)")
 	}
 	return nil
 }
 
-func (ps *parser) paths(items []*yaml.Node, path string) ([]FileRule, *Error) {
+// pathHasRule is version 2's error for a path given twice.
+const pathHasRule = "path %s already has a rule at line %d (one rule per path)"
+
+func (ps *parser) baseline(n *yaml.Node, path string, pol *Policy) *Error {
+	i, err := ps.oneOf(n, path, "baseline", "runtime", "none")
+	pol.Baseline = [...]Baseline{BaselineRuntime, BaselineNone}[i]
+	return err
+}
+
+// paths parses files.allow (allow true, version 2) or files.deny entries.
+// seen holds the paths already listed (in version 2, of both lists: one
+// rule per path); dup is the error for a path given again (its path and the
+// line of the first).
+func (ps *parser) paths(items []*yaml.Node, path string, allow bool, seen map[string]int, dup string) ([]FileRule, *Error) {
 	out := make([]FileRule, 0, len(items))
-	seen := map[string]int{}
 	for i, it := range items {
 		ip := index(path, i)
-		vn, vp, idn, idp, err := ps.entry(it, ip, "path", "a path string")
-		if err != nil {
-			return nil, err
+		var vn, an, idn *yaml.Node
+		vp, ap, idp := ip, "", ""
+		switch it.Kind {
+		case yaml.ScalarNode:
+			vn = it
+		case yaml.MappingNode:
+			known := []string{"path", "id"}
+			if allow {
+				known = []string{"path", "access", "id"}
+			}
+			fs, err := ps.fields(it, ip, known...)
+			if err != nil {
+				return nil, err
+			}
+			for _, f := range fs {
+				switch f.name {
+				case "path":
+					vn, vp = f.val, f.path
+				case "access":
+					an, ap = f.val, f.path
+				case "id":
+					idn, idp = f.val, f.path
+				}
+			}
+			if vn == nil {
+				return nil, ps.errf(it.Line, join(ip, "path"), "required field missing")
+			}
+		default:
+			want := "a path string or a mapping {path: ..., id: ...}"
+			if allow {
+				want = "a path string or a mapping {path: ..., access: ..., id: ...}"
+			}
+			return nil, ps.typeErr(it, ip, want)
 		}
 		s, err := ps.str(vn, vp, "a path string")
 		if err != nil {
@@ -50,15 +111,30 @@ func (ps *parser) paths(items []*yaml.Node, path string) ([]FileRule, *Error) {
 		if perr != nil {
 			return nil, ps.errf(vn.Line, vp, "%s", perr)
 		}
-		if line, dup := seen[p]; dup {
-			return nil, ps.errf(vn.Line, vp, "path %s already listed at line %d", p, line)
+		if line, given := seen[p]; given {
+			return nil, ps.errf(vn.Line, vp, dup, p, line)
 		}
 		seen[p] = vn.Line
+		acc := Access(0)
+		if allow {
+			acc = AccessRead
+			if an != nil {
+				as, err := ps.str(an, ap, "r, w, x or a combination such as rw or rx")
+				if err != nil {
+					return nil, err
+				}
+				a, ok := ParseAccess(as)
+				if !ok {
+					return nil, ps.errf(an.Line, ap, "access %s: use a combination of r, w and x (each at most once), such as r, rw, rx or rwx", quote(as))
+				}
+				acc = a
+			}
+		}
 		id, err := ps.optID(idn, idp)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, FileRule{ID: id, Path: p, WantDir: dir, Line: it.Line})
+		out = append(out, FileRule{ID: id, Path: p, WantDir: dir, Access: acc, Line: it.Line})
 	}
 	return out, nil
 }

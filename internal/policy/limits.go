@@ -34,39 +34,27 @@ const (
 )
 
 func (ps *parser) limits(n *yaml.Node, path string, pol *Policy) *Error {
-	if isNull(n) {
-		return nil
-	}
-	fs, err := ps.fields(n, path, "memory", "pids", "cpu")
-	if err != nil {
-		return err
-	}
-	for _, f := range fs {
-		switch f.name {
-		case "memory":
-			v, err := ps.bytes(f.val, f.path)
-			if err != nil {
-				return err
+	_, err := ps.walk(n, path, pol,
+		section{name: "memory", parse: func(ps *parser, n *yaml.Node, path string, pol *Policy) (err *Error) {
+			pol.Limits.Memory, err = ps.bytes(n, path)
+			return err
+		}},
+		section{name: "pids", parse: func(ps *parser, n *yaml.Node, path string, pol *Policy) (err *Error) {
+			pol.Limits.Pids, err = ps.intRange(n, path, 1, MaxPids)
+			return err
+		}},
+		section{name: "cpu", parse: func(ps *parser, n *yaml.Node, path string, pol *Policy) *Error {
+			if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
+				return ps.typeErr(n, path, "a number of cores")
 			}
-			pol.Limits.Memory = v
-		case "pids":
-			v, err := ps.intRange(f.val, f.path, 1, MaxPids)
-			if err != nil {
-				return err
-			}
-			pol.Limits.Pids = v
-		case "cpu":
-			if f.val.Kind != yaml.ScalarNode || (f.val.ShortTag() != "!!float" && f.val.ShortTag() != "!!int") {
-				return ps.typeErr(f.val, f.path, "a number of cores")
-			}
-			v, perr := strconv.ParseFloat(f.val.Value, 64)
+			v, perr := strconv.ParseFloat(n.Value, 64)
 			if perr != nil || v < 0.01 || v > MaxCPU {
-				return ps.errf(f.val.Line, f.path, "%s: give a number of cores from 0.01 to %d", quote(f.val.Value), MaxCPU)
+				return ps.errf(n.Line, path, "%s: give a number of cores from 0.01 to %d", quote(n.Value), MaxCPU)
 			}
 			pol.Limits.CPU = v
-		}
-	}
-	return nil
+			return nil
+		}})
+	return err
 }
 
 // bytes parses a byte count: a plain integer or a string with a K, M or G

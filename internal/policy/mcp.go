@@ -97,38 +97,34 @@ func MatchTool(pattern, name string) bool {
 }
 
 func (ps *parser) mcpSection(n *yaml.Node, path string, pol *Policy) *Error {
+	_, err := ps.walk(n, path, pol, section{name: "tools", parse: (*parser).mcpTools})
+	return err
+}
+
+func (ps *parser) mcpTools(n *yaml.Node, path string, pol *Policy) *Error {
 	if isNull(n) {
 		return nil
 	}
-	fs, err := ps.fields(n, path, "tools")
+	tfs, err := ps.fields(n, path, "deny", "allow")
 	if err != nil {
 		return err
 	}
-	for _, f := range fs {
-		if isNull(f.val) {
-			continue
-		}
-		tfs, err := ps.fields(f.val, f.path, "deny", "allow")
+	if len(tfs) == 2 {
+		return ps.errf(tfs[1].val.Line, tfs[1].path, "mcp.tools takes deny or allow, not both: allow already refuses every tool it does not list")
+	}
+	for _, tf := range tfs {
+		items, err := ps.list(tf.val, tf.path)
 		if err != nil {
 			return err
 		}
-		if len(tfs) == 2 {
-			return ps.errf(tfs[1].val.Line, tfs[1].path, "mcp.tools takes deny or allow, not both: allow already refuses every tool it does not list")
+		rules, err := ps.tools(items, tf.path)
+		if err != nil {
+			return err
 		}
-		for _, tf := range tfs {
-			items, err := ps.list(tf.val, tf.path)
-			if err != nil {
-				return err
-			}
-			rules, err := ps.tools(items, tf.path)
-			if err != nil {
-				return err
-			}
-			if tf.name == "deny" {
-				pol.ToolDeny = rules
-			} else {
-				pol.ToolAllow, pol.ToolAllowList = rules, true
-			}
+		if tf.name == "deny" {
+			pol.ToolDeny = rules
+		} else {
+			pol.ToolAllow, pol.ToolAllowList = rules, true
 		}
 	}
 	return nil

@@ -182,20 +182,10 @@ func (ps *parser) errf(line int, field, format string, args ...any) *Error {
 	return &Error{File: ps.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-func (ps *parser) mode(f field, pol *Policy) *Error {
-	s, err := ps.str(f.val, f.path, "enforce or audit")
-	if err != nil {
-		return err
-	}
-	switch s {
-	case "enforce":
-		pol.Mode = ModeEnforce
-	case "audit":
-		pol.Mode = ModeAudit
-	default:
-		return ps.errf(f.val.Line, f.path, "unknown mode %s; use enforce or audit", quote(s))
-	}
-	return nil
+func (ps *parser) mode(n *yaml.Node, path string, pol *Policy) *Error {
+	i, err := ps.oneOf(n, path, "mode", "enforce", "audit")
+	pol.Mode = [...]Mode{ModeEnforce, ModeAudit}[i]
+	return err
 }
 
 func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
@@ -225,33 +215,6 @@ func (ps *parser) root(n *yaml.Node, pol *Policy) *Error {
 		return ps.errf(version.Line, "version", "unknown version %s: this assay understands versions 1 and 2", text)
 	}
 
-	fs, err := ps.fields(n, "", "version", "mode", "network", "files", "limits", "mcp")
-	if err != nil {
-		return err
-	}
-	for _, f := range fs {
-		switch f.name {
-		case "mode":
-			if err := ps.mode(f, pol); err != nil {
-				return err
-			}
-		case "limits":
-			if err := ps.limits(f.val, f.path, pol); err != nil {
-				return err
-			}
-		case "network":
-			if err := ps.network(f.val, f.path, pol); err != nil {
-				return err
-			}
-		case "files":
-			if err := ps.files(f.val, f.path, pol); err != nil {
-				return err
-			}
-		case "mcp":
-			if err := ps.mcpSection(f.val, f.path, pol); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	_, err = ps.walk(n, "", pol, rootV1...)
+	return err
 }
