@@ -176,12 +176,6 @@ func (p *Policy) HasFileRules() bool {
 	return len(p.FileDeny) > 0 || len(p.FileAllow) > 0 || (p.FilesSet && p.FileDefault == DefaultDeny)
 }
 
-// HasNetworkRules reports whether the policy has any network rule.
-func (p *Policy) HasNetworkRules() bool {
-	return len(p.DenyPorts) > 0 || len(p.AllowCIDRs) > 0 || len(p.DenyCIDRs) > 0 ||
-		len(p.NetAllow) > 0 || len(p.NetDeny) > 0 || (p.NetworkSet && p.NetDefault == DefaultDeny)
-}
-
 // Rules returns every rule of the policy sorted by id, including the
 // implicit not_in_allow_cidrs rule when AllowCIDRs is non-empty.
 func (p *Policy) Rules() []Rule {
@@ -216,53 +210,6 @@ func (p *Policy) Rules() []Rule {
 	}
 	sort.SliceStable(rs, func(i, j int) bool { return rs[i].ID < rs[j].ID })
 	return rs
-}
-
-// RuleByID returns the rule with the given id.
-func (p *Policy) RuleByID(id uint32) (Rule, bool) {
-	if p.Version == 2 {
-		// Version 2 rules first; the tool rules are shared with version 1.
-		if r, ok := p.v2RuleByID(id); ok || id == NotInAllowCIDRsID {
-			return r, ok
-		}
-	}
-	if id == NotInAllowCIDRsID {
-		return notInAllowRule, len(p.AllowCIDRs) > 0
-	}
-	for _, r := range p.DenyPorts {
-		if r.ID == id {
-			return portRule(r), true
-		}
-	}
-	for _, r := range p.DenyCIDRs {
-		if r.ID == id {
-			return cidrRule(r, KindDenyCIDR), true
-		}
-	}
-	for _, r := range p.AllowCIDRs {
-		if r.ID == id {
-			return cidrRule(r, KindAllowCIDR), true
-		}
-	}
-	for _, r := range p.FileDeny {
-		if r.ID == id {
-			return fileRule(r), true
-		}
-	}
-	if id == NotInAllowToolsID {
-		return notInAllowToolsRule, p.ToolAllowList
-	}
-	for _, r := range p.ToolDeny {
-		if r.ID == id {
-			return toolRule(r, KindDenyTool), true
-		}
-	}
-	for _, r := range p.ToolAllow {
-		if r.ID == id {
-			return toolRule(r, KindAllowTool), true
-		}
-	}
-	return Rule{}, false
 }
 
 // Summary describes the policy in one line, e.g.

@@ -382,34 +382,6 @@ func (p *Policy) v2Rules(rs []Rule) []Rule {
 	return rs
 }
 
-// v2RuleByID finds a version 2 rule (baseline rules included).
-func (p *Policy) v2RuleByID(id uint32) (Rule, bool) {
-	switch id {
-	case NotInAllowCIDRsID:
-		return p.netDefaultRule(), p.NetworkSet && p.NetDefault == DefaultDeny
-	case FilesDefaultID:
-		return p.filesDefaultRule(), p.FilesSet && p.FileDefault == DefaultDeny
-	case DNSDefaultID:
-		return dnsDefaultRule(), p.HasHosts()
-	}
-	for _, r := range p.NetDeny {
-		if r.ID == id {
-			return netRule(r, KindNetDeny), true
-		}
-	}
-	for _, r := range p.NetAllow {
-		if r.ID == id {
-			return netRule(r, KindNetAllow), true
-		}
-	}
-	for _, r := range p.FileRules() {
-		if r.ID == id {
-			return p.fileRuleView(r), true
-		}
-	}
-	return Rule{}, false
-}
-
 // v2Summary describes a version 2 policy in one line (policy check).
 func (p *Policy) v2Summary() string {
 	files := "files: none"
