@@ -84,7 +84,7 @@ func probeNet(r *ProbeResult, args []string) error {
 	return nil
 }
 
-// io_uring, as much as one IORING_OP_CONNECT needs (no cgo, no library):
+// io_uring, as much as one operation at a time needs (no cgo, no library):
 // the layouts of include/uapi/linux/io_uring.h.
 type uringParams struct {
 	SqEntries, CqEntries, Flags, SqThreadCPU, SqThreadIdle, Features, WqFd uint32
@@ -120,6 +120,8 @@ type uringCQE struct {
 
 const (
 	uringOpConnect     = 16
+	uringOpOpenat      = 18
+	uringOpUnlinkat    = 36
 	uringOffSQRing     = 0
 	uringOffCQRing     = 0x8000000
 	uringOffSQEs       = 0x10000000
@@ -134,51 +136,63 @@ func uringConnect(fd int, sa unix.Sockaddr) error {
 	if err != nil {
 		return err
 	}
+	res, err := uringDo(uringSQE{Opcode: uringOpConnect, Fd: int32(fd), Addr: uint64(uintptr(unsafe.Pointer(&raw[0]))), Off: uint64(len(raw))})
+	runtime.KeepAlive(raw) // the kernel read it during io_uring_enter
+	if err != nil {
+		return err
+	}
+	if res < 0 {
+		return unix.Errno(-res)
+	}
+	return nil
+}
+
+// uringDo submits one operation through a new io_uring, waits for its
+// completion and returns its result (the caller keeps the memory sqe
+// points to alive). Errors are io_uring's own.
+func uringDo(op uringSQE) (int32, error) {
 	var p uringParams
 	rfd, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&p)), 0)
 	if e != 0 {
-		return fmt.Errorf("io_uring_setup: %v", e)
+		return 0, fmt.Errorf("io_uring_setup: %v", e)
 	}
 	ring := int(rfd)
 	defer unix.Close(ring)
 	sq, err := unix.Mmap(ring, uringOffSQRing, int(p.SqOff.Array+p.SqEntries*4), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
-		return fmt.Errorf("mmap SQ ring: %v", err)
+		return 0, fmt.Errorf("mmap SQ ring: %v", err)
 	}
 	defer unix.Munmap(sq)
 	cq, err := unix.Mmap(ring, uringOffCQRing, int(p.CqOff.Cqes+p.CqEntries*uint32(unsafe.Sizeof(uringCQE{}))), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
-		return fmt.Errorf("mmap CQ ring: %v", err)
+		return 0, fmt.Errorf("mmap CQ ring: %v", err)
 	}
 	defer unix.Munmap(cq)
 	sqes, err := unix.Mmap(ring, uringOffSQEs, int(p.SqEntries*uint32(unsafe.Sizeof(uringSQE{}))), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
-		return fmt.Errorf("mmap SQEs: %v", err)
+		return 0, fmt.Errorf("mmap SQEs: %v", err)
 	}
 	defer unix.Munmap(sqes)
 
 	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
 	sqe := (*uringSQE)(unsafe.Pointer(&sqes[0]))
-	*sqe = uringSQE{Opcode: uringOpConnect, Fd: int32(fd), Addr: uint64(uintptr(unsafe.Pointer(&raw[0]))), Off: uint64(len(raw)), UserData: 1}
+	op.UserData = 1
+	*sqe = op
 	tail := atomic.LoadUint32(u32(sq, p.SqOff.Tail))
 	mask := *u32(sq, p.SqOff.RingMask)
 	*u32(sq, p.SqOff.Array+4*(tail&mask)) = 0
 	atomic.StoreUint32(u32(sq, p.SqOff.Tail), tail+1)
 	if _, _, e := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(ring), 1, 1, uringEnterGetEvent, 0, 0); e != 0 {
-		return fmt.Errorf("io_uring_enter: %v", e)
+		return 0, fmt.Errorf("io_uring_enter: %v", e)
 	}
 	head := atomic.LoadUint32(u32(cq, p.CqOff.Head))
 	if head == atomic.LoadUint32(u32(cq, p.CqOff.Tail)) {
-		return errors.New("io_uring: no completion")
+		return 0, errors.New("io_uring: no completion")
 	}
 	cqe := (*uringCQE)(unsafe.Pointer(&cq[p.CqOff.Cqes+(head&*u32(cq, p.CqOff.RingMask))*uint32(unsafe.Sizeof(uringCQE{}))]))
 	res := cqe.Res
 	atomic.StoreUint32(u32(cq, p.CqOff.Head), head+1)
-	runtime.KeepAlive(raw) // the kernel read it during io_uring_enter
-	if res < 0 {
-		return unix.Errno(-res)
-	}
-	return nil
+	return res, nil
 }
 
 // rawSockaddr is sa as the kernel reads it (struct sockaddr_in/_in6).

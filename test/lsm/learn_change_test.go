@@ -3,6 +3,7 @@
 package lsm_test
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,13 +15,16 @@ import (
 )
 
 // learnScript reads a file through a symbolic link, then changes a work
-// directory without opening anything in it (mkdir, rename into the new
-// directory, unlink through a symbolic link to a directory, rmdir,
-// symlink, link, chmod, truncate); its last argument, when given, is a
-// file outside the directory it tries to remove.
+// directory ($1) without opening anything in it (mkdir, rename into the
+// new directory, unlink through a symbolic link to a directory, rmdir,
+// symlink, link, chmod, truncate), then runs the probe $2 (learn-attack:
+// unlinks whose argument a racing thread rewrites, io_uring's open and
+// unlink); $3, when given, is a file outside the directory it tries to
+// remove.
 const learnScript = `set -e
 cd "$1"
 cat lnk.txt
+ASSAY_PROBE=learn-attack "$2" "$1/race" 100
 mkdir new
 mv old.txt new/moved.txt
 rm ldir/junk.txt
@@ -29,8 +33,8 @@ ln -s moved.txt new/link
 ln new/moved.txt new/hard
 chmod 600 mode.txt
 truncate -s 1 big.txt
-echo " changed"
-if [ -n "$2" ]; then rm -f "$2" 2>/dev/null || echo refused; fi
+echo changed
+if [ -n "$3" ]; then rm -f "$3" 2>/dev/null || echo refused; fi
 `
 
 // fileOpLine matches an observed change in the text events: path, op, and
@@ -44,7 +48,7 @@ func learnWork(t *testing.T, w string) {
 	if err := os.RemoveAll(w); err != nil {
 		t.Fatal(err)
 	}
-	for n, c := range map[string]string{"real.txt": "real", "old.txt": "o", "realdir/junk.txt": "j", "mode.txt": "m", "big.txt": "big"} {
+	for n, c := range map[string]string{"real.txt": "real\n", "old.txt": "o", "realdir/junk.txt": "j", "mode.txt": "m", "big.txt": "big"} {
 		writeFile(t, filepath.Join(w, n), c)
 	}
 	if err := os.Mkdir(filepath.Join(w, "emptydir"), 0o755); err != nil {
@@ -58,11 +62,25 @@ func learnWork(t *testing.T, w string) {
 	filepath.Walk(w, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, 65534, 65534) })
 }
 
+// attackReport is the learn-attack probe's report among the command's
+// output lines (the second), or nil.
+func attackReport(t *testing.T, lines []string) *assaytest.ProbeResult {
+	t.Helper()
+	var r assaytest.ProbeResult
+	if len(lines) != 3 || json.Unmarshal([]byte(lines[1]), &r) != nil {
+		return nil
+	}
+	return &r
+}
+
 // TestLearnLSMChanges: under BPF LSM, assay learn observes in the LSM
 // hooks. The records name the objects the kernel operated on, not the
 // arguments: the read through lnk.txt is learned as real.txt, the unlink
 // through the directory link ldir as realdir/junk.txt (the trace path
-// would name ldir/...). Every change is observed and the learned policy
+// would name ldir/...); so are 100 unlinks whose argument a racing thread
+// keeps rewriting (each event names the file removed; the trace path got
+// 48 of 100 wrong on the host) and io_uring's open and unlink, which no
+// system call carries. Every change is observed and the learned policy
 // gives w on the work directory; under assay run with it (BPF LSM
 // enforcing) the same script passes with no refusal but one: removing a
 // file outside the directory, refused with a BLOCKED FILE event (one
@@ -77,10 +95,15 @@ func TestLearnLSMChanges(t *testing.T) {
 	os.Chmod(filepath.Dir(outside), 0o777) // only the policy protects it
 	pol := filepath.Join(t.TempDir(), "learned.yaml")
 	evs := filepath.Join(t.TempDir(), "events.txt")
+	exe := assaytest.PublicExecutable(t)
 	lr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "learn", "--out", pol, "--events", evs, "--",
-		"/bin/busybox", "sh", "-c", learnScript, "sh", w))
-	if lr.ExitCode != 0 || strings.Join(lr.Stdout, "") != "real changed" {
+		"/bin/busybox", "sh", "-c", learnScript, "sh", w, exe))
+	probe := attackReport(t, lr.Stdout)
+	if lr.ExitCode != 0 || probe == nil || strings.Join(lr.Stdout, "") != "real"+lr.Stdout[1]+"changed" {
 		t.Fatalf("assay learn: exit %d stdout %q\n%s", lr.ExitCode, lr.Stdout, lr.StderrText())
+	}
+	if strings.Join(probe.Steps, ", ") != "uring-open: ok, uring-unlink: ok" {
+		t.Errorf("the probe's io_uring operations: %q", probe.Steps)
 	}
 	if !strings.Contains(lr.StderrText(), "learn: file accesses observed in the BPF LSM hooks") {
 		t.Errorf("assay learn did not observe in the LSM hooks:\n%s", lr.StderrText())
@@ -113,6 +136,32 @@ func TestLearnLSMChanges(t *testing.T) {
 			t.Errorf("event %q names the argument, not the object the kernel operated on", arg)
 		}
 	}
+	// io_uring's open and unlink (no system call carries them) are seen.
+	for _, want := range []string{"open /race/uring-read", "unlink /race/uring-gone"} {
+		if !seen[want] {
+			t.Errorf("no event %q (io_uring)", want)
+		}
+	}
+	// The race: every unlink is named as what it removed, whatever the
+	// racing thread had made the argument say by then.
+	removed := strings.Fields(probe.Out)
+	raced := map[string]bool{}
+	for k := range seen {
+		if strings.HasPrefix(k, "unlink /race/a/") || strings.HasPrefix(k, "unlink /race/b/") {
+			raced[strings.TrimPrefix(k, "unlink /race/")] = true
+		}
+	}
+	wrong := 0
+	for _, r := range removed {
+		if !raced[r] {
+			wrong++
+		}
+	}
+	inB := strings.Count(probe.Out, "b/")
+	t.Logf("racing unlinks: %d removed (%d in a, %d in b), %d events", len(removed), len(removed)-inB, inB, len(raced))
+	if len(removed) != 100 || len(raced) != 100 || wrong != 0 {
+		t.Errorf("racing unlinks: %d removed, %d events, %d removals with no event naming them", len(removed), len(raced), wrong)
+	}
 	text, err := os.ReadFile(pol)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +171,7 @@ func TestLearnLSMChanges(t *testing.T) {
 	}
 	learnWork(t, w)
 	rr := assaytest.RunCmd(t, exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--",
-		"/bin/busybox", "sh", "-c", learnScript, "sh", w, outside))
+		"/bin/busybox", "sh", "-c", learnScript, "sh", w, exe, outside))
 	blocks, outsideBlocks := 0, 0
 	for _, l := range rr.Stderr {
 		if strings.Contains(l, "BLOCKED FILE:") {
@@ -132,7 +181,8 @@ func TestLearnLSMChanges(t *testing.T) {
 			}
 		}
 	}
-	if rr.ExitCode != 0 || strings.Join(rr.Stdout, "") != "real changedrefused" || blocks != 1 || outsideBlocks != 1 {
+	if rr.ExitCode != 0 || len(rr.Stdout) != 4 || rr.Stdout[0] != "real" || rr.Stdout[2] != "changed" || rr.Stdout[3] != "refused" ||
+		blocks != 1 || outsideBlocks != 1 {
 		t.Errorf("under the learned policy: exit %d stdout %q, %d refusals (want only the outside unlink)\n%s", rr.ExitCode, rr.Stdout, blocks, rr.StderrText())
 	}
 	if _, err := os.Stat(outside); err != nil {
