@@ -36,7 +36,7 @@ func probeLearnAttack(r *ProbeResult, args []string) error {
 	dir := args[0]
 	n, err := strconv.Atoi(args[1])
 	if err != nil || n < 1 || n > 1000 {
-		return fmt.Errorf("N %q: want 1..1000", args[1])
+		return fmt.Errorf("count %q: want 1..1000", args[1])
 	}
 	for _, d := range []string{"a", "b"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
