@@ -3,12 +3,15 @@
 // when told to, instead of polling it.
 //
 // Measured on Linux 6.18 (and asserted by this package's tests): rmdir of
-// a cgroup2 directory delivers IN_DELETE_SELF (then IN_IGNORED); a change
-// of a cgroup's cgroup.events ("populated") delivers IN_MODIFY on that
-// file; unlinking a pin in bpffs delivers IN_DELETE on its directory, and
-// unmounting a bpffs delivers IN_UNMOUNT (then IN_IGNORED) for every watch
-// on it. What no event reports: a mount over a watched path (the watched
-// inodes stay as they were); callers say so where it matters.
+// a cgroup2 directory delivers IN_DELETE to a watch on its parent, but no
+// IN_DELETE_SELF to a watch on the directory itself (kernfs keeps the
+// inode's link count; the VFS sends IN_DELETE_SELF only for an inode
+// without links): watch the parent. A change of a cgroup's cgroup.events
+// ("populated") delivers IN_MODIFY on that file; unlinking a pin in bpffs
+// delivers IN_DELETE on its directory, and unmounting a bpffs delivers
+// IN_UNMOUNT for every watch on it. What no event reports: a mount over a
+// watched path (the watched inodes stay as they were); callers say so
+// where it matters.
 package inotify
 
 import (
