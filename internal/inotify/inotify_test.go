@@ -4,12 +4,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/assaymcp/assay/internal/assaytest"
 	"github.com/assaymcp/assay/internal/cgroup"
 	"github.com/assaymcp/assay/internal/inotify"
 	"github.com/assaymcp/assay/internal/testenv"
@@ -50,25 +53,11 @@ func quiet(t *testing.T, w *inotify.Watcher, what string) {
 	}
 }
 
-func newCgroup(t *testing.T) cgroup.Scope {
-	t.Helper()
-	mnt, err := cgroup.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := cgroup.CreateLeaf(mnt, "assay-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cgroup.Remove(s) })
-	return s
-}
-
 // TestCgroupRemoved: rmdir of a cgroup2 directory is reported to a
 // ChildGone watch on its parent (IN_DELETE).
 func TestCgroupRemoved(t *testing.T) {
 	testenv.Privileged(t)
-	parent := newCgroup(t)
+	parent := assaytest.NewCgroup(t)
 	s, err := cgroup.CreateLeaf(parent.Path, "child")
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +79,7 @@ func TestCgroupRemoved(t *testing.T) {
 // sends IN_DELETE_SELF only for an inode without links). Watch the parent.
 func TestCgroupNoDeleteSelf(t *testing.T) {
 	testenv.Privileged(t)
-	s := newCgroup(t)
+	s := assaytest.NewCgroup(t)
 	w := watcher(t)
 	if err := w.Add(s.Path, inotify.Gone); err != nil {
 		t.Fatal(err)
@@ -122,7 +111,7 @@ func TestCgroupNoDeleteSelf(t *testing.T) {
 // Modified watch on that file.
 func TestCgroupPopulated(t *testing.T) {
 	testenv.Privileged(t)
-	s := newCgroup(t)
+	s := assaytest.NewCgroup(t)
 	w := watcher(t)
 	events := filepath.Join(s.Path, "cgroup.events")
 	if err := w.Add(events, inotify.Modified); err != nil {
@@ -161,28 +150,7 @@ func TestCgroupPopulated(t *testing.T) {
 }
 
 func containsLine(data []byte, line string) bool {
-	for _, l := range splitLines(string(data)) {
-		if l == line {
-			return true
-		}
-	}
-	return false
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		out = append(out, s[:i])
-		if i < len(s) {
-			i++
-		}
-		s = s[i:]
-	}
-	return out
+	return slices.Contains(strings.Split(string(data), "\n"), line)
 }
 
 // TestBPFFS: on a bpffs of the test's own, unlinking a pin is reported to
