@@ -88,6 +88,7 @@ struct net_rules {
 	void *ports, *deny4, *allow4, *deny6, *allow6;
 	void *n2deny4, *n2allow4, *n2deny6, *n2allow6; /* version 2 (net2.h) */
 	__u8 proto;                                    /* the socket's protocol, for version 2 */
+	__u32 gen;                                     /* the generation they are */
 };
 
 static __always_inline int net_rules(__u32 gen, struct net_rules *r)
@@ -102,6 +103,7 @@ static __always_inline int net_rules(__u32 gen, struct net_rules *r)
 	r->n2deny6 = bpf_map_lookup_elem(&net2_deny_v6, &gen);
 	r->n2allow6 = bpf_map_lookup_elem(&net2_allow_v6, &gen);
 	r->proto = 0;
+	r->gen = gen;
 	return r->ports && r->deny4 && r->allow4 && r->deny6 && r->allow6 && r->n2deny4 && r->n2allow4 &&
 	       r->n2deny6 && r->n2allow6;
 }
@@ -116,8 +118,8 @@ static __always_inline __u32 port_rule(const struct net_rules *r, __u16 port)
 	return id ? *id : 0;
 }
 
-static __always_inline __u32 judge_v4(const struct assay_settings *s, const struct net_rules *r, __u32 addr,
-				      __u16 port)
+static __always_inline __u32 judge_v4_body(const struct assay_settings *s, const struct net_rules *r, __u32 addr,
+					   __u16 port)
 {
 	struct assay_lpm_v4_key key = {.prefixlen = 32, .addr = addr};
 	__u32 *id;
@@ -134,8 +136,8 @@ static __always_inline __u32 judge_v4(const struct assay_settings *s, const stru
 	return 0;
 }
 
-static __always_inline __u32 judge_v6(const struct assay_settings *s, const struct net_rules *r,
-				      const struct assay_lpm_v6_key *key, __u16 port)
+static __always_inline __u32 judge_v6_body(const struct assay_settings *s, const struct net_rules *r,
+					   const struct assay_lpm_v6_key *key, __u16 port)
 {
 	__u32 *id;
 	__u32 rule = port_rule(r, port);
@@ -149,6 +151,56 @@ static __always_inline __u32 judge_v6(const struct assay_settings *s, const stru
 	if (s->allow_active && !bpf_map_lookup_elem(r->allow6, key))
 		return RULE_NOT_IN_ALLOW;
 	return 0;
+}
+
+/* assay_judge4 and assay_judge6 are judge_v4_body and judge_v6_body as
+ * global functions: the verifier checks a global function once per
+ * program, not once per call site. Inlined at every call (up to four
+ * IPv4 and two IPv6 judgements in one program: the unspecified and
+ * IPv4-mapped cases), the IPv6 programs were about 7000 instructions and
+ * their verification most of assay's start-up CPU time. Their arguments
+ * are scalars (a global function gets no pointers to the caller's
+ * stack): the generation, whose settings and maps they look up again
+ * (missing: fail closed), and the port and protocol packed as
+ * port << 8 | protocol. */
+__noinline __u32 assay_judge4(__u32 gen, __u32 addr, __u32 port_proto)
+{
+	struct net_rules r;
+	struct assay_settings *s = get_settings(gen);
+	if (!s || !net_rules(gen, &r))
+		return RULE_NOT_IN_ALLOW;
+	r.proto = port_proto & 0xff;
+	return judge_v4_body(s, &r, addr, port_proto >> 8);
+}
+
+__noinline __u32 assay_judge6(__u32 w0, __u32 w1, __u32 w2, __u32 w3, __u32 gen_port_proto)
+{
+	struct net_rules r;
+	__u32 gen = gen_port_proto >> 24;
+	struct assay_settings *s = get_settings(gen);
+	if (!s || !net_rules(gen, &r))
+		return RULE_NOT_IN_ALLOW;
+	r.proto = gen_port_proto & 0xff;
+	struct assay_lpm_v6_key key = {.prefixlen = 128};
+	__u32 *a = (__u32 *)key.addr;
+	a[0] = w0;
+	a[1] = w1;
+	a[2] = w2;
+	a[3] = w3;
+	return judge_v6_body(s, &r, &key, (gen_port_proto >> 8) & 0xffff);
+}
+
+static __always_inline __u32 judge_v4(const struct assay_settings *s, const struct net_rules *r, __u32 addr,
+				      __u16 port)
+{
+	return assay_judge4(r->gen, addr, (__u32)port << 8 | r->proto);
+}
+
+static __always_inline __u32 judge_v6(const struct assay_settings *s, const struct net_rules *r,
+				      const struct assay_lpm_v6_key *key, __u16 port)
+{
+	const __u32 *a = (const __u32 *)key->addr;
+	return assay_judge6(a[0], a[1], a[2], a[3], r->gen << 24 | (__u32)port << 8 | r->proto);
 }
 
 /* judge_v4_cached and judge_v6_cached are judge_v4 and judge_v6 behind
