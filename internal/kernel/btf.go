@@ -15,7 +15,8 @@ import (
 const btrfsModule = "btrfs"
 
 var relocTargets struct {
-	once   sync.Once
+	mu     sync.Mutex
+	loaded bool
 	kernel *btf.Spec
 	extra  []*btf.Spec
 	btrfs  bool
@@ -26,40 +27,62 @@ var relocTargets struct {
 // relocations against vmlinux and, when the btrfs module is loaded, its
 // BTF. By default the library would decode the BTF of every loaded module
 // on every load (seconds each under emulation, with xfs and overlay
-// loaded); the specs are decoded once per process here.
+// loaded); the specs are decoded once per process here (until
+// ReleaseCaches).
 func programOptions() (ebpf.ProgramOptions, error) {
-	relocTargets.once.Do(func() {
+	relocTargets.mu.Lock()
+	defer relocTargets.mu.Unlock()
+	if !relocTargets.loaded {
+		relocTargets.loaded = true
+		relocTargets.kernel, relocTargets.extra, relocTargets.btrfs, relocTargets.err = nil, nil, false, nil
 		k, err := btf.LoadKernelSpec()
 		if err != nil {
 			relocTargets.err = err
-			return
+		} else {
+			relocTargets.kernel = k
+			m, err := btf.LoadKernelModuleSpec(btrfsModule)
+			switch {
+			case err == nil:
+				relocTargets.extra = []*btf.Spec{m}
+				relocTargets.btrfs = true
+			case errors.Is(err, fs.ErrNotExist):
+			default:
+				relocTargets.err = err
+			}
 		}
-		relocTargets.kernel = k
-		m, err := btf.LoadKernelModuleSpec(btrfsModule)
-		switch {
-		case err == nil:
-			relocTargets.extra = []*btf.Spec{m}
-			relocTargets.btrfs = true
-		case errors.Is(err, fs.ErrNotExist):
-		default:
-			relocTargets.err = err
-		}
-	})
+	}
 	if relocTargets.err != nil {
 		return ebpf.ProgramOptions{}, relocTargets.err
 	}
 	return ebpf.ProgramOptions{KernelTypes: relocTargets.kernel, ExtraRelocationTargets: relocTargets.extra}, nil
 }
 
+// ReleaseCaches frees what loading programs needed and a running instance
+// does not: the kernel's BTF (decoded types) and the parsed embedded
+// object, several MiB of a monitor's heap otherwise kept for its life.
+// A later load (a reload that needs more programs, the identity iterator)
+// parses them again.
+func ReleaseCaches() {
+	relocTargets.mu.Lock()
+	relocTargets.loaded = false
+	relocTargets.kernel, relocTargets.extra, relocTargets.err = nil, nil, nil
+	relocTargets.mu.Unlock()
+	embedded.mu.Lock()
+	embedded.loaded = false
+	embedded.spec, embedded.err = nil, nil
+	embedded.mu.Unlock()
+}
+
 // lsmHookArgs returns how many arguments the running kernel's BPF LSM hook
 // has (the BTF of its bpf_lsm_HOOK function), or -1 when it has no such
 // hook.
 func lsmHookArgs(hook string) (int, error) {
-	if _, err := programOptions(); err != nil {
+	opts, err := programOptions()
+	if err != nil {
 		return 0, err
 	}
 	var fn *btf.Func
-	if err := relocTargets.kernel.TypeByName("bpf_lsm_"+hook, &fn); err != nil {
+	if err := opts.KernelTypes.TypeByName("bpf_lsm_"+hook, &fn); err != nil {
 		if errors.Is(err, btf.ErrNotFound) {
 			return -1, nil
 		}
@@ -126,17 +149,23 @@ func ObserveLSMHere() error {
 }
 
 var embedded struct {
-	once sync.Once
-	spec *ebpf.CollectionSpec
-	err  error
+	mu     sync.Mutex
+	loaded bool
+	spec   *ebpf.CollectionSpec
+	err    error
 }
 
 // embeddedSpec returns a copy of the embedded BPF object's spec, parsed
 // once per process (start-up parses it for the probe, the identity
 // iterator and the load: tens of milliseconds each, seconds under
-// emulation).
+// emulation), until ReleaseCaches.
 func embeddedSpec() (*ebpf.CollectionSpec, error) {
-	embedded.once.Do(func() { embedded.spec, embedded.err = loadBpf() })
+	embedded.mu.Lock()
+	defer embedded.mu.Unlock()
+	if !embedded.loaded {
+		embedded.loaded = true
+		embedded.spec, embedded.err = loadBpf()
+	}
 	if embedded.err != nil {
 		return nil, embedded.err
 	}

@@ -340,6 +340,11 @@ func (inst *Instance) loadPrograms(r Rules, trace bool) error {
 	if len(want) == 0 {
 		return nil
 	}
+	for name := range want {
+		if spec.Programs[name] == nil {
+			return fmt.Errorf("program %s: not in the BPF object (or released after the start)", name)
+		}
+	}
 	for name := range spec.Programs {
 		if !want[name] {
 			delete(spec.Programs, name)
@@ -612,4 +617,17 @@ func (inst *Instance) Close() error {
 	}
 	inst.progs, inst.maps = nil, nil
 	return err
+}
+
+// ReleaseStartup frees what only the start-up needed, once the instance
+// is loaded and attached: the specs of the programs it loaded (a reload
+// loads only the programs it misses) and the process-wide caches
+// (ReleaseCaches).
+func (inst *Instance) ReleaseStartup() {
+	for name := range inst.spec.Programs {
+		if inst.progs[name] != nil || inst.isAttached(name) {
+			delete(inst.spec.Programs, name)
+		}
+	}
+	ReleaseCaches()
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -246,6 +247,11 @@ func Start(o Options) (*Session, error) {
 			return nil, err
 		}
 	}
+	// What only the start needed (the BPF object's program specs, the
+	// kernel's BTF) is freed, and the start's garbage is returned to the
+	// system a moment later: an idle monitor keeps only what it uses.
+	inst.ReleaseStartup()
+	time.AfterFunc(250*time.Millisecond, debug.FreeOSMemory)
 	s.startAggregates()
 	return s, nil
 }
