@@ -21,6 +21,11 @@ have podman || need+=(podman)   # test/container
 have git || need+=(git)
 have bpftool || need+=(bpftool)
 have cpio || true
+# Debian's python3 (with its standard library: ssl, json): test/run's and the
+# guest's runtime baseline tests start /usr/bin/python3 (test/vm/run.sh puts
+# it on the amd64 guest's runtime image). Node.js 20+ (node, npm) must be on
+# the machine already (Debian 12's nodejs is 18).
+dpkg-query -W -f='${Status}' python3 2>/dev/null | grep -q 'ok installed' || need+=(python3)
 
 # The arm64 guest (make vmtest-arm64) also needs Debian's arm64 cloud kernel
 # (from backports) and busybox-static:arm64: test/vm/run.sh downloads them

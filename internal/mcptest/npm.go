@@ -66,6 +66,13 @@ func NodeFilesystemServer(t testing.TB) (node, script string) {
 	if err != nil {
 		t.Fatalf("installing %s@%s: %v", NodeFilesystemPackage, NodeFilesystemVersion, err)
 	}
+	return node, NodeFilesystemScript(t, dir)
+}
+
+// NodeFilesystemScript returns the entry point of the pinned filesystem
+// server installed in dir (holding node_modules), checking its version.
+func NodeFilesystemScript(t testing.TB, dir string) string {
+	t.Helper()
 	pkgDir := filepath.Join(dir, "node_modules", filepath.FromSlash(NodeFilesystemPackage))
 	var pkg struct {
 		Version string            `json:"version"`
@@ -86,7 +93,7 @@ func NodeFilesystemServer(t testing.TB) (node, script string) {
 	if rel == "" {
 		t.Fatalf("%s/package.json has no bin %q: %v", pkgDir, nodeFilesystemBin, pkg.Bin)
 	}
-	return node, filepath.Join(pkgDir, filepath.FromSlash(rel))
+	return filepath.Join(pkgDir, filepath.FromSlash(rel))
 }
 
 // installNPM makes sure the lockfile's tree is installed and returns its

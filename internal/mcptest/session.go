@@ -54,6 +54,10 @@ type Options struct {
 	Server []string // the server's command line
 	Roots  []string // directories the client offers as MCP roots (roots/list)
 	Env    []string // the environment of assay (nil: this process's)
+	// Slow multiplies the session's hang guards (ConnectTimeout,
+	// CallTimeout): for a server that is slow to start where it runs (Node.js
+	// in the TCG guest). 0 means 1.
+	Slow int
 	// Learn, when set, runs `assay learn --out LEARN FLAGS... -- SERVER...`
 	// instead (Policy and Output are not used; the output is Text, and
 	// learn writes no events).
@@ -118,7 +122,7 @@ func Start(t testing.TB, o Options) *Session {
 		//lint:ignore SA1019 the servers under test still use MCP roots
 		client.AddRoots(&mcp.Root{URI: (&url.URL{Scheme: "file", Path: r}).String(), Name: filepath.Base(r)})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.slow(ConnectTimeout))
 	defer cancel()
 	cs, err := client.Connect(ctx, s.tr, &mcp.ClientSessionOptions{ProtocolVersion: ProtocolVersion})
 	if err != nil {
@@ -130,11 +134,16 @@ func Start(t testing.TB, o Options) *Session {
 	return s
 }
 
+// slow scales a hang guard by Options.Slow.
+func (s *Session) slow(d time.Duration) time.Duration {
+	return d * time.Duration(max(s.o.Slow, 1))
+}
+
 // Call calls a tool and returns its result; a protocol-level failure (as
 // opposed to a tool error, which is a result with IsError) fails the test.
 func (s *Session) Call(tool string, args map[string]any) *mcp.CallToolResult {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), CallTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.slow(CallTimeout))
 	defer cancel()
 	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
 	if err != nil {

@@ -86,6 +86,14 @@ var baselineSpec = []struct {
 	// no secrets.
 	{"/sys/fs/cgroup/", AccessRead},
 	{"/sys/kernel/mm/transparent_hugepage/", AccessRead},
+	// The kernel's settings, read only (as in a container's default
+	// posture): glibc's malloc reads /proc/sys/vm/overcommit_memory in
+	// every threaded program that returns memory (Node.js does, serving),
+	// runtimes read net/core/somaxconn and kernel/cap_last_cap. Sysctl
+	// files get new inode numbers on every lookup, so BPF LSM can only key
+	// this directory (a registered procfs entry), not the files; it
+	// covers the cap_last_cap entry above.
+	{"/proc/sys/", AccessRead},
 }
 
 // BaselineEntry is one runtime-baseline rule as resolved on this machine.

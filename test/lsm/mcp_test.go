@@ -3,9 +3,11 @@
 package lsm_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/assaymcp/assay/internal/mcptest"
+	"github.com/assaymcp/assay/internal/testenv"
 )
 
 // The MCP end-to-end scenarios of test/mcp, here where BPF LSM is active:
@@ -56,5 +58,42 @@ func TestMCPFetchServer(t *testing.T) {
 		Assay:  assayBin(t),
 		Server: []string{mcptest.ServerBinary(t), "fetch"},
 		Comm:   "mcp-testserver",
+	})
+}
+
+// TestMCPNodeFilesServerV2: the reference filesystem server from npm
+// (internal/mcptest/npm's pinned install, which test/vm/run.sh puts at
+// /opt/mcp on the runtime image) started by the host's node under a least-
+// privilege version 2 policy with BPF LSM (default deny, the runtime
+// baseline, the projects root rw, /opt/mcp rx, ROOT/.env denied) and
+// --mcp, driven by the Go SDK client: read, write, edit, create_directory,
+// move, search and list inside the projects root work; reading a file in a
+// second root the server serves but the policy does not allow, writing a
+// new file there, reading .env and writing over it are refused by the
+// kernel (EPERM) with BLOCKED FILE events naming the file's inode, the
+// deciding rule (1000002, or .env's) and the tools/call; and nothing else
+// of the session is refused (not node's start, not the server's code). The
+// host runs the same scenario under Landlock (test/mcp
+// TestNodeFilesystemServerV2), without .env (a hole Landlock cannot make
+// in an rw tree).
+func TestMCPNodeFilesServerV2(t *testing.T) {
+	node, _ := guestRuntime(t)
+	if node == "" {
+		t.Skip("no node in this guest")
+	}
+	code := os.Getenv("ASSAY_NODE_FS_DIR")
+	if code == "" {
+		testenv.Skip(t, "the guest has no npm filesystem server (ASSAY_NODE_FS_DIR): test/vm/run.sh could not install it (npm ci)")
+	}
+	script := mcptest.NodeFilesystemScript(t, code)
+	mcptest.FilesV2Scenario(t, mcptest.FilesV2Config{
+		Assay:     assayBin(t),
+		Code:      code,
+		Server:    func(code, root, outside string) []string { return []string{node, script, root, outside} },
+		MCP:       true,
+		Mechanism: mcptest.MechBPFLSM,
+		// Node.js under TCG: its start alone takes many seconds, a minute
+		// on a loaded machine.
+		Slow: 4,
 	})
 }

@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/assaymcp/assay/internal/assaytest"
+	"github.com/assaymcp/assay/internal/testenv"
 )
 
 // TestRunWithBPFLSM: `assay run` enforces file rules with BPF LSM where it
@@ -165,36 +168,138 @@ func TestRunLSMBranches(t *testing.T) {
 	})
 }
 
+// guestRuntime returns the paths of node and python in the amd64 guest:
+// test/vm/run.sh puts the host's node and Debian's python3 (with its
+// standard library and every library they load) on a read-only ext4 disk
+// that /init mounts at /usr, and names them in ASSAY_NODE and ASSAY_PYTHON.
+// Other guests have no libc: "", "". Missing in the amd64 guest, the test
+// skips, or fails under CI.
+func guestRuntime(t *testing.T) (node, python string) {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Logf("%s guest: no libc, no node, no python", runtime.GOARCH)
+		return "", ""
+	}
+	node, python = os.Getenv("ASSAY_NODE"), os.Getenv("ASSAY_PYTHON")
+	for _, p := range []string{node, python} {
+		if p == "" {
+			testenv.Skip(t, "the guest has no node or no python (ASSAY_NODE, ASSAY_PYTHON): test/vm/run.sh found none on the host")
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%v (is the runtime image mounted at /usr?)", err)
+		}
+	}
+	return node, python
+}
+
 // TestRunPolicyV2WithBPFLSM: `assay run` enforces version 2 file rules with
-// BPF LSM: the report names bpf-lsm for them, a command started on the
-// runtime baseline (busybox from /bin) reads its r tree, gets EPERM outside
-// every rule, and the refusal is a BLOCKED FILE event under 1000002.
+// BPF LSM (the report names bpf-lsm for them), and the runtime baseline
+// lets real runtimes start under files.default: deny (test/run's
+// TestRunBaselineRuntime, here under BPF LSM). One assay start, one shell
+// script: busybox (from /bin), node (the host's /usr/bin/node, dynamically
+// linked to libstdc++), python (Debian's, -I, importing ssl, json and
+// locale) and a Go program (assay itself), all from their real paths (/usr
+// is the runtime image on an ext4 disk, the loader cache is /etc's), each
+// read a file of the allowed r tree; busybox, node and python then try a
+// file outside every rule and get EPERM from the kernel. Those three
+// refusals, under files.default (1000002), naming the file's inode, are the
+// session's only events: nothing the runtimes read or map when they start
+// is refused (a gap in the baseline would be an event here).
 func TestRunPolicyV2WithBPFLSM(t *testing.T) {
+	node, python := guestRuntime(t)
 	dir := t.TempDir()
 	assaytest.PublicDir(t, dir) // the command runs as nobody
-	writeFile(t, filepath.Join(dir, "r", "f"), "hello")
-	writeFile(t, filepath.Join(dir, "out", "f"), "s3cret")
+	allowed, secret := filepath.Join(dir, "r", "f"), filepath.Join(dir, "out", "f")
+	writeFile(t, allowed, "hello")
+	writeFile(t, secret, "s3cret")
+	var st syscall.Stat_t
+	if err := syscall.Stat(secret, &st); err != nil {
+		t.Fatal(err)
+	}
 	pol := writePolicy(t, fmt.Sprintf("version: 2\nfiles:\n  default: deny\n  allow:\n    - {path: %s/r/, access: r, id: 41}\n", dir))
-	cmd := exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--", "/bin/busybox", "sh", "-c",
-		fmt.Sprintf("cat %s/r/f; cat %s/out/f", dir, dir))
+
+	// Each program reads the allowed file, then tries the secret: one start
+	// each (a start of node takes seconds under TCG).
+	type step struct{ name, cmd, want string }
+	steps := []step{{"busybox", fmt.Sprintf(`cat %[1]s && echo; cat %[2]s 2>&1 | grep -q "Operation not permitted" && echo "busybox: EPERM"`, allowed, secret),
+		"hello\nbusybox: EPERM"}}
+	wantComms := map[string]int{"busybox": 1}
+	if node != "" {
+		steps = append(steps,
+			step{"node", fmt.Sprintf(`%s -e '
+const fs = require("fs"), os = require("os");
+console.log("node", os.cpus().length > 0, require("crypto").randomBytes(4).length, Intl.DateTimeFormat().resolvedOptions().timeZone.length > 0, fs.readFileSync(%q, "utf8"));
+try { fs.readFileSync(%q); console.log("node: read it") } catch (e) { console.log("node:", e.code) }'`, node, allowed, secret),
+				"node true 4 true hello\nnode: EPERM"},
+			step{"python", fmt.Sprintf(`%s -I -c '
+import os, ssl, json, locale, errno
+print("python", len(os.urandom(4)), ssl.OPENSSL_VERSION[:7], open(%q).read())
+try:
+    open(%q).read()
+    print("python: read it")
+except OSError as e:
+    print("python:", errno.errorcode[e.errno])'`, python, allowed, secret),
+				"python 4 OpenSSL hello\npython: EPERM"},
+			step{"go", `/bin/assay policy baseline | grep -q '/sys/fs/cgroup/' && echo go ok`, "go ok"})
+		wantComms["node"], wantComms["python3"] = 1, 1
+	}
+	var script, want []string
+	for _, s := range steps {
+		script = append(script, s.cmd+` || echo "`+s.name+` failed: $?"`)
+		want = append(want, s.want)
+	}
+	evfile := filepath.Join(t.TempDir(), "events.json")
+	cmd := exec.Command(assaytest.Binary(t), "run", "--policy", pol, "--output", "json", "--events", evfile, "--",
+		"/bin/busybox", "sh", "-c", strings.Join(script, "\n"))
 	res := assaytest.RunCmd(t, cmd)
 	stderr := res.StderrText()
-	if got := strings.Join(res.Stdout, "\n"); got != "hello" {
-		t.Errorf("stdout %q, want only the r tree's file", got)
+	if got, want := strings.Join(res.Stdout, "\n"), strings.Join(want, "\n"); res.ExitCode != 0 || got != want {
+		t.Errorf("status %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", res.ExitCode, got, want, stderr)
 	}
-	if res.ExitCode == 0 || !strings.Contains(stderr, "Operation not permitted") {
-		t.Errorf("exit %d, want cat's EPERM:\n%s", res.ExitCode, stderr)
+
+	data, err := os.ReadFile(evfile)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var report, event bool
-	for _, l := range res.Stderr {
-		if strings.Contains(l, "rule 41") && strings.Contains(l, "bpf-lsm") {
-			report = true
+	report := false
+	comms := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var ev struct {
+			Type    string  `json:"type"`
+			Kind    string  `json:"kind"`
+			Verdict string  `json:"verdict"`
+			RuleID  uint32  `json:"rule_id"`
+			Comm    string  `json:"comm"`
+			Op      string  `json:"op"`
+			Ino     *uint64 `json:"ino"`
+			Rules   []struct {
+				ID        uint32 `json:"id"`
+				Mechanism string `json:"mechanism"`
+			} `json:"rules"`
 		}
-		if strings.Contains(l, "🛡️ BLOCKED FILE: ") && strings.Contains(l, " rule_id=1000002 ") && strings.Contains(l, " op=open") {
-			event = true
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("events file line %q: %v", l, err)
+		}
+		switch {
+		case ev.Type == "enforcement":
+			for _, r := range ev.Rules {
+				report = report || r.ID == 41 && r.Mechanism == "bpf-lsm"
+			}
+		case ev.Type != "event":
+		case ev.Kind == "file" && ev.Verdict == "blocked" && ev.RuleID == 1000002 && ev.Op == "open" && ev.Ino != nil && *ev.Ino == st.Ino:
+			c := ev.Comm
+			if c != "node" && c != "python3" {
+				c = "busybox" // cat: an applet of busybox sh
+			}
+			comms[c]++
+		default:
+			t.Errorf("an event the attacks did not cause (a gap in the runtime baseline?): %s", l)
 		}
 	}
-	if !report || !event {
-		t.Errorf("report names bpf-lsm for rule 41: %v; BLOCKED FILE event under 1000002: %v\n%s", report, event, stderr)
+	if !report {
+		t.Errorf("the report does not name bpf-lsm for rule 41:\n%s", data)
+	}
+	if fmt.Sprint(comms) != fmt.Sprint(wantComms) {
+		t.Errorf("refusals of the file outside every rule by comm: %v, want %v\n%s", comms, wantComms, data)
 	}
 }

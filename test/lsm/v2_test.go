@@ -24,10 +24,13 @@ import (
 // files outside every rule under files.default: deny (rule 1000002) and,
 // after a SIGHUP reload of the same session, under files.default: allow;
 // the runtime baseline starting a dynamically linked program (the host's
-// /usr/bin/cat with its loader and libc, which test/vm/run.sh lays out as
-// on a merged-/usr host; the guest has neither node nor python) and a
-// process's own /proc; Unix sockets (w on a named one; an abstract one
-// outside the sandbox follows network.default); and, after a second reload,
+// /usr/bin/cat with its loader and libc, on the runtime image test/vm/run.sh
+// mounts at /usr; node and python: TestRunBaselineRuntimeBPFLSM) and a
+// process's own /proc; a deny rule on a cgroup2 file (cgroup.procs of a
+// test cgroup whose directory is rw: read and write refused under both
+// defaults, the cgroup's other files readable and writable); Unix sockets (w
+// on a named one; an abstract one outside the sandbox follows
+// network.default); and, after a second reload,
 // audit mode (judged and reported, not refused). Each refusal is a real
 // EPERM and one event with the deciding rule's id and op; each allowed
 // operation succeeds; the data is intact after the refused changes.
@@ -68,6 +71,9 @@ func TestPolicyV2Files(t *testing.T) {
 	if passwd == 0 {
 		t.Fatal("the runtime baseline has no /etc/passwd in the guest")
 	}
+	// A cgroup2 file with a deny rule (cgroup2 is kernfs: its inodes keep
+	// their numbers while the cgroup exists, so a rule can name one).
+	cgt := assaytest.NewCgroup(t)
 	// The probes are this test binary: it must be executable, the Go
 	// runtime reads the huge page size when it starts, and the BPF library
 	// linked into the binary opens /sys/fs/bpf when it is initialised (a
@@ -82,10 +88,12 @@ func TestPolicyV2Files(t *testing.T) {
     - {path: %[1]s/rw/, access: rw, id: 42}
     - {path: %[1]s/rx/, access: rx, id: 43}
     - {path: %[1]s/deny/open/, access: rw, id: 46}
+    - {path: %[3]s/, access: rw, id: 48}
   deny:
     - {path: %[1]s/rw/secret, id: 44}
     - {path: %[1]s/deny/, id: 45}
-`, d, extra)
+    - {path: %[3]s/cgroup.procs, id: 47}
+`, d, extra, cgt.Path)
 	denyPol := "version: 2\nfiles:\n  default: deny\n  baseline: runtime\n" + rules + "network:\n  default: deny\n"
 	allowPol := "version: 2\nfiles:\n  default: allow\n" + rules
 	auditPol := "version: 2\nmode: audit\nfiles:\n  default: deny\n" + rules
@@ -165,6 +173,11 @@ func TestPolicyV2Files(t *testing.T) {
 		ok("/etc/passwd (baseline r)", "open", "/etc/passwd", "r"),
 		c("write /etc/passwd (baseline r)", passwd, "open", "open", "/etc/passwd", "w"),
 		ok("/dev/null (baseline rw)", "open", "/dev/null", "w"),
+		// A deny rule on a cgroup2 file inside an rw cgroup directory.
+		c("read a denied cgroup2 file", 47, "open", "open", cgt.Path+"/cgroup.procs", "r"),
+		c("write a denied cgroup2 file", 47, "open", "open", cgt.Path+"/cgroup.procs", "w"),
+		ok("read another file of the same cgroup", "open", cgt.Path+"/cgroup.max.depth", "r"),
+		ok("write another file of the same cgroup", "open", cgt.Path+"/cgroup.max.depth", "w"),
 		// Unix sockets.
 		ok("connect to a socket in the rw tree", "unix-connect", rwSock),
 		c("connect to a socket in the rx tree", 43, "connect", "unix-connect", rxSock),
@@ -186,6 +199,8 @@ func TestPolicyV2Files(t *testing.T) {
 		c("read the denied directory (default allow)", 45, "open", "open", d+"/deny/other", "r"),
 		c("mmap-exec in the rw tree (default allow)", 42, "mmap", "mmap-exec", d+"/rw/f"),
 		ok("connect to an abstract socket outside the sandbox (no network section)", "unix-connect-abstract", abstract),
+		c("read the denied cgroup2 file (default allow)", 47, "open", "open", cgt.Path+"/cgroup.procs", "r"),
+		ok("write another file of the same cgroup (default allow)", "open", cgt.Path+"/cgroup.max.depth", "w"),
 	}
 	// Then audit mode (default deny): judged, reported, not refused.
 	audited := []check{

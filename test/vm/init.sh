@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # /init of the vmtest guest (PID 1). Packed into the initramfs by test/vm/run.sh.
 #
-# It mounts what the BPF-LSM tests need, loads the modules (loop, overlay, xfs, btrfs), checks that
+# It mounts what the BPF-LSM tests need, loads the modules (loop, overlay, xfs, btrfs; virtio_blk
+# on amd64), mounts the runtime image (amd64: /usr and /opt), checks that
 # `bpf` is an active LSM, runs /lsm.test and prints exactly one result marker
 #   ASSAY-VMTEST-RESULT: PASS
 #   ASSAY-VMTEST-RESULT: FAIL rc=N
@@ -47,6 +48,23 @@ if [ -s /etc/vmtest/modules ]; then
 fi
 
 ip link set lo up || finish 91 "ip link set lo up"
+
+# amd64: the runtime image (test/vm/run.sh) on the virtio disk, read-only: its
+# usr/ at /usr and opt/ at /opt, the host's programs at their real paths.
+if [ -e /etc/vmtest/runtime.env ]; then
+	i=0
+	while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	mkdir -p /mnt/runtime
+	mount -t ext4 -o ro /dev/vda /mnt/runtime || finish 92 "mount the runtime image /dev/vda"
+	mount -o bind /mnt/runtime/usr /usr || finish 92 "bind /usr"
+	mount -o bind /mnt/runtime/opt /opt || finish 92 "bind /opt"
+	set -a
+	. /etc/vmtest/runtime.env
+	set +a
+fi
 
 lsm=$(cat /sys/kernel/security/lsm)
 echo "vmtest-init: kernel $(uname -r), $(nproc) CPUs, LSMs: $lsm"

@@ -289,22 +289,26 @@ install -m 0755 "$BUILD/lsm.test" "$STAGE/lsm.test"
 [[ -f $BUILD/assay ]] && install -m 0755 "$BUILD/assay" "$STAGE/bin/assay"
 [[ -f $BUILD/mcp-testserver ]] && install -m 0755 "$BUILD/mcp-testserver" "$STAGE/bin/mcp-testserver"
 [[ -d test/lsm/testdata ]] && cp -a test/lsm/testdata "$STAGE/lsm/"
-# A dynamically linked program of the host with its loader, libraries and
-# /etc/ld.so.cache, laid out as on a merged-/usr host (/lib64 and
-# /lib/<triplet> are symlinks into /usr): the policy v2 test starts it under
-# files.default: deny with the runtime baseline. amd64 only (the host's
-# architecture); the arm64 guest has no libc.
+# amd64 (the host's architecture) only: the runtime image (runtime_image below),
+# the host's /usr/bin/cat, node and python with their loader and libraries and the
+# npm filesystem server, attached read-only as a virtio disk that /init mounts
+# at /usr and /opt; here the /etc files they read (the loader cache, Debian's
+# python configuration, OpenSSL's configuration, the time zone) and the
+# merged-/usr symlinks (/lib64, /lib/<triplet> point into /usr). The policy v2
+# tests start them under files.default: deny with the runtime baseline, at
+# the host's real paths. The arm64 guest has no libc.
+copy_at() { # copy_at PATH ROOT: copy PATH (a symlink as a symlink) to ROOT/PATH
+	mkdir -p "$2$(dirname "$1")"
+	cp -a "$1" "$2$1"
+}
 if [[ $ARCH == amd64 ]]; then
-	DYN=/usr/bin/cat
-	for f in "$DYN" $(ldd "$DYN" | grep -o '/[^ ]*'); do
-		real=$(readlink -f "$f")
-		mkdir -p "$STAGE$(dirname "$real")"
-		cp "$real" "$STAGE$real"
-	done
-	mkdir -p "$STAGE/lib64"
+	mkdir -p "$STAGE/lib64" "$STAGE/usr" "$STAGE/opt"
 	ln -sfn "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$STAGE/lib64/ld-linux-x86-64.so.2"
 	ln -sfn /usr/lib/x86_64-linux-gnu "$STAGE/lib/x86_64-linux-gnu"
 	[[ -f /etc/ld.so.cache ]] && cp /etc/ld.so.cache "$STAGE/etc/ld.so.cache"
+	for f in /etc/python3* /etc/ssl/openssl.cnf /etc/localtime; do
+		if [[ -e $f ]]; then copy_at "$f" "$STAGE"; fi
+	done
 fi
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$STAGE/etc/hosts"
 echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
@@ -364,6 +368,8 @@ mod_add() { # mod_add NAME
 # The guest's modules: loop (if not built in), and the filesystems of the
 # filesystem matrix (test/lsm/fs_test.go), each after its dependencies.
 GUEST_MODULES=(overlay xfs btrfs)
+# amd64: virtio_blk (with virtio_pci) for the runtime image's disk.
+[[ $ARCH == amd64 ]] && GUEST_MODULES+=(virtio_pci virtio_blk)
 if grep -qE '(^|/)loop\.ko' "$MODDIR/modules.builtin" 2>/dev/null; then
 	log "loop is built into $KREL"
 else
@@ -397,6 +403,109 @@ mkfs.xfs -q -f -L assay-vmtest "$BUILD/xfs.img"
 gzip -1 -c "$BUILD/xfs.img" >"$STAGE/images/xfs.img.gz"
 rm -f "$BUILD/btrfs.img" "$BUILD/xfs.img"
 
+# The runtime image (amd64): a read-only ext4 image of the host's programs at
+# their own paths, usr/ (cat, node, python3 with its standard library, and every
+# library ldd names for them and python's extension modules, with their soname
+# symlinks) and opt/mcp/ (the pinned npm filesystem server: internal/mcptest/npm,
+# installed with `npm ci` into .cache/npm as the host tests do). QEMU attaches it
+# as a virtio disk; /init mounts it and binds its usr/ at /usr and opt/ at /opt.
+# Only what is touched is read, so its ~250 MB cost no guest RAM. Cached in
+# $CACHE/runtime by the hash of its sources' names, sizes and times.
+RTIMG=""
+npm_fs_install() { # prints the directory of the pinned npm install (as internal/mcptest/npm.go)
+	local spec=internal/mcptest/npm n hash dir npm
+	npm=$(command -v npm) || return 1
+	hash=$(for n in package.json package-lock.json; do
+		printf '%s %d\n' "$n" "$(stat -c %s "$spec/$n")"
+		cat "$spec/$n"
+	done | sha256sum | cut -c1-16)
+	dir=$ROOT/.cache/npm/fs-$hash
+	if [[ ! -f $dir/.complete ]]; then
+		mkdir -p "$ROOT/.cache/npm"
+		(
+			flock 8
+			if [[ ! -f $dir/.complete ]]; then
+				log "npm ci $spec into $dir"
+				rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" && cp "$spec"/package.json "$spec"/package-lock.json "$dir.tmp/" &&
+					(cd "$dir.tmp" && npm_config_update_notifier=false timeout 300 "$npm" ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2) &&
+					touch "$dir.tmp/.complete" && rm -rf "$dir" && mv "$dir.tmp" "$dir"
+			fi
+		) 8>"$ROOT/.cache/npm/.lock" || return 1
+	fi
+	echo "$dir"
+}
+runtime_image() {
+	local node="" python pylib npmdir="" f p lib libs=() key img rt
+	f=$(command -v node 2>/dev/null) && node=$(readlink -f "$f")
+	if [[ -n $node && $node != /usr/* ]]; then
+		log "WARNING: node is at $node, not under /usr: the guest gets no node"
+		node=""
+	fi
+	[[ -n $node ]] || log "WARNING: no node on PATH: the guest's runtime baseline tests will fail (install Node.js 20+)"
+	python=$(readlink -f /usr/bin/python3 2>/dev/null) || python=""
+	pylib=/usr/lib/${python##*/}
+	if [[ ! -x $python || ! -d $pylib ]]; then
+		log "WARNING: no /usr/bin/python3 with $pylib: the guest gets no python (scripts/install-deps.sh installs it)"
+		python="" pylib=""
+	fi
+	[[ -n $node ]] && npmdir=$(npm_fs_install) || { [[ -z $node ]] || log "WARNING: npm ci of the filesystem server failed: the guest gets no npm server"; npmdir=""; }
+	# Every ELF's libraries, by the name ldd resolves (its directory resolved:
+	# /lib -> /usr/lib on merged /usr), so that soname symlinks come along.
+	local elves=(/usr/bin/cat $node $python)
+	[[ -n $pylib ]] && elves+=("$pylib"/lib-dynload/*.so)
+	for lib in $(ldd "${elves[@]}" 2>/dev/null | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+		[[ -e $lib ]] || continue
+		p=$(readlink -f "$(dirname "$lib")")/${lib##*/}
+		libs+=("$p")
+		[[ -L $p ]] && libs+=("$(readlink -f "$p")")
+	done
+	libs+=("$(readlink -f /lib64/ld-linux-x86-64.so.2)")
+	key=$({
+		echo "runtime-image v2"
+		stat -c '%n %s %Y' /usr/bin/cat $node $python ${python:+/usr/bin/python3} "${libs[@]}" /usr/share/zoneinfo/Etc/UTC 2>/dev/null
+		[[ -n $pylib ]] && find "$pylib" -printf '%P %s %T@\n' | LC_ALL=C sort
+		echo "npm $npmdir"
+	} | sha256sum | cut -c1-16)
+	img=$CACHE/runtime/runtime-$key.img
+	if [[ ! -f $img ]]; then
+		log "building the runtime image ($img)"
+		rt=$CACHE/runtime/tree
+		rm -rf "$CACHE/runtime" && mkdir -p "$rt/usr" "$rt/opt/mcp"
+		for f in /usr/bin/cat $node $python ${python:+/usr/bin/python3} "${libs[@]}"; do
+			copy_at "$f" "$rt"
+		done
+		if [[ -e /usr/share/zoneinfo/Etc/UTC ]]; then copy_at /usr/share/zoneinfo/Etc/UTC "$rt"; fi
+		# The standard library without what no program imports at run time:
+		# its test suite, the static libpython (config-*), the bundled pip
+		# wheels, 2to3, the pydoc topics, the GUI modules.
+		local x excl=()
+		for x in test 'config-*' dist-packages ensurepip lib2to3 pydoc_data idlelib tkinter turtledemo; do
+			excl+=(--exclude="${pylib#/}/$x")
+		done
+		[[ -n $pylib ]] && (cd / && tar -cf - "${excl[@]}" "${pylib#/}") | tar -C "$rt" -xf -
+		[[ -n $npmdir ]] && cp -a "$npmdir/node_modules" "$rt/opt/mcp/"
+		local size files
+		size=$(du -sm "$rt" | cut -f1)
+		files=$(find "$rt" | wc -l)
+		truncate -s "$((size * 11 / 10 + 16))M" "$img.tmp"
+		mkfs.ext4 -q -F -O ^has_journal -N "$((files + 1024))" -L assay-runtime -d "$rt" "$img.tmp"
+		mv "$img.tmp" "$img"
+		rm -rf "$rt"
+	fi
+	RTIMG=$img
+	{
+		echo "ASSAY_NODE=$node"
+		echo "ASSAY_PYTHON=${python:+/usr/bin/python3}"
+		[[ -n $npmdir ]] && echo "ASSAY_NODE_FS_DIR=/opt/mcp"
+	} >"$STAGE/etc/vmtest/runtime.env"
+	log "runtime image $(du -h --apparent-size "$img" | cut -f1) (node ${node:-none}, python ${python:-none}${npmdir:+, npm filesystem server})"
+}
+if [[ $ARCH == amd64 ]]; then
+	T_RT=$(now)
+	runtime_image
+	log "runtime image ready in $(secs "$T_RT")s"
+fi
+
 INITRD=$BUILD/initrd.cpio.gz
 (cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | "$HOST_BUSYBOX" cpio -o -H newc 2>/dev/null) | gzip -1 >"$INITRD"
 log "initramfs $(du -h "$INITRD" | cut -f1) (kernel $KREL)"
@@ -413,7 +522,9 @@ T_VM=$(now)
 # --foreground keeps QEMU in our process group, so Ctrl-C reaches it. The sed drops
 # CRs and SeaBIOS's terminal escapes (ESC c would reset the user's terminal).
 set +e
-timeout --foreground -k 10 "$TIMEOUT" "${QEMU[@]}" -smp 2 -m 1G -nic none \
+DISKS=()
+[[ -n $RTIMG ]] && DISKS=(-drive "file=$RTIMG,if=virtio,format=raw,readonly=on")
+timeout --foreground -k 10 "$TIMEOUT" "${QEMU[@]}" -smp 2 -m 1G -nic none "${DISKS[@]}" \
 	-kernel "$VMLINUZ" -initrd "$INITRD" -append "$APPEND" \
 	-nographic -no-reboot </dev/null 2>&1 |
 	sed -u -e 's/\r$//' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' | tee "$LOG"
