@@ -50,10 +50,14 @@ func startWatchdog(leaf cgroup.Scope, linkFDs []int) (*watchdog, error) {
 		return nil, err
 	}
 	defer r.Close()
-	extra := []*os.File{r}
-	for _, fd := range linkFDs {
-		extra = append(extra, os.NewFile(uintptr(fd), "link"))
+	extra, err := linkFiles(linkFDs)
+	if err != nil {
+		w.Close()
+		return nil, err
 	}
+	// The watchdog inherited its copies: ours go now.
+	defer closeFiles(extra)
+	extra = append([]*os.File{r}, extra...)
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        []string{"assay", WatchCommand, leaf.Path, strconv.FormatUint(leaf.ID, 10), strconv.Itoa(len(linkFDs))},
@@ -65,6 +69,30 @@ func startWatchdog(leaf cgroup.Scope, linkFDs []int) (*watchdog, error) {
 		return nil, fmt.Errorf("starting the watchdog: %w", err)
 	}
 	return &watchdog{cmd: cmd, done: w}, nil
+}
+
+// linkFiles duplicates the instance's link descriptors for the watchdog's
+// ExtraFiles. Never wrap the instance's own descriptors in an *os.File: a
+// File closes its descriptor when it is garbage collected, which closed
+// links the instance still owned (its Detach then failed with EBADF, or
+// closed whatever had reused the number meanwhile).
+func linkFiles(fds []int) ([]*os.File, error) {
+	files := make([]*os.File, 0, len(fds))
+	for _, fd := range fds {
+		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			closeFiles(files)
+			return nil, fmt.Errorf("starting the watchdog: duplicating link descriptor %d: %w", fd, err)
+		}
+		files = append(files, os.NewFile(uintptr(dup), "link"))
+	}
+	return files, nil
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
 // stop lets the watchdog go and waits for it (bounded: it only waits for
