@@ -1,6 +1,7 @@
 package mcptest
 
 import (
+	"encoding/json"
 	"fmt"
 	"github.com/assaymcp/assay/internal/assaytest"
 	"net"
@@ -421,7 +422,16 @@ func checkEnded(t *testing.T, r Result, methods ...string) {
 		t.Errorf("events output: %s", p)
 	}
 	for _, line := range r.Stderr {
-		if strings.HasPrefix(line, "assay: stopping") || strings.HasPrefix(line, "assay: writing events failed") {
+		// --output json: assay's messages are JSON lines too.
+		msg := line
+		var m struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		}
+		if json.Unmarshal([]byte(line), &m) == nil && m.Type == "message" {
+			msg = "assay: " + m.Message
+		}
+		if strings.HasPrefix(msg, "assay: stopping") || strings.HasPrefix(msg, "assay: writing events failed") {
 			t.Errorf("assay stderr: %s", line)
 		}
 	}

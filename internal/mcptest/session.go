@@ -29,6 +29,16 @@ import (
 var (
 	ConnectTimeout = assaytest.Scaled(60 * time.Second) // assay setup + the server's start + initialize
 	CallTimeout    = assaytest.Scaled(30 * time.Second) // one request
+	// ExitTimeout: after the client closed assay's stdin, how long assay
+	// has to exit by itself (the server's exit, the cgroup's removal, the
+	// detach of every program, the final drain and the summary) before it
+	// gets SIGTERM, and as long again before SIGKILL. The detach of each
+	// BPF LSM hook waits for the kernel to unregister its trampoline (RCU
+	// Tasks grace periods): measured in the arm64 guest (TCG, host load
+	// 10-15), 1-3 s per hook, ~30 s for the 18 hooks, 40-46 s for the
+	// whole exit, where the fixed 10 s + 10 s killed assay mid-detach. A
+	// SIGKILL loses the summary and every event still in the ring buffers.
+	ExitTimeout = assaytest.Scaled(30 * time.Second)
 )
 
 // ProtocolVersion is the MCP version the client asks for: the newest one
@@ -113,7 +123,7 @@ func Start(t testing.TB, o Options) *Session {
 	s.cmd = exec.Command(o.Assay, args...)
 	s.cmd.Stderr = s.stderr
 	s.cmd.Env = o.Env
-	s.tr = &CommandTransport{Command: s.cmd}
+	s.tr = &CommandTransport{Command: s.cmd, TerminateDuration: ExitTimeout}
 
 	client := mcp.NewClient(&mcp.Implementation{Name: "assay-mcptest-client", Version: testserver.Version}, nil)
 	for _, r := range o.Roots {
