@@ -65,7 +65,7 @@ type Options struct {
 	Roots  []string // directories the client offers as MCP roots (roots/list)
 	Env    []string // the environment of assay (nil: this process's)
 	// Slow multiplies the session's hang guards (ConnectTimeout,
-	// CallTimeout): for a server that is slow to start where it runs (Node.js
+	// CallTimeout, ExitTimeout): for a server that is slow to start where it runs (Node.js
 	// in the TCG guest). 0 means 1.
 	Slow int
 	// Learn, when set, runs `assay learn --out LEARN FLAGS... -- SERVER...`
@@ -123,7 +123,7 @@ func Start(t testing.TB, o Options) *Session {
 	s.cmd = exec.Command(o.Assay, args...)
 	s.cmd.Stderr = s.stderr
 	s.cmd.Env = o.Env
-	s.tr = &CommandTransport{Command: s.cmd, TerminateDuration: ExitTimeout}
+	s.tr = &CommandTransport{Command: s.cmd, TerminateDuration: s.slow(ExitTimeout)}
 
 	client := mcp.NewClient(&mcp.Implementation{Name: "assay-mcptest-client", Version: testserver.Version}, nil)
 	for _, r := range o.Roots {
