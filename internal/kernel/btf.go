@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sort"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -126,23 +127,38 @@ func fileProgramsHere() ([]string, error) {
 	return out, nil
 }
 
+// observeHookArgs is how many arguments each hook of the LSM observe
+// programs (bpf/observe.h) takes, as they are written: a kernel whose hook
+// differs is observed on the trace path instead.
+var observeHookArgs = map[string]int{"file_open": 1, "mmap_file": 4, "file_mprotect": 3, "path_unlink": 2,
+	"path_rmdir": 2, "path_mkdir": 3, "path_mknod": 4, "path_symlink": 3, "path_link": 3, "path_rename": 5,
+	"path_truncate": 1, "path_chmod": 2, "path_chown": 3}
+
 // ObserveLSMHere reports whether `assay learn` can observe in the LSM
-// hooks here: BPF LSM works (ProbeLSM) and the kernel has the path hooks
-// (CONFIG_SECURITY_PATH) the change observation attaches to. The error
-// says what is missing.
+// hooks here: BPF LSM works (ProbeLSM) and the kernel has the hooks the
+// observe programs attach to, with the arguments they expect (the path_*
+// hooks need CONFIG_SECURITY_PATH). The error says what is missing.
 func ObserveLSMHere() error {
 	if err := ProbeLSM(); err != nil {
 		return err
 	}
-	for _, h := range []string{"path_unlink", "path_rename", "path_link", "path_truncate", "path_chmod", "path_chown",
-		"path_mkdir", "path_rmdir", "path_mknod", "path_symlink"} {
+	hooks := make([]string, 0, len(observeHookArgs))
+	for h := range observeHookArgs {
+		hooks = append(hooks, h)
+	}
+	sort.Strings(hooks)
+	for _, h := range hooks {
 		n, err := lsmHookArgs(h)
 		if err != nil {
 			return err
 		}
-		if n < 0 {
-			return &FeatureError{Feature: "BPF LSM path hooks (" + h + ")", Err: errors.New("the kernel has no such hook"),
-				Fix: "the kernel needs CONFIG_SECURITY_PATH"}
+		switch {
+		case n < 0:
+			return &FeatureError{Feature: "BPF LSM hook " + h, Err: errors.New("the kernel has no such hook"),
+				Fix: "the path hooks need a kernel built with CONFIG_SECURITY_PATH"}
+		case n != observeHookArgs[h]:
+			return &FeatureError{Feature: "BPF LSM hook " + h, Err: fmt.Errorf("it has %d arguments here, assay's observe program expects %d", n, observeHookArgs[h]),
+				Fix: "this assay does not know this kernel's hook"}
 		}
 	}
 	return nil

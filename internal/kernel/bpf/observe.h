@@ -159,9 +159,11 @@ int BPF_PROG(observe_link, struct dentry *old_dentry, const struct path *new_dir
 	return 0;
 }
 
+/* flags since Linux 5.19 (RENAME_EXCHANGE, ...): the loader checks the
+ * hook's arguments (kernel.ObserveLSMHere). */
 SEC("lsm/path_rename")
 int BPF_PROG(observe_rename, const struct path *old_dir, struct dentry *old_dentry, const struct path *new_dir,
-	     struct dentry *new_dentry, int ret)
+	     struct dentry *new_dentry, unsigned int flags, int ret)
 {
 	if (ret)
 		return ret;
