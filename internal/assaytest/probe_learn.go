@@ -22,10 +22,12 @@ func init() {
 }
 
 // probeLearnAttack: learn-attack DIR N. In DIR it creates a/0..N-1,
-// b/0..N-1, uring-read and uring-gone; then
+// b/0..N-1, r2-old, uring-read and uring-gone; then
 //   - N unlinks of DIR/?/i from one buffer while another thread keeps
 //     flipping ? between a and b: Out lists what was really removed
 //     ("a/0 b/1 ..."), as found afterwards;
+//   - a renameat2 of r2-old to r2-new with RENAME_NOREPLACE: Steps
+//     "renameat2: ok" when it renamed;
 //   - an IORING_OP_OPENAT of uring-read and an IORING_OP_UNLINKAT of
 //     uring-gone (no system call carries their paths): Steps
 //     "uring-open: ok" (or the errno) and "uring-unlink: ok".
@@ -48,7 +50,7 @@ func probeLearnAttack(r *ProbeResult, args []string) error {
 			}
 		}
 	}
-	for _, f := range []string{"uring-read", "uring-gone"} {
+	for _, f := range []string{"uring-read", "uring-gone", "r2-old"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte("u"), 0o644); err != nil {
 			return err
 		}
@@ -93,6 +95,15 @@ func probeLearnAttack(r *ProbeResult, args []string) error {
 	<-flipped
 	runtime.KeepAlive(buf)
 	r.Out = strings.Join(removed, " ")
+
+	// A rename with flags (the LSM hook has them as an argument).
+	r2 := "renameat2: ok"
+	if err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(dir, "r2-old"), unix.AT_FDCWD, filepath.Join(dir, "r2-new"), unix.RENAME_NOREPLACE); err != nil {
+		r2 = "renameat2: " + err.Error()
+	} else if _, err := os.Stat(filepath.Join(dir, "r2-new")); err != nil {
+		r2 = "renameat2: returned 0, did not rename"
+	}
+	r.Steps = append(r.Steps, r2)
 
 	uring := func(what string, op uringSQE, path []byte) {
 		op.Fd = unix.AT_FDCWD

@@ -281,6 +281,7 @@ const (
 	bpfProgMmapFile          = "mmap_file"
 	bpfProgObserveChmod      = "observe_chmod"
 	bpfProgObserveChown      = "observe_chown"
+	bpfProgObserveFtruncate  = "observe_ftruncate"
 	bpfProgObserveLink       = "observe_link"
 	bpfProgObserveMkdir      = "observe_mkdir"
 	bpfProgObserveMknod      = "observe_mknod"
@@ -387,6 +388,7 @@ type bpfProgramSpecs struct {
 	MmapFile          *ebpf.ProgramSpec `ebpf:"mmap_file"`
 	ObserveChmod      *ebpf.ProgramSpec `ebpf:"observe_chmod"`
 	ObserveChown      *ebpf.ProgramSpec `ebpf:"observe_chown"`
+	ObserveFtruncate  *ebpf.ProgramSpec `ebpf:"observe_ftruncate"`
 	ObserveLink       *ebpf.ProgramSpec `ebpf:"observe_link"`
 	ObserveMkdir      *ebpf.ProgramSpec `ebpf:"observe_mkdir"`
 	ObserveMknod      *ebpf.ProgramSpec `ebpf:"observe_mknod"`
@@ -592,6 +594,7 @@ type bpfPrograms struct {
 	MmapFile          *ebpf.Program `ebpf:"mmap_file"`
 	ObserveChmod      *ebpf.Program `ebpf:"observe_chmod"`
 	ObserveChown      *ebpf.Program `ebpf:"observe_chown"`
+	ObserveFtruncate  *ebpf.Program `ebpf:"observe_ftruncate"`
 	ObserveLink       *ebpf.Program `ebpf:"observe_link"`
 	ObserveMkdir      *ebpf.Program `ebpf:"observe_mkdir"`
 	ObserveMknod      *ebpf.Program `ebpf:"observe_mknod"`
@@ -638,6 +641,7 @@ func (p *bpfPrograms) Close() error {
 		p.MmapFile,
 		p.ObserveChmod,
 		p.ObserveChown,
+		p.ObserveFtruncate,
 		p.ObserveLink,
 		p.ObserveMkdir,
 		p.ObserveMknod,

@@ -132,7 +132,10 @@ func fileProgramsHere() ([]string, error) {
 // differs is observed on the trace path instead.
 var observeHookArgs = map[string]int{"file_open": 1, "mmap_file": 4, "file_mprotect": 3, "path_unlink": 2,
 	"path_rmdir": 2, "path_mkdir": 3, "path_mknod": 4, "path_symlink": 3, "path_link": 3, "path_rename": 5,
-	"path_truncate": 1, "path_chmod": 2, "path_chown": 3}
+	"path_truncate": 1, "path_chmod": 2, "path_chown": 3, "file_truncate": 1}
+
+// optionalObserveHooks are attached where the kernel has them.
+var optionalObserveHooks = map[string]bool{"file_truncate": true} // Linux 6.2
 
 // ObserveLSMHere reports whether `assay learn` can observe in the LSM
 // hooks here: BPF LSM works (ProbeLSM) and the kernel has the hooks the
@@ -153,6 +156,7 @@ func ObserveLSMHere() error {
 			return err
 		}
 		switch {
+		case n < 0 && optionalObserveHooks[h]:
 		case n < 0:
 			return &FeatureError{Feature: "BPF LSM hook " + h, Err: errors.New("the kernel has no such hook"),
 				Fix: "the path hooks need a kernel built with CONFIG_SECURITY_PATH"}
@@ -162,6 +166,29 @@ func ObserveLSMHere() error {
 		}
 	}
 	return nil
+}
+
+// observeProgramsHere lists the LSM observe programs to load here: those
+// of optional hooks only where the kernel has them.
+func observeProgramsHere() ([]string, error) {
+	spec, err := embeddedSpec()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range observePrograms {
+		if p := spec.Programs[name]; p != nil && optionalObserveHooks[p.AttachTo] {
+			n, err := lsmHookArgs(p.AttachTo)
+			if err != nil {
+				return nil, err
+			}
+			if n < 0 {
+				continue
+			}
+		}
+		out = append(out, name)
+	}
+	return out, nil
 }
 
 var embedded struct {

@@ -102,7 +102,7 @@ var (
 	// with CONFIG_SECURITY_PATH (see ObserveLSMHere).
 	observePrograms = []string{bpfProgObserveOpen, bpfProgObserveMmap, bpfProgObserveMprotect, bpfProgObserveUnlink,
 		bpfProgObserveRmdir, bpfProgObserveMkdir, bpfProgObserveMknod, bpfProgObserveSymlink, bpfProgObserveLink,
-		bpfProgObserveRename, bpfProgObserveTruncate, bpfProgObserveChmod, bpfProgObserveChown}
+		bpfProgObserveRename, bpfProgObserveTruncate, bpfProgObserveChmod, bpfProgObserveChown, bpfProgObserveFtruncate}
 )
 
 // The scope configuration's observe bits (bpf/common.h OBSERVE_*).
@@ -317,7 +317,11 @@ func programsFor(r Rules, trace, observe bool) ([]string, error) {
 		names = append(names, tracePrograms...)
 	}
 	if observe {
-		names = append(names, observePrograms...)
+		op, err := observeProgramsHere()
+		if err != nil {
+			return nil, lsmError("read the kernel's LSM hooks", err)
+		}
+		names = append(names, op...)
 	}
 	return names, nil
 }

@@ -20,7 +20,7 @@ import (
 // new directory, unlink through a symbolic link to a directory, rmdir,
 // symlink, link, chmod, truncate), then runs the probe $2 (learn-attack:
 // unlinks whose argument a racing thread rewrites, io_uring's open and
-// unlink); $3, when given, is a file outside the directory it tries to
+// unlink, a renameat2 with flags); $3, when given, is a file outside the directory it tries to
 // remove.
 const learnScript = `set -e
 cd "$1"
@@ -105,7 +105,7 @@ func TestLearnLSMChanges(t *testing.T) {
 	if lr.ExitCode != 0 || probe == nil || strings.Join(lr.Stdout, "") != "real"+lr.Stdout[1]+"changed" {
 		t.Fatalf("assay learn: exit %d stdout %q\n%s", lr.ExitCode, lr.Stdout, lr.StderrText())
 	}
-	if strings.Join(probe.Steps, ", ") != "uring-open: ok, uring-unlink: ok" {
+	if strings.Join(probe.Steps, ", ") != "renameat2: ok, uring-open: ok, uring-unlink: ok" {
 		t.Errorf("the probe's io_uring operations: %q", probe.Steps)
 	}
 	// arm64 before Linux 6.4 has no BPF trampolines, so no BPF LSM: there
@@ -138,7 +138,8 @@ func TestLearnLSMChanges(t *testing.T) {
 		seen[op+" "+strings.TrimPrefix(m[1], w)] = true
 	}
 	for _, want := range []string{"open /real.txt", "mkdir /new", "rename /old.txt", "rename> /new/moved.txt", unlinked,
-		"rmdir /emptydir", "symlink /new/link", "link /new/moved.txt", "link> /new/hard", "chmod /mode.txt", "truncate /big.txt"} {
+		"rmdir /emptydir", "symlink /new/link", "link /new/moved.txt", "link> /new/hard", "chmod /mode.txt", "truncate /big.txt",
+		"rename /race/r2-old", "rename> /race/r2-new"} {
 		if !seen[want] {
 			t.Errorf("no event %q; saw %v", want, seen)
 		}

@@ -19,7 +19,8 @@
  *                  (FILEOP_TARGET on the new name of a rename or link):
  *                  unlink, rmdir, mkdir, mknod (also a file created by
  *                  open), symlink, link, rename, truncate (truncate,
- *                  ftruncate, O_TRUNC), chmod, chown.
+ *                  ftruncate, O_TRUNC; ftruncate is file_truncate's
+ *                  since Linux 6.2), chmod, chown.
  * The hooks run before the operation: one the kernel then refuses for
  * another reason (permissions, a full disk) is reported all the same.
  * With OBSERVE_LSM set the trace path reports neither opens nor changes
@@ -193,5 +194,15 @@ int BPF_PROG(observe_chown, const struct path *path, __u32 uid, __u32 gid, int r
 {
 	if (!ret)
 		observe_dentry(BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt), FILE_OP_CHOWN);
+	return ret;
+}
+
+/* ftruncate has its own hook since Linux 6.2 (before, path_truncate):
+ * attached where the kernel has it (kernel.observeProgramsHere). */
+SEC("lsm/file_truncate")
+int BPF_PROG(observe_ftruncate, struct file *file, int ret)
+{
+	if (!ret)
+		observe_file(file, FILE_OP_TRUNCATE);
 	return ret;
 }
