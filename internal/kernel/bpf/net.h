@@ -342,6 +342,19 @@ static __always_inline void emit_net(__u8 kind, __u8 verdict, __u32 rule, __u16 
 	count(PATH_SOCKET, COUNT_EMITTED);
 }
 
+/* assay_emit_net is emit_net as a global function, verified once per
+ * program instead of at each of the up to five places a program reports a
+ * refusal. Scalars only: the address words two by two, and
+ * kind | verdict << 8 | family << 16 | protocol << 24 | port << 32 |
+ * mapped << 48 | unspec << 56. */
+__noinline int assay_emit_net(__u64 a01, __u64 a23, __u64 meta, __u32 rule)
+{
+	__u32 w[4] = {(__u32)a01, (__u32)(a01 >> 32), (__u32)a23, (__u32)(a23 >> 32)};
+	emit_net((__u8)meta, (__u8)(meta >> 8), rule, (__u8)(meta >> 16), (__u8)(meta >> 24), (__u16)(meta >> 32),
+		 (__u8)(meta >> 48), (__u8)(meta >> 56), w, 4);
+	return 0;
+}
+
 /* verdict turns a matched rule into the program's return value: 1 lets the
  * call through, 0 makes the kernel return EPERM. */
 static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __u32 rule, __u16 family,
@@ -350,12 +363,17 @@ static __always_inline int verdict(const struct assay_settings *s, __u8 kind, __
 {
 	if (!rule)
 		return 1;
-	if (s->audit) {
-		emit_net(kind, VERDICT_AUDIT, rule, family, protocol, port, mapped, unspec, addr_words, nwords);
-		return 1;
+	__u8 v = s->audit ? VERDICT_AUDIT : VERDICT_BLOCKED;
+	__u64 a01 = addr_words[0], a23 = 0;
+	if (nwords > 1) {
+		a01 |= (__u64)addr_words[1] << 32;
+		a23 = addr_words[2] | (__u64)addr_words[3] << 32;
 	}
-	emit_net(kind, VERDICT_BLOCKED, rule, family, protocol, port, mapped, unspec, addr_words, nwords);
-	return 0;
+	assay_emit_net(a01, a23,
+		       (__u64)kind | (__u64)v << 8 | (__u64)(__u8)family << 16 | (__u64)protocol << 24 |
+			       (__u64)port << 32 | (__u64)mapped << 48 | (__u64)unspec << 56,
+		       rule);
+	return v == VERDICT_AUDIT;
 }
 
 /* The socket's bound addresses (bpf_sock: src_ip4 is inet_rcv_saddr, which
