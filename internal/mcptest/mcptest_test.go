@@ -127,15 +127,19 @@ func TestCommandTransport(t *testing.T) {
 // the protocol are recorded - also after the last message, while it shuts
 // down - and a command that ignores stdin's end is terminated.
 func TestCommandTransportRecordsStrayBytes(t *testing.T) {
+	t.Parallel()
 	testenv.LookPath(t, "sh", "the stray-bytes command is a shell script")
 	// Prints a banner where the initialize response should be, then, once
 	// stdin ends, a goodbye; then it ignores the end of stdin until SIGTERM,
 	// while a background child keeps stdout open for a while longer.
-	script := `echo banner; cat >/dev/null; echo goodbye; (sleep 2) & trap 'exit 3' TERM; while :; do sleep 0.05; done`
-	// The shell must act on SIGTERM within TerminateDuration, or it gets
-	// SIGKILL too: 200 ms was too short on a busy machine (load 17: the
-	// trap waits for the loop's current sleep, a fork and exec).
-	tr := &CommandTransport{Command: exec.Command("sh", "-c", script), TerminateDuration: 2 * time.Second}
+	// It waits in the `wait` builtin, which a trapped signal interrupts at
+	// once: a loop of `sleep 0.05` acts on SIGTERM only after the current
+	// sleep and a fork and exec, which at load 15 took longer than the
+	// grace period and drew a SIGKILL too. The grace period covers the
+	// shell getting from the end of stdin to its trap (echo, fork) on a
+	// busy machine.
+	script := `echo banner; cat >/dev/null; echo goodbye; (sleep 6) & sleep 600 >/dev/null & trap 'kill $!; exit 3' TERM; wait`
+	tr := &CommandTransport{Command: exec.Command("sh", "-c", script), TerminateDuration: 5 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil).Connect(ctx, tr, &mcp.ClientSessionOptions{ProtocolVersion: ProtocolVersion})
