@@ -195,6 +195,13 @@ func lsmError(what string, err error) error {
 		// (arm64 can from Linux 6.4 on), whatever the LSM list says.
 		fix = "this kernel cannot attach BPF LSM programs on " + runtime.GOARCH + " (no BPF trampoline support; arm64 needs Linux 6.4 or later): use a newer kernel, `assay run` (which enforces file rules with Landlock), or remove the files section from the policy"
 	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		// The kernel accepts BPF LSM programs but its verifier refused
+		// one of assay's: neither lsm= nor a kernel policy is the cause.
+		rel, _ := Release()
+		fix = "the kernel's verifier rejected one of assay's programs on Linux " + rel + ": this is an Assay bug on this kernel, please report it with this message; meanwhile use `assay run` (which enforces file rules with Landlock) or remove the files section from the policy"
+	}
 	return &FeatureError{Feature: "BPF LSM (" + what + ")", Err: err, Fix: fix + "; run `assay doctor`"}
 }
 

@@ -23,6 +23,10 @@ func TestLSMErrorAdvice(t *testing.T) {
 	if msg := eperm.Error(); strings.Contains(msg, "trampoline") || !strings.Contains(msg, "assay doctor") {
 		t.Errorf("EPERM: %s", msg)
 	}
+	verifier := lsmError("load the file programs", fmt.Errorf("load program: %w", &ebpf.VerifierError{Cause: unix.EINVAL, Log: []string{"R0 has unknown scalar value"}}))
+	if msg := verifier.Error(); !strings.Contains(msg, "verifier rejected") || strings.Contains(msg, "LSM list") || strings.Contains(msg, "hypervisor") || !strings.Contains(msg, "R0 has unknown scalar value") {
+		t.Errorf("verifier: %s", msg)
+	}
 	var fe *FeatureError
 	if !errors.As(notsupp, &fe) || !errors.Is(notsupp, ebpf.ErrNotSupported) {
 		t.Errorf("ENOTSUPP: %T does not wrap the cause", notsupp)
