@@ -33,31 +33,61 @@ const minEntries = 2
 // fileEntries are the file rules (the collapse rule above), sensitive
 // paths last (written commented out); it counts them in res.
 func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []entry {
-	files := r.Files()
+	c := &collapse{o: o, res: res, need: map[string]*obs{}, dirs: map[string]*dirInfo{}, chosen: map[string]bool{}}
+	c.observed(r.Files(), cov)
+	c.useDirs()
+	c.choose()
+	return c.entries()
+}
+
+// collapse holds the collapse rule's state, phase by phase: what the run
+// needs that the policy does not cover (observed), which directories were
+// used (useDirs), which of them become subtree rules (choose), and the
+// rules written (entries).
+type collapse struct {
+	o      Options
+	res    *Result
+	need   map[string]*obs
+	sens   []entry
+	dirs   map[string]*dirInfo
+	touchy map[string]bool // ancestors of sensitive paths the run touched
+	order  []string        // the directories, deepest first
+	chosen map[string]bool // the directories that get subtree rules
+}
+
+type obs struct {
+	use       FileUse
+	want      policy.Access
+	createdIn bool // files were created in this directory
+}
+
+type dirInfo struct {
+	entries map[string]bool
+	listed  bool // listed or created in
+	created bool
+	used    bool
+}
+
+func (c *collapse) add(p string, u FileUse, want policy.Access, createdIn bool) {
+	if o := c.need[p]; o != nil {
+		o.want |= want
+		o.use.Opens += u.Opens
+		o.use.Changes += u.Changes
+		o.use.Dir = o.use.Dir || u.Dir
+		o.createdIn = o.createdIn || createdIn
+		return
+	}
+	c.need[p] = &obs{use: u, want: want, createdIn: createdIn}
+}
+
+// observed fills need with what the run used that cov does not allow,
+// and sens with the sensitive paths it touched.
+func (c *collapse) observed(files map[string]FileUse, cov *policy.Policy) {
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-
-	type obs struct {
-		use       FileUse
-		want      policy.Access
-		createdIn bool // files were created in this directory
-	}
-	need := map[string]*obs{}
-	var sens []entry
-	add := func(p string, u FileUse, want policy.Access, createdIn bool) {
-		if o := need[p]; o != nil {
-			o.want |= want
-			o.use.Opens += u.Opens
-			o.use.Changes += u.Changes
-			o.use.Dir = o.use.Dir || u.Dir
-			o.createdIn = o.createdIn || createdIn
-			return
-		}
-		need[p] = &obs{use: u, want: want, createdIn: createdIn}
-	}
 	// covered: the policy already allows want on p (listing a directory
 	// needs a rule over it as a directory, not a rule for a file there).
 	byPath := map[string]policy.FileRule{}
@@ -65,11 +95,11 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 		byPath[r.Path] = r
 	}
 	covered := func(p string, want policy.Access, dir bool) bool {
-		for c := p; ; c = path.Dir(c) {
-			if r, ok := byPath[c]; ok && (r.WantDir || !dir || c != p) {
+		for x := p; ; x = path.Dir(x) {
+			if r, ok := byPath[x]; ok && (r.WantDir || !dir || x != p) {
 				return r.Access&want == want
 			}
-			if c == "/" {
+			if x == "/" {
 				return cov.FileDefault == policy.DefaultAllow
 			}
 		}
@@ -84,133 +114,140 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 			want |= policy.AccessExec // mapped for execution by the loader
 		}
 		if why := Sensitive(p); why != "" {
-			res.Sensitive = append(res.Sensitive, fmt.Sprintf("%s (%s): %s", p, why, accessWords(want)))
-			sens = append(sens, entry{line: fileLine(p, u.Dir, want), sortKey: p,
+			c.res.Sensitive = append(c.res.Sensitive, fmt.Sprintf("%s (%s): %s", p, why, accessWords(want)))
+			c.sens = append(c.sens, entry{line: fileLine(p, u.Dir, want), sortKey: p,
 				comment: seen(u.Opens, u.Changes, 1, want, p), warn: "sensitive: " + why})
 			continue
 		}
 		if u.Created {
 			// Creating a file is a right on its directory.
 			if dir := path.Dir(p); !covered(dir, policy.AccessWrite, true) {
-				add(dir, FileUse{}, policy.AccessWrite, true)
+				c.add(dir, FileUse{}, policy.AccessWrite, true)
 			}
 		}
 		if covered(p, want, u.Dir) {
-			res.Covered++
+			c.res.Covered++
 			continue
 		}
-		add(p, u, want, false)
+		c.add(p, u, want, false)
 	}
+}
 
-	// Directories: which were used, bottom-up.
-	type dirInfo struct {
-		entries map[string]bool
-		listed  bool // listed or created in
-		created bool
-		used    bool
+func (c *collapse) getDir(d string) *dirInfo {
+	di := c.dirs[d]
+	if di == nil {
+		di = &dirInfo{entries: map[string]bool{}}
+		c.dirs[d] = di
 	}
-	dirs := map[string]*dirInfo{}
-	getDir := func(d string) *dirInfo {
-		di := dirs[d]
-		if di == nil {
-			di = &dirInfo{entries: map[string]bool{}}
-			dirs[d] = di
-		}
-		return di
-	}
-	touchy := map[string]bool{} // ancestors of sensitive paths the run touched
-	for _, s := range sens {
+	return di
+}
+
+// useDirs decides, bottom-up, which directories the run used.
+func (c *collapse) useDirs() {
+	c.touchy = map[string]bool{}
+	for _, s := range c.sens {
 		for d := path.Dir(s.sortKey); ; d = path.Dir(d) {
-			touchy[d] = true
+			c.touchy[d] = true
 			if d == "/" {
 				break
 			}
 		}
 	}
-	for p, ob := range need {
+	for p, ob := range c.need {
 		if ob.use.Dir || ob.createdIn {
-			di := getDir(p)
+			di := c.getDir(p)
 			di.listed = di.listed || ob.use.Dir
 			di.created = di.created || ob.createdIn
 		}
-		for c := p; c != "/"; c = path.Dir(c) {
-			getDir(path.Dir(c))
+		for x := p; x != "/"; x = path.Dir(x) {
+			c.getDir(path.Dir(x))
 		}
 		if p != "/" {
-			getDir(path.Dir(p)).entries[p] = true
+			c.getDir(path.Dir(p)).entries[p] = true
 		}
 	}
 	touched := map[string]bool{} // every path used and its ancestors
-	for p := range need {
-		for c := p; ; c = path.Dir(c) {
-			if touched[c] {
+	for p := range c.need {
+		for x := p; ; x = path.Dir(x) {
+			if touched[x] {
 				break
 			}
-			touched[c] = true
-			if c == "/" {
+			touched[x] = true
+			if x == "/" {
 				break
 			}
 		}
 	}
-	for _, s := range sens {
-		for c := s.sortKey; c != "/"; c = path.Dir(c) {
-			touched[c] = true
+	for _, s := range c.sens {
+		for x := s.sortKey; x != "/"; x = path.Dir(x) {
+			touched[x] = true
 		}
 	}
-	order := make([]string, 0, len(dirs))
-	for d := range dirs {
-		order = append(order, d)
+	c.order = make([]string, 0, len(c.dirs))
+	for d := range c.dirs {
+		c.order = append(c.order, d)
 	}
-	sort.Slice(order, func(i, j int) bool {
-		di, dj := depth(order[i]), depth(order[j])
+	sort.Slice(c.order, func(i, j int) bool {
+		di, dj := depth(c.order[i]), depth(c.order[j])
 		if di != dj {
 			return di > dj
 		}
-		return order[i] < order[j]
+		return c.order[i] < c.order[j]
 	})
-	for _, d := range order {
-		di := dirs[d]
-		di.used = di.listed || di.created || len(di.entries) >= minEntries && allEntered(o.Subdirs, d, touched)
+	for _, d := range c.order {
+		di := c.dirs[d]
+		di.used = di.listed || di.created || len(di.entries) >= minEntries && allEntered(c.o.Subdirs, d, touched)
 		if di.used && d != "/" {
-			getDir(path.Dir(d)).entries[d] = true
+			c.getDir(path.Dir(d)).entries[d] = true
 		}
 	}
-	allowed := func(d string) (ok bool, widen string) {
-		di := dirs[d]
-		switch {
-		case d == "/" || sensitiveAncestor(d) || touchy[d]:
-			return false, ""
-		case depth(d) <= 1:
-			if di.created {
-				return true, fmt.Sprintf("%s/: the run created files directly in this shared directory, which needs w on all of it", d)
-			}
-			return false, ""
+}
+
+// allowed says whether d may get a subtree rule, and why it widens when
+// it does.
+func (c *collapse) allowed(d string) (ok bool, widen string) {
+	di := c.dirs[d]
+	switch {
+	case d == "/" || sensitiveAncestor(d) || c.touchy[d]:
+		return false, ""
+	case depth(d) <= 1:
+		if di.created {
+			return true, fmt.Sprintf("%s/: the run created files directly in this shared directory, which needs w on all of it", d)
 		}
-		return true, ""
+		return false, ""
 	}
-	chosen := map[string]bool{}
-	sort.Slice(order, func(i, j int) bool {
-		di, dj := depth(order[i]), depth(order[j])
+	return true, ""
+}
+
+// choose picks the topmost used directories of each branch that may get
+// subtree rules.
+func (c *collapse) choose() {
+	sort.Slice(c.order, func(i, j int) bool {
+		di, dj := depth(c.order[i]), depth(c.order[j])
 		if di != dj {
 			return di < dj
 		}
-		return order[i] < order[j]
+		return c.order[i] < c.order[j]
 	})
-	var fileEntries []entry
-	for _, d := range order {
-		if !dirs[d].used || underChosen(d, chosen) {
+	for _, d := range c.order {
+		if !c.dirs[d].used || underChosen(d, c.chosen) {
 			continue
 		}
-		ok, widen := allowed(d)
+		ok, widen := c.allowed(d)
 		if !ok {
 			continue
 		}
-		chosen[d] = true
+		c.chosen[d] = true
 		if widen != "" {
-			res.Widened = append(res.Widened, widen)
+			c.res.Widened = append(c.res.Widened, widen)
 		}
 	}
-	// Subtree rules: the union of what was used beneath.
+}
+
+// entries writes the rules: a subtree rule per chosen directory with the
+// union of what was used beneath it, a rule of its own for every other
+// path, the sensitive ones last.
+func (c *collapse) entries() []entry {
 	type agg struct {
 		want    policy.Access
 		opens   int
@@ -220,22 +257,23 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 	}
 	sub := map[string]*agg{}
 	var ownPaths []string
-	for p := range need {
+	for p := range c.need {
 		ownPaths = append(ownPaths, p)
 	}
 	sort.Strings(ownPaths)
+	var fileEntries []entry
 	for _, p := range ownPaths {
-		ob := need[p]
+		ob := c.need[p]
 		top := ""
-		if chosen[p] {
+		if c.chosen[p] {
 			top = p
 		}
-		for c := path.Dir(p); top == "" && c != "/"; c = path.Dir(c) {
-			if chosen[c] && !underChosen(c, chosen) {
-				top = c
+		for x := path.Dir(p); top == "" && x != "/"; x = path.Dir(x) {
+			if c.chosen[x] && !underChosen(x, c.chosen) {
+				top = x
 			}
 		}
-		if top == "" && chosen["/"] {
+		if top == "" && c.chosen["/"] {
 			top = "/"
 		}
 		if top == "" {
@@ -246,12 +284,12 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 				if ob.createdIn {
 					what = "creating files in this directory needs w on everything beneath it"
 				}
-				res.Sensitive = append(res.Sensitive, fmt.Sprintf("%s/ (%s): %s", p, what, accessWords(ob.want)))
-				c := seen(ob.use.Opens, ob.use.Changes, 1, ob.want, p)
+				c.res.Sensitive = append(c.res.Sensitive, fmt.Sprintf("%s/ (%s): %s", p, what, accessWords(ob.want)))
+				cm := seen(ob.use.Opens, ob.use.Changes, 1, ob.want, p)
 				if ob.createdIn {
-					c += "; files created in it"
+					cm += "; files created in it"
 				}
-				sens = append(sens, entry{line: fileLine(p, true, ob.want), sortKey: p, comment: c, warn: what})
+				c.sens = append(c.sens, entry{line: fileLine(p, true, ob.want), sortKey: p, comment: cm, warn: what})
 				continue
 			}
 			fileEntries = append(fileEntries, entry{line: fileLine(p, false, ob.want), sortKey: p, comment: seen(ob.use.Opens, ob.use.Changes, 1, ob.want, p)})
@@ -277,16 +315,16 @@ func (r *Recorder) fileEntries(cov *policy.Policy, o Options, res *Result) []ent
 		if ex == "" {
 			ex = d + "/"
 		}
-		c := seen(a.opens, a.changes, a.n, a.want, ex)
-		if dirs[d] != nil && dirs[d].created {
-			c += "; files created in it"
+		cm := seen(a.opens, a.changes, a.n, a.want, ex)
+		if c.dirs[d] != nil && c.dirs[d].created {
+			cm += "; files created in it"
 		}
-		fileEntries = append(fileEntries, entry{line: fileLine(d, true, a.want), sortKey: d, comment: c})
+		fileEntries = append(fileEntries, entry{line: fileLine(d, true, a.want), sortKey: d, comment: cm})
 	}
 	sort.Slice(fileEntries, func(i, j int) bool { return fileEntries[i].sortKey < fileEntries[j].sortKey })
-	sort.Slice(sens, func(i, j int) bool { return sens[i].sortKey < sens[j].sortKey })
-	res.Files = len(fileEntries)
-	return append(fileEntries, sens...)
+	sort.Slice(c.sens, func(i, j int) bool { return c.sens[i].sortKey < c.sens[j].sortKey })
+	c.res.Files = len(fileEntries)
+	return append(fileEntries, c.sens...)
 }
 
 var sharedObjectRE = regexp.MustCompile(`\.so(\.[0-9.]+)?$|\.node$`)
