@@ -31,6 +31,13 @@ type lpm6Key struct {
 	Addr      [16]byte
 }
 
+// fileRule mirrors struct assay_file_rule (bpf/file_rules.h): the rule id
+// and its access bits.
+type fileRule struct {
+	ID     uint32
+	Access uint32
+}
+
 type fileKey struct {
 	Dev uint32
 	_   uint32
@@ -42,7 +49,7 @@ type fileKey struct {
 // it with one batch update where the kernel supports it. It returns the
 // map (closed by the caller), whether the batch call was used, and the
 // map's memory as the kernel accounts it.
-func fillMap[K any](b *testing.B, spec *ebpf.CollectionSpec, name string, keys []K, vals []uint32) (*ebpf.Map, bool, uint64) {
+func fillMap[K, V any](b *testing.B, spec *ebpf.CollectionSpec, name string, keys []K, vals []V) (*ebpf.Map, bool, uint64) {
 	b.Helper()
 	ms := spec.Maps[name]
 	if ms == nil || ms.InnerMap == nil {
@@ -184,10 +191,10 @@ func BenchmarkPolicyScale(b *testing.B) {
 			t2 := time.Now()
 			fp.compile = append(fp.compile, ms(t2.Sub(t1)))
 			keys := make([]fileKey, len(rules.Files))
-			vals := make([]uint32, len(rules.Files))
+			vals := make([]fileRule, len(rules.Files))
 			for i, f := range rules.Files {
 				keys[i] = fileKey{Dev: f.Dev, Ino: f.Ino}
-				vals[i] = f.ID
+				vals[i] = fileRule{ID: f.ID, Access: uint32(f.Access)}
 			}
 			m, batch, mem := fillMap(b, spec, "file_rules", keys, vals)
 			t3 := time.Now()
